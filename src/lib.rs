@@ -1,0 +1,6 @@
+//! usher: a login-time provisioning reverse proxy for Atlassian Data Center.
+//! This crate root lists the domain modules; see ARCHITECTURE.md for the three
+//! paths (request, login, sync) through them.
+#![forbid(unsafe_code)]
+
+pub mod config;
