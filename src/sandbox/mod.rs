@@ -1,0 +1,7 @@
+//! The sandbox: in-process emulators of Google (OIDC + Directory) and the
+//! Atlassian products, used by `usher demo`, `usher sandbox`, tests and benchmarks.
+//! Emulators follow the wire formats in `shared/reference/` exactly; they must
+//! never be reachable from a production `usher serve`.
+
+pub mod faults;
+pub mod http;
