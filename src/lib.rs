@@ -3,5 +3,11 @@
 //! paths (request, login, sync) through them.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod config;
+pub mod error;
+pub mod proxy;
 pub mod sandbox;
+pub mod telemetry;
+
+pub use app::App;
