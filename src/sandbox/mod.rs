@@ -3,5 +3,7 @@
 //! Emulators follow the wire formats in `shared/reference/` exactly; they must
 //! never be reachable from a production `usher serve`.
 
+pub mod atlassian;
 pub mod faults;
 pub mod http;
+pub mod jira;
