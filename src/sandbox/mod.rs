@@ -4,6 +4,7 @@
 //! never be reachable from a production `usher serve`.
 
 pub mod atlassian;
+pub mod bitbucket;
 pub mod confluence;
 pub mod faults;
 pub mod http;
