@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod proxy;
 pub mod sandbox;
+pub mod target;
 pub mod telemetry;
 
 pub use app::App;

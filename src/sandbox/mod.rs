@@ -3,5 +3,9 @@
 //! Emulators follow the wire formats in `shared/reference/` exactly; they must
 //! never be reachable from a production `usher serve`.
 
+pub mod atlassian;
+pub mod bitbucket;
+pub mod confluence;
 pub mod faults;
 pub mod http;
+pub mod jira;
