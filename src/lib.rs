@@ -4,4 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod directory;
+pub mod identity;
 pub mod sandbox;
