@@ -5,7 +5,9 @@
 
 pub mod app;
 pub mod config;
+pub mod directory;
 pub mod error;
+pub mod identity;
 pub mod proxy;
 pub mod sandbox;
 pub mod target;

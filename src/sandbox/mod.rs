@@ -7,5 +7,6 @@ pub mod atlassian;
 pub mod bitbucket;
 pub mod confluence;
 pub mod faults;
+pub mod google_directory;
 pub mod http;
 pub mod jira;
