@@ -1,0 +1,743 @@
+//! The one REST helper every target client uses: auth header, timeouts, no redirects,
+//! a per-target concurrency cap, bounded retries of 429/5xx honouring `Retry-After`
+//! and `X-RateLimit-*`, and product error bodies turned into [`TargetError`].
+//! Must not know any product endpoint; the product files build paths and bodies.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+use super::TargetError;
+use crate::config::{TargetAuth, TargetSettings};
+
+/// Characters escaped inside one path segment (everything but unreserved).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a user or group name for use as one path segment.
+pub fn seg(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// The product whose error dialect and permission names a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Jira,
+    Confluence,
+    Bitbucket,
+    Crowd,
+    Scim,
+}
+
+impl Flavor {
+    /// The permission an administrator must grant the bot account, for 403 messages.
+    pub fn permission(self) -> &'static str {
+        match self {
+            Flavor::Jira => "the Jira Administrators global permission (and WebSudo disabled or not challenging REST)",
+            Flavor::Confluence => "the Confluence Administrator global permission",
+            Flavor::Bitbucket => "the ADMIN global permission (SYS_ADMIN to manage administrators), and a free licence seat for new users",
+            Flavor::Crowd => "an application with write permission on its directory and this host's IP address in the application's allowlist",
+            Flavor::Scim => "a directory API key of this SCIM directory (Atlassian Guard) with a verified e-mail domain",
+        }
+    }
+
+    /// Extracts the product's own error text from a body, if the body is in its format.
+    pub fn message(self, body: &[u8]) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let mut parts: Vec<String> = Vec::new();
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        match self {
+            Flavor::Jira => {
+                if let Some(list) = v.get("errorMessages").and_then(|m| m.as_array()) {
+                    parts.extend(list.iter().filter_map(text));
+                }
+                if let Some(map) = v.get("errors").and_then(|m| m.as_object()) {
+                    parts.extend(
+                        map.iter()
+                            .map(|(k, e)| format!("{k}: {}", e.as_str().unwrap_or_default())),
+                    );
+                }
+                if parts.is_empty() {
+                    parts.extend(v.as_str().map(str::to_string));
+                }
+            }
+            Flavor::Confluence => {
+                parts.extend(v.get("message").and_then(text));
+                if let Some(list) = v.pointer("/data/errors").and_then(|m| m.as_array()) {
+                    parts.extend(
+                        list.iter()
+                            .filter_map(|e| e.pointer("/message/translation").and_then(text)),
+                    );
+                }
+            }
+            Flavor::Bitbucket => {
+                if let Some(list) = v.get("errors").and_then(|m| m.as_array()) {
+                    parts.extend(list.iter().filter_map(|e| e.get("message").and_then(text)));
+                }
+            }
+            Flavor::Crowd => {
+                let reason = v.get("reason").and_then(text);
+                let message = v.get("message").and_then(text);
+                match (reason, message) {
+                    (Some(r), Some(m)) => parts.push(format!("{r}: {m}")),
+                    (r, m) => parts.extend(r.or(m)),
+                }
+            }
+            Flavor::Scim => {
+                parts.extend(v.get("detail").and_then(text));
+                if let Some(t) = v.get("scimType").and_then(|t| t.as_str()) {
+                    parts.push(format!("scimType {t}"));
+                }
+            }
+        }
+        let joined = parts.join("; ");
+        (!joined.is_empty()).then(|| clip(&joined))
+    }
+}
+
+/// Shortens and de-controls product text before it goes into an error message.
+fn clip(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    clean.trim().to_string()
+}
+
+/// Time source and sleeper; injectable so retry tests run instantly.
+pub trait Clock: Send + Sync {
+    /// Wall-clock now (for HTTP-date `Retry-After`).
+    fn now(&self) -> SystemTime;
+    /// Waits `d`.
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+/// A clock that does not wait but records every requested sleep; for tests that
+/// prove backoff and `Retry-After` handling without spending the time.
+#[derive(Debug, Default)]
+pub struct RecordingClock {
+    slept: Mutex<Vec<Duration>>,
+}
+
+impl RecordingClock {
+    /// Every sleep requested so far, in order.
+    pub fn sleeps(&self) -> Vec<Duration> {
+        self.slept.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+    /// Forgets the recorded sleeps.
+    pub fn reset(&self) {
+        if let Ok(mut s) = self.slept.lock() {
+            s.clear();
+        }
+    }
+}
+
+impl Clock for RecordingClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        if let Ok(mut s) = self.slept.lock() {
+            s.push(d);
+        }
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// How hard to retry 429s, 503s and connection failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in total, including the first.
+    pub max_attempts: u32,
+    /// First backoff step (doubled each attempt) when the server gives no hint.
+    pub base_delay: Duration,
+    /// Cap on one wait.
+    pub max_delay: Duration,
+    /// Cap on all waits of one call; a `Retry-After` beyond it ends the call at once.
+    pub max_total_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+            max_total_wait: Duration::from_secs(180),
+        }
+    }
+}
+
+/// How long to wait before attempt `attempt + 1` (attempt counts from 0). Pure:
+/// honours `Retry-After` (seconds or HTTP date), then `X-RateLimit-*`/`X-RateLimiting-*`
+/// hints when no tokens remain, else exponential backoff; `jitter` in `[0,1)` adds up
+/// to 10% on server hints and picks within the upper half of the backoff step.
+pub fn retry_delay(
+    policy: &RetryPolicy,
+    attempt: u32,
+    headers: &HeaderMap,
+    now: SystemTime,
+    jitter: f64,
+) -> Duration {
+    if let Some(hint) = server_hint(headers, now) {
+        return hint + hint.mul_f64(jitter.clamp(0.0, 1.0) * 0.1);
+    }
+    let step = policy
+        .base_delay
+        .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+        .min(policy.max_delay);
+    step / 2 + (step / 2).mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+/// The wait the server asked for, if any.
+fn server_hint(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(v) = get("retry-after") {
+        if let Ok(secs) = v.parse::<u64>() {
+            if secs > 0 {
+                return Some(Duration::from_secs(secs));
+            }
+        } else if let Ok(at) = httpdate::parse_http_date(v) {
+            return Some(at.duration_since(now).unwrap_or_default());
+        }
+    }
+    for prefix in ["x-ratelimit-", "x-ratelimiting-"] {
+        let remaining = get(&format!("{prefix}remaining")).and_then(|v| v.parse::<f64>().ok());
+        if remaining.is_some_and(|r| r < 1.0) {
+            // Token bucket: one token arrives every interval/fill-rate seconds.
+            let interval = get(&format!("{prefix}interval-seconds"))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(1.0);
+            let fill = get(&format!("{prefix}fillrate"))
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|f| *f > 0.0)
+                .unwrap_or(1.0);
+            return Some(Duration::from_secs_f64(
+                (interval / fill).clamp(0.0, 3600.0),
+            ));
+        }
+    }
+    None
+}
+
+/// A product's answer: any status the retry loop did not swallow.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// The shared REST client of one target.
+#[derive(Clone)]
+pub struct RestClient {
+    target: String,
+    base: String,
+    http: reqwest::Client,
+    auth: HeaderValue,
+    permits: Arc<Semaphore>,
+    retry: RetryPolicy,
+    clock: Arc<dyn Clock>,
+    flavor: Flavor,
+}
+
+impl std::fmt::Debug for RestClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestClient")
+            .field("target", &self.target)
+            .field("base", &self.base)
+            .field("flavor", &self.flavor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RestClient {
+    /// Builds the client from validated settings (timeouts, extra CA, auth).
+    pub fn new(settings: &TargetSettings, flavor: Flavor) -> Result<Self, TargetError> {
+        let setup = |message: String| TargetError::Setup {
+            target: settings.name.clone(),
+            message,
+        };
+        let timeout = if settings.timeout.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            settings.timeout
+        };
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("usher/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| setup(format!("reading ca_file {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| setup(format!("ca_file {} is not PEM: {e}", path.display())))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| setup(format!("building the HTTP client: {e}")))?;
+        let raw = match &settings.auth {
+            TargetAuth::Basic { username, password } => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{}", password.expose()))
+            ),
+            TargetAuth::Bearer { token } => format!("Bearer {}", token.expose()),
+        };
+        let mut auth = HeaderValue::from_str(&raw).map_err(|_| {
+            setup("the auth token contains characters not allowed in an HTTP header".into())
+        })?;
+        auth.set_sensitive(true);
+        Ok(RestClient {
+            target: settings.name.clone(),
+            base: settings.url.as_str().trim_end_matches('/').to_string(),
+            http,
+            auth,
+            permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            retry: RetryPolicy::default(),
+            clock: Arc::new(SystemClock),
+            flavor,
+        })
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The `[[target]] name`, for error messages.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Sends one call, retrying 429/503 (and other 5xx and connection failures for
+    /// idempotent methods) within the policy; returns the first other answer.
+    /// `path` starts with `/` and is appended to the target url (segments already
+    /// encoded with [`seg`]); `what` names the operation for messages.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<Reply, TargetError> {
+        let mut url = url::Url::parse(&format!("{}{}", self.base, path))
+            .map_err(|e| self.protocol(what, format!("bad url for {path}: {e}")))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let idempotent = method != Method::POST;
+        let mut waited = Duration::ZERO;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let outcome = self.attempt(&method, &url, body).await;
+            let (retryable, headers, last) = match outcome {
+                Ok(reply) => {
+                    let s = reply.status;
+                    let retry = s == StatusCode::TOO_MANY_REQUESTS
+                        || s == StatusCode::SERVICE_UNAVAILABLE
+                        || (idempotent && s.is_server_error());
+                    if !retry {
+                        return self.check_identity(reply);
+                    }
+                    (true, reply.headers.clone(), Err(self.error(&reply, what)))
+                }
+                Err((retry, err)) => (
+                    retry && (idempotent || is_connect(&err)),
+                    HeaderMap::new(),
+                    Err(err),
+                ),
+            };
+            if !retryable || attempt >= self.retry.max_attempts {
+                return last;
+            }
+            let jitter: f64 = rand::thread_rng().gen();
+            let delay = retry_delay(&self.retry, attempt - 1, &headers, self.clock.now(), jitter);
+            if waited + delay > self.retry.max_total_wait {
+                return last;
+            }
+            tracing::debug!(target_name = %self.target, what, attempt, ?delay, "retrying");
+            self.clock.sleep(delay).await;
+            waited += delay;
+        }
+    }
+
+    /// One HTTP exchange under the concurrency cap. The error side says whether a
+    /// retry may help.
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &url::Url,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply, (bool, TargetError)> {
+        let unavailable = |message: String| TargetError::Unavailable {
+            target: self.target.clone(),
+            message,
+        };
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| (false, unavailable("client shut down".into())))?;
+        let mut req = self
+            .http
+            .request(method.clone(), url.clone())
+            .header(http::header::AUTHORIZATION, self.auth.clone())
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            let content_type = if self.flavor == Flavor::Scim {
+                "application/scim+json"
+            } else {
+                "application/json"
+            };
+            req = req
+                .header(http::header::CONTENT_TYPE, content_type)
+                .body(body.to_string());
+        }
+        let resp = req.send().await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            let err = unavailable(format!("{kind}: {} {}", method, redact_url(url)));
+            (true, err)
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| {
+            (
+                true,
+                unavailable(format!(
+                    "reading the answer to {method} {}: {e}",
+                    redact_url(url)
+                )),
+            )
+        })?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Confluence and Jira answer a bad PAT as anonymous with 200: catch it.
+    fn check_identity(&self, reply: Reply) -> Result<Reply, TargetError> {
+        let anonymous = reply
+            .headers
+            .get("x-ausername")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("anonymous"));
+        if anonymous {
+            return Err(TargetError::Unauthorized {
+                target: self.target.clone(),
+                message: "the product answered as the anonymous user (X-AUSERNAME: anonymous), so the token was not accepted".into(),
+            });
+        }
+        Ok(reply)
+    }
+
+    /// Turns a non-success answer into the typed error, with the product's own words.
+    pub fn error(&self, reply: &Reply, what: &str) -> TargetError {
+        let target = self.target.clone();
+        let message = self.message(reply);
+        let what = what.to_string();
+        match reply.status {
+            StatusCode::UNAUTHORIZED => {
+                let denied = reply
+                    .headers
+                    .get("x-seraph-loginreason")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("AUTHENTICATION_DENIED"))
+                    || reply.headers.contains_key("x-authentication-denied-reason");
+                let message = if denied {
+                    format!("{message}; the account is locked behind a CAPTCHA: sign in once in a browser as the bot account")
+                } else {
+                    message
+                };
+                TargetError::Unauthorized { target, message }
+            }
+            StatusCode::FORBIDDEN => TargetError::Forbidden {
+                target,
+                what,
+                permission: self.flavor.permission().to_string(),
+                message,
+            },
+            StatusCode::NOT_FOUND => TargetError::NotFound {
+                target,
+                what,
+                message,
+            },
+            StatusCode::CONFLICT => TargetError::Conflict {
+                target,
+                what,
+                message,
+            },
+            StatusCode::TOO_MANY_REQUESTS => TargetError::RateLimited {
+                target,
+                retry_after: server_hint(&reply.headers, self.clock.now()),
+                message,
+            },
+            s if s.is_server_error() => TargetError::Unavailable {
+                target,
+                message: format!("HTTP {} to {what}: {message}", s.as_u16()),
+            },
+            s if s.is_redirection() => {
+                let location = reply
+                    .headers
+                    .get(http::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("?");
+                TargetError::Protocol {
+                    target,
+                    what,
+                    message: format!("redirected ({}) to {}", s.as_u16(), clip(location)),
+                }
+            }
+            s if s.is_client_error() => TargetError::Rejected {
+                target,
+                what,
+                status: s.as_u16(),
+                message,
+            },
+            s => TargetError::Protocol {
+                target,
+                what,
+                message: format!("unexpected HTTP {}: {message}", s.as_u16()),
+            },
+        }
+    }
+
+    /// The product's own words from an answer (or a short description of the body).
+    pub fn message(&self, reply: &Reply) -> String {
+        self.flavor.message(&reply.body).unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(&reply.body);
+            if text.trim_start().starts_with('<') {
+                format!("HTTP {} with an HTML page", reply.status.as_u16())
+            } else if text.trim().is_empty() {
+                format!("HTTP {} with an empty body", reply.status.as_u16())
+            } else {
+                clip(&text)
+            }
+        })
+    }
+
+    /// A [`TargetError::Conflict`] carrying the product's words.
+    pub fn conflict(&self, reply: &Reply, what: &str) -> TargetError {
+        TargetError::Conflict {
+            target: self.target.clone(),
+            what: what.to_string(),
+            message: self.message(reply),
+        }
+    }
+
+    /// Decodes a JSON answer; anything else is a [`TargetError::Protocol`].
+    pub fn json<T: DeserializeOwned>(&self, reply: &Reply, what: &str) -> Result<T, TargetError> {
+        serde_json::from_slice(&reply.body).map_err(|e| {
+            let ct = reply
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("no content type");
+            self.protocol(what, format!("body is not the expected JSON ({ct}): {e}"))
+        })
+    }
+
+    /// A [`TargetError::Protocol`] for this target.
+    pub fn protocol(&self, what: &str, message: String) -> TargetError {
+        TargetError::Protocol {
+            target: self.target.clone(),
+            what: what.to_string(),
+            message,
+        }
+    }
+
+    /// A [`TargetError::Unsupported`] for this target.
+    pub fn unsupported(&self, what: &str) -> TargetError {
+        TargetError::Unsupported {
+            target: self.target.clone(),
+            what: what.to_string(),
+        }
+    }
+
+    /// Sends and requires one of `ok`; other statuses become typed errors.
+    pub async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+        ok: &[StatusCode],
+        what: &str,
+    ) -> Result<Reply, TargetError> {
+        let reply = self.send(method, path, query, body, what).await?;
+        if ok.contains(&reply.status) {
+            Ok(reply)
+        } else {
+            Err(self.error(&reply, what))
+        }
+    }
+}
+
+/// URL without query (queries may carry names; never credentials, but keep logs short).
+fn redact_url(url: &url::Url) -> String {
+    format!("{}{}", url.origin().ascii_serialization(), url.path())
+}
+
+const CONNECT_MARK: &str = "connection failed";
+
+fn is_connect(err: &TargetError) -> bool {
+    matches!(err, TargetError::Unavailable { message, .. } if message.starts_with(CONNECT_MARK))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn retry_after_seconds_wins_and_jitter_only_adds() {
+        let p = RetryPolicy::default();
+        let h = headers(&[("retry-after", "7")]);
+        let now = SystemTime::now();
+        assert_eq!(retry_delay(&p, 0, &h, now, 0.0), Duration::from_secs(7));
+        let d = retry_delay(&p, 0, &h, now, 0.99);
+        assert!(
+            d >= Duration::from_secs(7) && d <= Duration::from_millis(7700),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn retry_after_http_date() {
+        let p = RetryPolicy::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let at = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_str(&at).unwrap());
+        assert_eq!(retry_delay(&p, 3, &h, now, 0.0), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn ratelimit_headers_without_retry_after() {
+        let p = RetryPolicy::default();
+        let now = SystemTime::now();
+        let h = headers(&[
+            ("retry-after", "0"),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-interval-seconds", "10"),
+            ("x-ratelimit-fillrate", "5"),
+        ]);
+        assert_eq!(retry_delay(&p, 0, &h, now, 0.0), Duration::from_secs(2));
+        let old = headers(&[
+            ("x-ratelimiting-remaining", "0"),
+            ("x-ratelimiting-interval-seconds", "3"),
+        ]);
+        assert_eq!(retry_delay(&p, 0, &old, now, 0.0), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn exponential_backoff_is_capped_and_jittered() {
+        let p = RetryPolicy {
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(8),
+            ..RetryPolicy::default()
+        };
+        let none = HeaderMap::new();
+        let now = SystemTime::now();
+        assert_eq!(
+            retry_delay(&p, 0, &none, now, 0.0),
+            Duration::from_millis(500)
+        );
+        assert_eq!(retry_delay(&p, 2, &none, now, 0.0), Duration::from_secs(2));
+        assert_eq!(retry_delay(&p, 10, &none, now, 0.0), Duration::from_secs(4));
+        assert_eq!(retry_delay(&p, 10, &none, now, 1.0), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn product_messages() {
+        let jira = br#"{"errorMessages":["A user with that username already exists."],"errors":{"email":"bad"}}"#;
+        assert_eq!(
+            Flavor::Jira.message(jira).unwrap(),
+            "A user with that username already exists.; email: bad"
+        );
+        assert_eq!(Flavor::Jira.message(br#""plain""#).unwrap(), "plain");
+        let conf = br#"{"statusCode":404,"data":{"errors":[{"message":{"translation":"no such user","args":[]}}]},"message":"User not found"}"#;
+        assert_eq!(
+            Flavor::Confluence.message(conf).unwrap(),
+            "User not found; no such user"
+        );
+        let bb = br#"{"errors":[{"context":null,"message":"User exists","exceptionName":"x"}]}"#;
+        assert_eq!(Flavor::Bitbucket.message(bb).unwrap(), "User exists");
+        let crowd = br#"{"reason":"USER_NOT_FOUND","message":"User <x> does not exist"}"#;
+        assert_eq!(
+            Flavor::Crowd.message(crowd).unwrap(),
+            "USER_NOT_FOUND: User <x> does not exist"
+        );
+        let scim = br#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"409","scimType":"uniqueness","detail":"exists"}"#;
+        assert_eq!(
+            Flavor::Scim.message(scim).unwrap(),
+            "exists; scimType uniqueness"
+        );
+        assert_eq!(Flavor::Scim.message(b"<html>"), None);
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(seg("jira users/ä b"), "jira%20users%2F%C3%A4%20b");
+        assert_eq!(seg("a.b-c_d~e"), "a.b-c_d~e");
+    }
+}
