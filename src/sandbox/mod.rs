@@ -6,6 +6,7 @@
 pub mod atlassian;
 pub mod bitbucket;
 pub mod confluence;
+pub mod crowd;
 pub mod faults;
 pub mod http;
 pub mod jira;
