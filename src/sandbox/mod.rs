@@ -10,3 +10,4 @@ pub mod crowd;
 pub mod faults;
 pub mod http;
 pub mod jira;
+pub mod scim;
