@@ -302,6 +302,13 @@ impl ScimEmulator {
             (Method::GET, ["Schemas"]) => list_of(vec![schema_user(), schema_group()]),
             (Method::GET, ["Schemas", id]) if *id == USER => json(StatusCode::OK, &schema_user()),
             (Method::GET, ["Schemas", id]) if *id == GROUP => json(StatusCode::OK, &schema_group()),
+            (m, ["ServiceProviderConfig" | "ResourceTypes" | "Schemas"]) if m != Method::GET => {
+                error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    None,
+                    "The discovery endpoints are read-only",
+                )
+            }
             (Method::GET, [kind @ ("Users" | "Groups")]) => list(&s, kind, &q, truncate),
             (Method::POST, ["Users"]) => match body_json(req, error_plain) {
                 Ok(b) => create_user(&mut s, b),
@@ -871,11 +878,14 @@ fn schema_user() -> Value {
 
 fn schema_group() -> Value {
     let s = |n: &str| attr(n, "string", false, false, "immutable", vec![]);
+    // Members are users only: Atlassian directories have no nested groups.
+    let mut member_ref = attr("$ref", "reference", false, false, "immutable", vec![]);
+    member_ref["referenceTypes"] = json!(["User"]);
     json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"], "id": GROUP, "name": "Group",
         "description": "Group",
         "attributes": [
             attr("displayName", "string", false, true, "readWrite", vec![]),
-            attr("members", "complex", true, false, "readWrite", vec![s("value"), s("display"), s("type")]),
+            attr("members", "complex", true, false, "readWrite", vec![s("value"), member_ref, s("display"), s("type")]),
         ],
         "meta": {"resourceType": "Schema", "location": format!("/Schemas/{GROUP}")}})
 }
