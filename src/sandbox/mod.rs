@@ -6,7 +6,9 @@
 pub mod atlassian;
 pub mod bitbucket;
 pub mod confluence;
+pub mod crowd;
 pub mod faults;
 pub mod google_directory;
 pub mod http;
 pub mod jira;
+pub mod scim;
