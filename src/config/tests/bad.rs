@@ -1,0 +1,1 @@
+//! Bad configurations: exact position, key path and message of each problem.
