@@ -625,24 +625,24 @@ impl<'t, 'i> Table<'t, 'i> {
     }
 }
 
-/// The closest candidate to a misspelt word, if one is close enough to be a likely typo.
+/// The closest candidate to a misspelt word, if one is close enough to be a likely typo:
+/// similar by Jaro-Winkler, or at most one edit (two for longer words) away.
 pub(crate) fn suggest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
     let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
     let w = norm(word);
+    let max_edits = if w.chars().count() >= 8 { 2 } else { 1 };
     candidates
         .iter()
-        .map(|c| {
+        .filter_map(|c| {
             let n = norm(c);
-            let score = if n == w {
-                2.0
-            } else {
-                strsim::jaro_winkler(&w, &n).max(strsim::normalized_damerau_levenshtein(&w, &n))
-            };
-            (score, *c)
+            let edits = strsim::damerau_levenshtein(&w, &n);
+            let similarity = strsim::jaro_winkler(&w, &n);
+            let close = edits <= max_edits || similarity >= 0.85;
+            // Fewer edits first, then higher similarity.
+            close.then_some((edits, -similarity, *c))
         })
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .map(|(_, _, c)| c)
 }
 
 fn type_error(cx: &mut Ctx, node: &Node, path: &str, expected: &str, example: &str) {
@@ -757,4 +757,42 @@ fn resolve(cx: &mut Ctx, raw: &str, span: Range<usize>, path: &str) -> Option<(S
         };
     }
     Some((raw.to_string(), Source::Literal))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suggest;
+
+    #[test]
+    fn suggestions_catch_typos_and_ignore_strangers() {
+        let keys = [
+            "ttl",
+            "idle_timeout",
+            "revalidate_after",
+            "cookie_name",
+            "secret",
+            "store",
+        ];
+        for (typo, want) in [
+            ("ttll", Some("ttl")),
+            ("tll", Some("ttl")),
+            ("TTL", Some("ttl")),
+            ("idle-timeout", Some("idle_timeout")),
+            ("idle_timout", Some("idle_timeout")),
+            ("revalidate_afetr", Some("revalidate_after")),
+            ("cookiename", Some("cookie_name")),
+            ("secrets", Some("secret")),
+            ("zzz", None),
+            ("colour", None),
+            ("listen", None),
+        ] {
+            assert_eq!(suggest(typo, &keys), want, "{typo}");
+        }
+        assert_eq!(suggest("kye", &["cert", "key"]), Some("key"));
+        assert_eq!(
+            suggest("coookie", &["cookie", "memory", "redis"]),
+            Some("cookie")
+        );
+        assert_eq!(suggest("disk", &["cookie", "memory", "redis"]), None);
+    }
 }
