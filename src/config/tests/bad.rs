@@ -67,7 +67,7 @@ fn cases() -> Vec<Case> {
         case("unknown key, no near miss", edit("[session]\n", "[session]\nzzz = 1\n"), (6, 1), "session.zzz", "[session] accepts: secret, previous_secrets"),
         case("wrong type", edit("listen = \"127.0.0.1:8443\"", "listen = 8443"), (2, 10), "server.listen", "expected a string, found integer"),
         case("missing required key", edit("public_url = \"https://jira.example.com\"\n", ""), (1, 1), "server.public_url", "missing required key `public_url`; add `public_url = "),
-        case("missing section", edit("[session]\nsecret = \"0123456789abcdef0123456789abcdef\"\n", ""), (1, 1), "session", "missing required key `session`"),
+        case("missing section", edit("[session]\nsecret = \"0123456789abcdef0123456789abcdef\"\n", ""), (1, 1), "session", "missing required section `session`; add a [session] section"),
         case("bad duration", edit("[session]\n", "[session]\nttl = \"12 hours\"\n"), (6, 7), "session.ttl", "`12 hours` is not a duration"),
         case("duration without unit", edit("[session]\n", "[session]\nttl = 30\n"), (6, 7), "session.ttl", "needs a unit; write it as a string with a unit, e.g. `ttl = \"30s\"`"),
         case("zero timeout", edit("[session]\n", "[session]\nidle_timeout = \"0s\"\n"), (6, 16), "session.idle_timeout", "must be longer than 0"),
@@ -128,6 +128,9 @@ fn cases() -> Vec<Case> {
         case("groups claim", edit("client_id = \"cid\"", "client_id = \"cid\"\ngroups_claim = \"a..b\""), (11, 16), "idp[0].groups_claim", "not a claim name or dotted path"),
         case("bad name", edit("name = \"jira\"", "name = \"jira prod\""), (15, 8), "upstream[0].name", "is not a valid name"),
         case("webhook not a url", append("[sync]\nnotify_webhook = \"${HOOK}\"\n"), (19, 18), "sync.notify_webhook", "is not an http(s) URL").env(StaticEnv::new().var("HOOK", "not a url")),
+        case("misplaced key", edit("[session]\n", "[session]\nlisten = \"127.0.0.1:1\"\n"), (6, 1), "session.listen", "`listen` belongs in [server]"),
+        case("no follow-on errors after a malformed [[target]]", append("targets = [\"jira\"]\n[target]\nname = \"jira\"\n"), (19, 1), "target", "expected an array of tables"),
+        case("no follow-on errors after a bad idp name", edit("name = \"google\"", "name = \"goo gle\"") + "[directory]\nidp = \"goo gle\"\noauth = true\n", (9, 8), "idp[0].name", "is not a valid name"),
         case("state redis url", append("[state]\nredis_url = \"http://x\"\n"), (19, 13), "state.redis_url", "is not a redis:// or rediss:// URL"),
     ]
 }
