@@ -446,21 +446,21 @@ fn identity_headers(cx: &mut Ctx, t: &mut Table) -> Option<IdentityHeaders> {
     let user = optional_header(cx, &mut h, "user", d::IDENTITY_USER);
     let email = optional_header(cx, &mut h, "email", d::IDENTITY_EMAIL);
     let groups = optional_header(cx, &mut h, "groups", d::IDENTITY_GROUPS);
+    let (span, path) = (h.span.clone(), h.path.clone());
+    h.finish(cx);
     let (user, email, groups) = (user?, email?, groups?);
     let set: Vec<&HeaderName> = [&user, &email, &groups].into_iter().flatten().collect();
     for (i, a) in set.iter().enumerate() {
         if set[..i].contains(a) {
             cx.report(
-                h.span.clone(),
-                &h.path,
+                span,
+                &path,
                 format!("`{a}` is used for two identity fields"),
                 "give user, email and groups different header names",
             );
-            h.finish(cx);
             return None;
         }
     }
-    h.finish(cx);
     Some(IdentityHeaders {
         user,
         email,
