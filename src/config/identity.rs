@@ -13,6 +13,8 @@ use super::walk::{Ctx, Field, Str, Table};
 pub(crate) struct Idps {
     pub all: Option<Vec<IdpSettings>>,
     pub seen: Vec<(String, Option<IdpKind>)>,
+    /// False when `[[idp]]` itself was missing or malformed: references are then not checked.
+    pub complete: bool,
 }
 
 /// `[[idp]]` (at least one).
@@ -20,14 +22,15 @@ pub(crate) fn idps(cx: &mut Ctx, root: &mut Table, groups: Option<&GroupsSetting
     let mut out = Idps {
         all: None,
         seen: Vec::new(),
+        complete: false,
     };
     let tables = match root.tables(cx, "idp") {
         Field::Ok(v) if !v.is_empty() => v,
         Field::Ok(_) | Field::Absent => {
-            root.missing::<()>(
+            root.missing_section::<()>(
                 cx,
                 "idp",
-                "[{ name = \"google\", kind = \"google\", ... }]  (or an [[idp]] block)",
+                "add an [[idp]] block with name, client_id, client_secret and allowed_domains (see config/usher.example.toml)",
             );
             return out;
         }
@@ -44,6 +47,7 @@ pub(crate) fn idps(cx: &mut Ctx, root: &mut Table, groups: Option<&GroupsSetting
         }
     }
     out.all = all;
+    out.complete = true;
     out
 }
 
@@ -55,8 +59,10 @@ fn idp(
     seen: &mut Vec<(String, Option<IdpKind>)>,
 ) -> Option<IdpSettings> {
     let name = t.string(cx, "name");
+    let mut raw_name = None;
     let name = t.required(cx, "name", name, "\"google\"").and_then(|s| {
         let path = t.key_path("name");
+        raw_name = Some(s.value.clone());
         let n = ident(cx, &s, &path)?;
         unique.insert(cx, &s, &n, &path).then_some(n)
     });
@@ -67,8 +73,8 @@ fn idp(
             &[("google", IdpKind::Google), ("oidc", IdpKind::Oidc)],
         )
         .or(IdpKind::Google);
-    if let Some(n) = &name {
-        seen.push((n.clone(), kind));
+    if let Some(n) = raw_name {
+        seen.push((n, kind));
     }
     let issuer_path = t.key_path("issuer");
     let issuer = match (t.string(cx, "issuer"), kind) {
@@ -326,6 +332,9 @@ pub(crate) fn directory(
 }
 
 fn directory_idp(cx: &mut Ctx, s: &Str, path: &str, idps: &Idps) -> Option<String> {
+    if !idps.complete {
+        return None;
+    }
     match idps.seen.iter().find(|(n, _)| *n == s.value) {
         Some((n, Some(IdpKind::Google))) => Some(n.clone()),
         Some((_, None)) => None,

@@ -7,6 +7,8 @@
 
 mod problems;
 mod raw;
+mod refs;
+mod scalars;
 mod secret;
 mod settings;
 mod units;

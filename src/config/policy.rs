@@ -321,7 +321,7 @@ fn group_map(cx: &mut Ctx, e: &mut Table) -> Option<GroupMap> {
         other => other,
     };
     Some(GroupMap {
-        idp: idp?.value.trim().to_ascii_lowercase(),
+        idp: idp?.value.trim().to_string(),
         target: target?,
     })
 }
@@ -489,11 +489,7 @@ pub(crate) fn admin(cx: &mut Ctx, root: &mut Table) -> Option<AdminSettings> {
     let users = each(cx, users, &upath, values::email).or(Vec::new());
     let groups = t
         .strings(cx, "groups")
-        .map(|v| {
-            v.into_iter()
-                .map(|s| s.value.trim().to_ascii_lowercase())
-                .collect()
-        })
+        .map(|v| v.into_iter().map(|s| s.value.trim().to_string()).collect())
         .or(Vec::new());
     t.finish(cx);
     Some(AdminSettings {

@@ -23,6 +23,8 @@ fn dur(text: &str) -> std::time::Duration {
 pub(crate) struct Targets {
     pub all: Option<Vec<TargetSettings>>,
     pub names: Vec<String>,
+    /// False when `[[target]]` itself was malformed: references are then not checked.
+    pub complete: bool,
 }
 
 /// Remembers names already used in one array of tables and reports repeats.
@@ -88,12 +90,14 @@ pub(crate) fn targets(cx: &mut Ctx, root: &mut Table) -> Targets {
             return Targets {
                 all: Some(Vec::new()),
                 names: Vec::new(),
+                complete: true,
             }
         }
         Field::Bad => {
             return Targets {
                 all: None,
                 names: Vec::new(),
+                complete: false,
             }
         }
     };
@@ -111,6 +115,7 @@ pub(crate) fn targets(cx: &mut Ctx, root: &mut Table) -> Targets {
     Targets {
         all,
         names: seen_names,
+        complete: true,
     }
 }
 
@@ -123,8 +128,8 @@ fn target(
     let name = t.string(cx, "name");
     let name = t.required(cx, "name", name, "\"jira\"").and_then(|s| {
         let path = t.key_path("name");
+        seen.push(s.value.clone());
         let n = ident(cx, &s, &path)?;
-        seen.push(n.clone());
         unique.insert(cx, &s, &n, &path).then_some(n)
     });
     let kind = t.choice(
@@ -256,13 +261,16 @@ pub(crate) fn upstreams(
     root: &mut Table,
     targets: &Targets,
 ) -> Option<Vec<UpstreamSettings>> {
-    let tables = match root.tables(cx, "upstream") {
-        Field::Ok(v) if !v.is_empty() => v,
-        Field::Ok(_) | Field::Absent => {
-            return root.missing(cx, "upstream", "[{ name = \"jira\", host = \"jira.example.com\", url = \"http://127.0.0.1:8080\" }]  (or an [[upstream]] block)")
-        }
-        Field::Bad => return None,
-    };
+    let tables =
+        match root.tables(cx, "upstream") {
+            Field::Ok(v) if !v.is_empty() => v,
+            Field::Ok(_) | Field::Absent => return root.missing_section(
+                cx,
+                "upstream",
+                "add an [[upstream]] block with name, host and url (see config/usher.example.toml)",
+            ),
+            Field::Bad => return None,
+        };
     let mut names = Unique::new("upstream name");
     let mut hosts = Unique::new("upstream host");
     let mut all = Some(Vec::new());
@@ -334,7 +342,7 @@ fn upstream(
         .check(|list| {
             let mut ok = true;
             for (i, s) in list.iter().enumerate() {
-                if !targets.names.contains(&s.value) {
+                if targets.complete && !targets.names.contains(&s.value) {
                     let known = targets.names.iter().map(|n| n.as_str()).collect::<Vec<_>>();
                     let fix = match super::walk::suggest(&s.value, &known) {
                         Some(best) => format!("did you mean \"{best}\"?"),
@@ -438,21 +446,21 @@ fn identity_headers(cx: &mut Ctx, t: &mut Table) -> Option<IdentityHeaders> {
     let user = optional_header(cx, &mut h, "user", d::IDENTITY_USER);
     let email = optional_header(cx, &mut h, "email", d::IDENTITY_EMAIL);
     let groups = optional_header(cx, &mut h, "groups", d::IDENTITY_GROUPS);
+    let (span, path) = (h.span.clone(), h.path.clone());
+    h.finish(cx);
     let (user, email, groups) = (user?, email?, groups?);
     let set: Vec<&HeaderName> = [&user, &email, &groups].into_iter().flatten().collect();
     for (i, a) in set.iter().enumerate() {
         if set[..i].contains(a) {
             cx.report(
-                h.span.clone(),
-                &h.path,
+                span,
+                &path,
                 format!("`{a}` is used for two identity fields"),
                 "give user, email and groups different header names",
             );
-            h.finish(cx);
             return None;
         }
     }
-    h.finish(cx);
     Some(IdentityHeaders {
         user,
         email,

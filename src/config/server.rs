@@ -19,10 +19,10 @@ pub(crate) fn server(cx: &mut Ctx, root: &mut Table) -> Option<ServerSettings> {
     let mut t = match root.table(cx, "server") {
         Field::Ok(t) => t,
         Field::Absent => {
-            return root.missing(
+            return root.missing_section(
                 cx,
                 "server",
-                "{ listen = \"0.0.0.0:8443\", public_url = \"https://...\" }",
+                "add a [server] section with listen and public_url",
             )
         }
         Field::Bad => return None,
@@ -132,7 +132,11 @@ pub(crate) fn session(
     let mut t = match root.table(cx, "session") {
         Field::Ok(t) => t,
         Field::Absent => {
-            return root.missing(cx, "session", "{ secret = \"${USHER_SESSION_SECRET}\" }")
+            return root.missing_section(
+                cx,
+                "session",
+                "add a [session] section with secret = \"${USHER_SESSION_SECRET}\"",
+            )
         }
         Field::Bad => return None,
     };

@@ -185,4 +185,24 @@ mod tests {
         assert!(parse_limit("five").unwrap_err().contains("count"));
         assert!(parse_limit("150%").unwrap_err().contains("more than 100%"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_duration_round_trips_through_its_text(ms in 0u64..10_000_000_000_000) {
+            let d = Duration::from_millis(ms);
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "[0-9a-z% .-]{0,24}") {
+            let _ = parse_duration(&text);
+            let _ = parse_limit(&text);
+        }
+
+        #[test]
+        fn percentages_in_range_parse(p in 0.0f64..=100.0) {
+            let text = format!("{p}%");
+            proptest::prop_assert_eq!(parse_limit(&text), Ok(Limit::Percent(p)));
+        }
+    }
 }

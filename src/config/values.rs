@@ -147,13 +147,20 @@ pub(crate) fn regex(cx: &mut Ctx, s: &Str, path: &str) -> Option<Regex> {
     match Regex::new(&s.value) {
         Ok(r) => Some(r),
         Err(e) => {
-            let why = e.to_string().replace('\n', " ");
-            let why = why.split_whitespace().collect::<Vec<_>>().join(" ");
+            // The regex crate draws a caret diagram over several lines; keep its last line.
+            let text = e.to_string();
+            let why = text
+                .lines()
+                .rev()
+                .find_map(|l| l.trim().strip_prefix("error:"))
+                .unwrap_or(text.as_str())
+                .trim()
+                .to_string();
             cx.report(
                 s.span.clone(),
                 path,
-                format!("invalid regex: {why}"),
-                "fix the pattern (Rust regex syntax; escape `.` `(` `[` with `\\\\` in TOML basic strings)",
+                format!("invalid regex {}: {why}", s.shown()),
+                "fix the pattern (Rust regex syntax; in TOML basic strings write `\\\\` for one `\\`)",
             );
             None
         }

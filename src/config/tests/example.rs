@@ -10,11 +10,11 @@ use super::super::raw::SHAPES;
 use super::super::*;
 use super::{errs_with, ok_with, SECRET};
 
-const EXAMPLE: &str = include_str!("../../../config/usher.example.toml");
+pub(super) const EXAMPLE: &str = include_str!("../../../config/usher.example.toml");
 
 const SA_KEY: &str = r#"{"type":"service_account","client_email":"usher@p.iam.gserviceaccount.com","private_key":"-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----\n"}"#;
 
-fn example_env() -> StaticEnv {
+pub(super) fn example_env() -> StaticEnv {
     StaticEnv::new()
         .var("USHER_SESSION_SECRET", SECRET)
         .var(
@@ -30,7 +30,7 @@ fn example_env() -> StaticEnv {
         .var("JIRA_TOKEN", "jira-pat")
         .var("CONFLUENCE_PASSWORD", "conf-pass")
         .var("ATLASSIAN_SCIM_TOKEN", "cloud-token")
-        .file("/etc/usher/partner-client-secret", "partner-secret\n")
+        .var("PARTNER_CLIENT_SECRET", "partner-secret")
 }
 
 #[test]
@@ -84,11 +84,7 @@ fn example_parses_with_its_variables_supplied() {
     );
     let partners = &s.idps[1];
     assert_eq!(partners.kind, IdpKind::Oidc);
-    assert_eq!(
-        partners.client_secret.expose(),
-        "partner-secret",
-        "file: trims the newline"
-    );
+    assert_eq!(partners.client_secret.expose(), "partner-secret");
     assert_eq!(partners.groups_claim, "realm_access.roles");
     assert_eq!(partners.scopes, vec!["roles"]);
     assert!(partners.groups.is_none() && partners.username.is_none());
@@ -318,19 +314,12 @@ fn example_without_its_variables_reports_each_reference_with_its_line() {
     assert_eq!(got, want, "{problems:#?}");
     for p in &problems {
         let line = EXAMPLE.lines().nth(p.line.unwrap() - 1).unwrap();
-        if let Some(start) = line.find("\"${") {
-            let name = &line[start + 3..line[start..].find('}').unwrap() + start];
-            assert_eq!(
-                p.message,
-                format!("environment variable `{name}` is not set")
-            );
-            assert!(p.fix.contains(name));
-        } else {
-            assert!(
-                p.message
-                    .starts_with("cannot read file:/etc/usher/partner-client-secret"),
-                "{p}"
-            );
-        }
+        let start = line.find("\"${").unwrap();
+        let name = &line[start + 3..line[start..].find('}').unwrap() + start];
+        assert_eq!(
+            p.message,
+            format!("environment variable `{name}` is not set")
+        );
+        assert!(p.fix.contains(name));
     }
 }

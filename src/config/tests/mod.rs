@@ -4,6 +4,7 @@
 mod bad;
 mod example;
 mod good;
+mod robust;
 
 use super::{parse, Problem, Settings, StaticEnv};
 
