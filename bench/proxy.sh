@@ -37,7 +37,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 UP_PORT=$(free_port); NGX_PORT=$(free_port); USH_PORT=$(free_port)
 
 mkdir -p "$WORK/www" "$WORK/up" "$WORK/ngx"
+chmod 755 "$WORK" "$WORK/www"
 head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 > "$WORK/www/1k.bin"
+chmod 644 "$WORK/www/1k.bin"
 
 cat > "$WORK/up/nginx.conf" <<CONF
 daemon off;
@@ -133,7 +135,7 @@ def lat(label):
 reqs = int(re.search(r'(\d+) requests in', out).group(1))
 rps = float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1))
 errs = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
-if errs: print(f"# {name}: {errs.group(1)} non-2xx responses", file=sys.stderr)
+if errs: sys.exit(f"{name}: {errs.group(1)} non-2xx responses; the benchmark is invalid")
 print(f"{name}\t{rps:.0f}\t{lat('50%'):.3f}\t{lat('99%'):.3f}\t{(after-before)/reqs/1000:.2f}")
 PY
 }

@@ -89,8 +89,9 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    static X_REQUESTED_WITH: http::HeaderName = http::HeaderName::from_static("x-requested-with");
     (accept.contains("application/json") && !accept.contains("text/html"))
-        || headers.contains_key("x-requested-with")
+        || headers.contains_key(&X_REQUESTED_WITH)
 }
 
 /// Builds the response for a failure. The page states the status and a safe

@@ -18,12 +18,17 @@ pub enum LogFormat {
 /// the last lines are lost.
 pub fn init(format: LogFormat) -> Option<WorkerGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let stdout = std::io::stdout();
+    let ansi = std::io::IsTerminal::is_terminal(&stdout);
+    // The background thread drains every queued line, then flushes: with a
+    // buffer in between, a burst of access-log lines costs one write(2), not one each.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .finish(std::io::stdout());
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, stdout));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_ansi(ansi)
         .with_target(true);
     let installed = match format {
         LogFormat::Text => builder.try_init(),

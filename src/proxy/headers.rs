@@ -48,6 +48,12 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Forwarding headers that usher rebuilds; from an untrusted peer they are dropped
 /// (in every spelling) so an upstream never acts on a client's claim about its
 /// own address, scheme, port, prefix or URI (advisories GHSA-7x63, GHSA-6384, GHSA-3q9r).
@@ -92,6 +98,18 @@ impl ForbiddenHeaders {
     }
 }
 
+/// Removes every header whose name satisfies `doomed`; allocates only when one is found.
+fn remove_matching(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    let found: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| doomed(k.as_str()))
+        .cloned()
+        .collect();
+    for name in found {
+        headers.remove(&name);
+    }
+}
+
 /// Whether a header name is part of the rebuilt forwarding family, in any spelling.
 fn is_forwarded_family(name: &str) -> bool {
     FORWARDED_FAMILY.iter().any(|f| same_header(name, f))
@@ -103,14 +121,7 @@ pub fn strip_forged(headers: &mut HeaderMap, forbidden: &ForbiddenHeaders) {
     if forbidden.folded.is_empty() {
         return;
     }
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| forbidden.matches(k.as_str()))
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(&name);
-    }
+    remove_matching(headers, |name| forbidden.matches(name));
 }
 
 /// What a request wants beyond plain HTTP: a protocol switch to tunnel.
@@ -149,9 +160,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<UpgradeRequest> {
     for name in listed {
         headers.remove(&name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
+    // One pass over the (few) names present instead of nine hash look-ups.
+    remove_matching(headers, |name| HOP_BY_HOP.contains(&name));
     upgrade
 }
 
@@ -177,44 +187,41 @@ pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 pub fn set_forwarded(headers: &mut HeaderMap, peer: Peer<'_>, trusted: bool) {
     let ip = peer.ip.to_string();
     if !trusted {
-        let doomed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| is_forwarded_family(k.as_str()))
-            .cloned()
-            .collect();
-        for name in doomed {
-            headers.remove(&name);
-        }
+        remove_matching(headers, is_forwarded_family);
     }
-    let xff = match join_existing(headers, "x-forwarded-for") {
+    let xff = match join_existing(headers, &X_FORWARDED_FOR) {
         Some(prev) => format!("{prev}, {ip}"),
         None => ip.clone(),
     };
-    insert_str(headers, "x-forwarded-for", &xff);
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(peer.proto));
+    insert_owned(headers, &X_FORWARDED_FOR, xff);
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(peer.proto),
+        );
     }
-    if !headers.contains_key("x-forwarded-host") {
-        insert_str(headers, "x-forwarded-host", peer.host);
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        insert_owned(headers, &X_FORWARDED_HOST, peer.host.to_owned());
     }
     let node = match peer.ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(_) => format!("\"[{ip}]\""),
     };
-    let element = format!(
-        "for={node};proto={};host={}",
-        peer.proto,
-        quote_if_needed(peer.host)
-    );
-    let forwarded = match join_existing(headers, "forwarded") {
-        Some(prev) => format!("{prev}, {element}"),
-        None => element,
+    let mut element = match join_existing(headers, &FORWARDED) {
+        Some(prev) => prev + ", ",
+        None => String::with_capacity(64),
     };
-    insert_str(headers, "forwarded", &forwarded);
+    element.push_str("for=");
+    element.push_str(&node);
+    element.push_str(";proto=");
+    element.push_str(peer.proto);
+    element.push_str(";host=");
+    push_quoted_if_needed(&mut element, peer.host);
+    insert_owned(headers, &FORWARDED, element);
 }
 
 /// Joins repeated header lines into one comma-separated value (RFC 9110 §5.3).
-fn join_existing(headers: &HeaderMap, name: &str) -> Option<String> {
+fn join_existing(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let mut out: Option<String> = None;
     for v in headers.get_all(name) {
         let Ok(s) = v.to_str() else { continue };
@@ -230,29 +237,35 @@ fn join_existing(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// `Forwarded` host values with `:` must be quoted (RFC 7239 §4).
-fn quote_if_needed(host: &str) -> String {
+fn push_quoted_if_needed(out: &mut String, host: &str) {
     if host
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
     {
-        host.to_owned()
+        out.push_str(host);
     } else {
-        format!("\"{}\"", host.replace('"', ""))
+        out.push('"');
+        out.extend(host.chars().filter(|&c| c != '"'));
+        out.push('"');
     }
 }
 
-fn insert_str(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name, v);
-    } else {
-        headers.remove(name);
+/// Inserts a header value built in a `String` without copying it again.
+fn insert_owned(headers: &mut HeaderMap, name: &HeaderName, value: String) {
+    match HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+        Ok(v) => {
+            headers.insert(name.clone(), v);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
     }
 }
 
 /// The request id to use: the client's if it is a short printable token, else a
 /// fresh one. Ids travel to the upstream and back in `X-Request-Id`.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get("x-request-id") {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
         let b = v.as_bytes();
         if !b.is_empty()
             && b.len() <= 128
@@ -267,9 +280,18 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 
 /// A fresh random 128-bit id in hex.
 pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n: u128 = rand::random();
-    let s = format!("{n:032x}");
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let mut buf = [0u8; 32];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// The `x-request-id` header name.
+pub fn request_id_header() -> HeaderName {
+    X_REQUEST_ID.clone()
 }
 
 #[cfg(test)]

@@ -156,7 +156,9 @@ impl Proxy {
         let method = req.method().clone();
         let uri = req.uri().clone();
         let json = wants_json(req.headers());
-        let (result, upstream) = self.dispatch(&pools, conn, req, &request_id, &host).await;
+        let (result, upstream) = self
+            .dispatch(&pools, conn, req, &uri, &request_id, &host)
+            .await;
         let mut resp = match result {
             Ok(resp) => resp,
             Err(err) => {
@@ -172,7 +174,7 @@ impl Proxy {
             }
         };
         resp.headers_mut()
-            .insert("x-request-id", request_id.clone());
+            .insert(headers::request_id_header(), request_id.clone());
         let record = AccessRecord {
             start,
             method,
@@ -192,13 +194,16 @@ impl Proxy {
         pools: &Arc<[Arc<UpstreamPool>]>,
         conn: ConnInfo,
         mut req: Request<Incoming>,
+        uri: &Uri,
         request_id: &HeaderValue,
         host: &HeaderValue,
     ) -> (Result<Response<ProxyBody>, RequestError>, &'static str) {
         // Forged identity headers go first, on every request and every path.
         headers::strip_forged(req.headers_mut(), &self.forbidden);
-        let path = match route::normalized_path(req.uri().path()) {
-            Ok(p) => p.into_owned(),
+        // Decided on a copy of the URI so the path stays borrowed while the
+        // request is rewritten below.
+        let path = match route::normalized_path(uri.path()) {
+            Ok(p) => p,
             Err(e) => return (Err(e.into()), "usher"),
         };
         if route::is_reserved(&path) {
@@ -220,7 +225,8 @@ impl Proxy {
             host: host_str,
         };
         headers::set_forwarded(req.headers_mut(), peer, trusted);
-        req.headers_mut().insert("x-request-id", request_id.clone());
+        req.headers_mut()
+            .insert(headers::request_id_header(), request_id.clone());
         if let Err(e) = to_origin_form(&mut req, host) {
             return (Err(e), name);
         }

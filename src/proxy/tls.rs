@@ -186,10 +186,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "").unwrap();
-        let err = acceptor(&empty, &empty).unwrap_err().to_string();
+        let err = acceptor(&empty, &empty).err().unwrap().to_string();
         assert!(err.contains("empty.pem"), "{err}");
         let err = acceptor(&dir.join("nope.pem"), &empty)
-            .unwrap_err()
+            .err()
+            .unwrap()
             .to_string();
         assert!(err.contains("nope.pem"), "{err}");
         let err = upstream_connector("h", Some(&empty))

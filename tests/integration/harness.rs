@@ -68,11 +68,6 @@ impl Proxy {
             tokio::task::spawn_blocking(move || w.join()).await.unwrap();
         }
     }
-
-    /// Signals shutdown without waiting.
-    pub fn signal_shutdown(&self) {
-        let _ = self.stop.send(true);
-    }
 }
 
 impl Drop for Proxy {

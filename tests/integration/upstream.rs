@@ -151,10 +151,8 @@ fn websocket(req: &mut Request<Incoming>) -> Response<Body> {
         let mut ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         while let Some(Ok(msg)) = ws.next().await {
-            if msg.is_text() || msg.is_binary() {
-                if ws.send(msg).await.is_err() {
-                    break;
-                }
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                break;
             }
         }
     });
