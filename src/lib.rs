@@ -8,8 +8,10 @@ pub mod config;
 pub mod directory;
 pub mod error;
 pub mod identity;
+pub mod provision;
 pub mod proxy;
 pub mod sandbox;
+pub mod sync;
 pub mod target;
 pub mod telemetry;
 

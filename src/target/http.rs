@@ -741,3 +741,181 @@ mod tests {
         assert_eq!(seg("a.b-c_d~e"), "a.b-c_d~e");
     }
 }
+
+#[cfg(test)]
+mod client_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::config::{Secret, TargetKind};
+    use crate::sandbox::http::{empty, serve, Handler, Running};
+    use crate::target::contract::{basic, settings};
+
+    async fn server(handler: Handler) -> Running {
+        serve("127.0.0.1:0".parse().unwrap(), handler)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let running = server(Arc::new(|_req| {
+            Box::pin(async {
+                let mut r = empty(StatusCode::FOUND);
+                r.headers_mut().insert(
+                    "location",
+                    HeaderValue::from_static("/login.jsp?os_destination=x"),
+                );
+                r
+            })
+        }))
+        .await;
+        let s = settings(TargetKind::Jira, &running.url(), basic("bot", "pw"));
+        let c = RestClient::new(&s, Flavor::Jira).unwrap();
+        let reply = c
+            .send(Method::GET, "/rest/api/2/user", &[], None, "get user")
+            .await
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::FOUND);
+        let err = c.error(&reply, "get user");
+        assert!(matches!(err, TargetError::Protocol { .. }), "{err:?}");
+        assert!(err.to_string().contains("/login.jsp"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn concurrency_is_capped_per_target() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (f, p) = (in_flight.clone(), peak.clone());
+        let running = server(Arc::new(move |_req| {
+            let (f, p) = (f.clone(), p.clone());
+            Box::pin(async move {
+                let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                f.fetch_sub(1, Ordering::SeqCst);
+                empty(StatusCode::NO_CONTENT)
+            })
+        }))
+        .await;
+        let mut s = settings(TargetKind::Jira, &running.url(), basic("bot", "pw"));
+        s.concurrency = 2;
+        let c = RestClient::new(&s, Flavor::Jira).unwrap();
+        let started = Instant::now();
+        let calls = (0..6).map(|_| c.send(Method::GET, "/x", &[], None, "probe"));
+        for r in futures_util::future::join_all(calls).await {
+            assert_eq!(r.unwrap().status, StatusCode::NO_CONTENT);
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
+        assert!(started.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[tokio::test]
+    async fn posts_are_not_retried_on_500_but_are_on_503() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let running = server(Arc::new(move |req| {
+            let h = h.clone();
+            Box::pin(async move {
+                let n = h.fetch_add(1, Ordering::SeqCst);
+                let status = if req.uri().path() == "/500" {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else if n == 0 {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::CREATED
+                };
+                empty(status)
+            })
+        }))
+        .await;
+        let s = settings(TargetKind::Jira, &running.url(), basic("bot", "pw"));
+        let clock = Arc::new(RecordingClock::default());
+        let c = RestClient::new(&s, Flavor::Jira)
+            .unwrap()
+            .with_clock(clock.clone());
+        let ok = c
+            .send(Method::POST, "/503", &[], None, "create")
+            .await
+            .unwrap();
+        assert_eq!(ok.status, StatusCode::CREATED);
+        assert_eq!(hits.swap(0, Ordering::SeqCst), 2);
+        let r = c
+            .send(Method::POST, "/500", &[], None, "create")
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "a POST answered 500 may have run: not repeated"
+        );
+        assert!(matches!(
+            c.error(&r, "create"),
+            TargetError::Unavailable { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_unavailable_after_bounded_retries() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s = settings(
+            TargetKind::Jira,
+            &format!("http://127.0.0.1:{port}"),
+            basic("bot", "pw"),
+        );
+        let clock = Arc::new(RecordingClock::default());
+        let c = RestClient::new(&s, Flavor::Jira)
+            .unwrap()
+            .with_clock(clock.clone());
+        let err = c
+            .send(Method::GET, "/x", &[], None, "probe")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TargetError::Unavailable { .. }), "{err:?}");
+        assert_eq!(
+            clock.sleeps().len(),
+            RetryPolicy::default().max_attempts as usize - 1
+        );
+    }
+
+    #[test]
+    fn ca_file_is_loaded_or_named_in_the_error() {
+        let dir = std::env::temp_dir().join(format!("usher-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["jira.test".into()]).unwrap();
+        let good = dir.join("ca.pem");
+        std::fs::write(&good, cert.cert.pem()).unwrap();
+        let mut s = settings(TargetKind::Jira, "https://jira.test", basic("bot", "pw"));
+        s.ca_file = Some(good);
+        assert!(RestClient::new(&s, Flavor::Jira).is_ok());
+        s.ca_file = Some(dir.join("missing.pem"));
+        let err = RestClient::new(&s, Flavor::Jira).unwrap_err();
+        assert!(
+            matches!(err, TargetError::Setup { .. }) && err.to_string().contains("missing.pem"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn debug_never_shows_the_credentials() {
+        let mut s = settings(
+            TargetKind::Jira,
+            "http://127.0.0.1:1",
+            basic("bot", "hunter2-secret"),
+        );
+        let c = RestClient::new(&s, Flavor::Jira).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        s.auth = TargetAuth::Bearer {
+            token: Secret::new("pat-hunter2"),
+        };
+        let c = RestClient::new(&s, Flavor::Jira).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,466 @@
+//! Identity links: which IdP person owns which account in each target, so renames
+//! update in place and nobody inherits someone else's account. Owns the pure
+//! `decide_link` rule and the crash-safe link stores; never talks to a target.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::LinkExisting;
+use crate::identity::ExternalId;
+use crate::target::TargetUser;
+
+use super::mapping::DesiredAccount;
+
+/// The account a person owns in one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedAccount {
+    /// Login name as last written by usher.
+    pub username: String,
+    /// The product's stable key (survives renames), when it has one.
+    pub key: Option<String>,
+}
+
+/// An existing target account met while linking, and the person already linked to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub user: &'a TargetUser,
+    /// The person this account is linked to, if any.
+    pub linked_to: Option<&'a ExternalId>,
+}
+
+/// What to do with a person's account in one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "kebab-case")]
+pub enum LinkDecision {
+    /// The linked account already has the desired username.
+    UseLinked { username: String },
+    /// First meeting: take over this existing account (policy allowed it).
+    Adopt { username: String },
+    /// No account yet: create one.
+    Create,
+    /// The person's account exists under another name: rename it (never duplicate).
+    /// `adopt` = the account was not linked yet (found by its verified e-mail).
+    Rename {
+        from: String,
+        to: String,
+        adopt: bool,
+    },
+    /// The person is denied in this target; the reason says why and what to do.
+    Conflict(String),
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Decides how a person maps onto a target account.
+///
+/// `linked` is the account the person's existing link points at (already looked up
+/// by key or username), `by_username` the account holding the desired username,
+/// `by_email` every account whose e-mail equals the person's verified IdP e-mail.
+/// A conflict denies the person; it never hands them an account linked to someone
+/// else or one the `link_existing` policy does not allow.
+pub fn decide_link(
+    desired: &DesiredAccount,
+    linked: Option<&TargetUser>,
+    by_username: Option<Candidate<'_>>,
+    by_email: &[Candidate<'_>],
+    policy: LinkExisting,
+) -> LinkDecision {
+    let me = &desired.external_id;
+    let owned_by_other = |c: &Candidate<'_>| c.linked_to.is_some_and(|o| o != me);
+    if let Some(acct) = linked {
+        if same(&acct.username, &desired.username) {
+            return LinkDecision::UseLinked {
+                username: acct.username.clone(),
+            };
+        }
+        if let Some(c) = by_username {
+            if !same(&c.user.username, &acct.username) {
+                return LinkDecision::Conflict(format!(
+                    "the person's account {} should be renamed to {}, but another account already has that username; rename or remove that account in the target, or change provisioning.username",
+                    acct.username, desired.username
+                ));
+            }
+        }
+        return LinkDecision::Rename {
+            from: acct.username.clone(),
+            to: desired.username.clone(),
+            adopt: false,
+        };
+    }
+    if let Some(c) = by_username {
+        if owned_by_other(&c) {
+            return LinkDecision::Conflict(format!(
+                "the username {} belongs to an account linked to another person; check provisioning.username for a collision",
+                c.user.username
+            ));
+        }
+        let username = c.user.username.clone();
+        return match policy {
+            LinkExisting::Username => LinkDecision::Adopt { username },
+            LinkExisting::Email
+                if c.user
+                    .email
+                    .as_deref()
+                    .is_some_and(|e| same(e, &desired.person_email)) =>
+            {
+                LinkDecision::Adopt { username }
+            }
+            LinkExisting::Email => LinkDecision::Conflict(format!(
+                "an account {username} exists but its e-mail ({}) is not the person's verified e-mail {}; fix the account's e-mail in the target or set provisioning.link_existing = \"username\"",
+                c.user.email.as_deref().unwrap_or("hidden"),
+                desired.person_email
+            )),
+            LinkExisting::Never => LinkDecision::Conflict(format!(
+                "an account {username} already exists and provisioning.link_existing = \"never\"; rename or remove it in the target"
+            )),
+        };
+    }
+    match by_email {
+        [] => LinkDecision::Create,
+        [c] if owned_by_other(c) => LinkDecision::Conflict(format!(
+            "the account {} with e-mail {} is linked to another person",
+            c.user.username, desired.person_email
+        )),
+        [c] => match policy {
+            LinkExisting::Email => LinkDecision::Rename {
+                from: c.user.username.clone(),
+                to: desired.username.clone(),
+                adopt: true,
+            },
+            _ => LinkDecision::Conflict(format!(
+                "an account {} already has the e-mail {} under another username; with provisioning.link_existing = \"email\" usher would take it over and rename it",
+                c.user.username, desired.person_email
+            )),
+        },
+        many => LinkDecision::Conflict(format!(
+            "{} accounts share the e-mail {} ({}); merge them in the target first",
+            many.len(),
+            desired.person_email,
+            many.iter()
+                .map(|c| c.user.username.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// A link store failure; names the file and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("identity links {path}: {op} failed ({source}); check that [state] dir is writable and the disk is not full")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: std::io::Error,
+    },
+    #[error("identity links {path}: line {line} is not a link record ({message}); restore the file from a backup or move it away to start over")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("identity links: the store lock was poisoned by a crashed writer; restart usher")]
+    Poisoned,
+}
+
+/// Where identity links live. Synchronous and cheap: a local file (or later Redis).
+pub trait LinkStore: Send + Sync {
+    /// The link of one person in one target.
+    fn get(&self, target: &str, id: &ExternalId) -> Result<Option<LinkedAccount>, LinkError>;
+    /// Every link of one target (what the planner needs).
+    fn for_target(&self, target: &str) -> Result<BTreeMap<ExternalId, LinkedAccount>, LinkError>;
+    /// Records (or replaces) a link; durable when this returns.
+    fn put(&self, target: &str, id: &ExternalId, account: &LinkedAccount) -> Result<(), LinkError>;
+    /// Forgets a link; durable when this returns.
+    fn remove(&self, target: &str, id: &ExternalId) -> Result<(), LinkError>;
+}
+
+type LinkMap = BTreeMap<(String, ExternalId), LinkedAccount>;
+
+fn get_in(map: &LinkMap, target: &str, id: &ExternalId) -> Option<LinkedAccount> {
+    map.get(&(target.to_string(), id.clone())).cloned()
+}
+
+fn for_target_in(map: &LinkMap, target: &str) -> BTreeMap<ExternalId, LinkedAccount> {
+    map.iter()
+        .filter(|((t, _), _)| t == target)
+        .map(|((_, id), a)| (id.clone(), a.clone()))
+        .collect()
+}
+
+/// Links in memory only (tests, and single-run tools).
+#[derive(Debug, Default)]
+pub struct MemoryLinkStore {
+    map: Mutex<LinkMap>,
+}
+
+impl LinkStore for MemoryLinkStore {
+    fn get(&self, target: &str, id: &ExternalId) -> Result<Option<LinkedAccount>, LinkError> {
+        let m = self.map.lock().map_err(|_| LinkError::Poisoned)?;
+        Ok(get_in(&m, target, id))
+    }
+    fn for_target(&self, target: &str) -> Result<BTreeMap<ExternalId, LinkedAccount>, LinkError> {
+        let m = self.map.lock().map_err(|_| LinkError::Poisoned)?;
+        Ok(for_target_in(&m, target))
+    }
+    fn put(&self, target: &str, id: &ExternalId, account: &LinkedAccount) -> Result<(), LinkError> {
+        let mut m = self.map.lock().map_err(|_| LinkError::Poisoned)?;
+        m.insert((target.to_string(), id.clone()), account.clone());
+        Ok(())
+    }
+    fn remove(&self, target: &str, id: &ExternalId) -> Result<(), LinkError> {
+        let mut m = self.map.lock().map_err(|_| LinkError::Poisoned)?;
+        m.remove(&(target.to_string(), id.clone()));
+        Ok(())
+    }
+}
+
+/// One line of the log: a put (username present) or a removal (`gone`).
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    target: String,
+    source: String,
+    id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    gone: bool,
+}
+
+struct FileInner {
+    file: File,
+    map: LinkMap,
+    lines: usize,
+}
+
+/// Links in `<state dir>/links.jsonl`: an append-only JSON-lines log, fsynced per
+/// write, replayed at open (a torn last line from a crash is dropped), compacted by
+/// writing a new file, fsyncing it and renaming it over the old one.
+pub struct FileLinkStore {
+    path: PathBuf,
+    inner: Mutex<FileInner>,
+}
+
+impl std::fmt::Debug for FileLinkStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileLinkStore({})", self.path.display())
+    }
+}
+
+impl FileLinkStore {
+    /// The log file name inside the state directory.
+    pub const FILE: &'static str = "links.jsonl";
+
+    /// Opens (creating if needed) the store in `dir` and replays the log.
+    pub fn open(dir: &Path) -> Result<Self, LinkError> {
+        let path = dir.join(Self::FILE);
+        let io = |op: &'static str| {
+            let path = path.clone();
+            move |source| LinkError::Io { path, op, source }
+        };
+        fs::create_dir_all(dir).map_err(io("create the state directory"))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io("open"))?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text).map_err(io("read"))?;
+        let (map, lines, good_len) = replay(&path, &text)?;
+        if good_len < text.len() {
+            tracing::warn!(path = %path.display(), dropped = text.len() - good_len, "identity links: dropped a torn last line left by a crash");
+            file.set_len(good_len as u64)
+                .map_err(io("truncate a torn line"))?;
+            file.sync_all().map_err(io("fsync"))?;
+        }
+        let store = FileLinkStore {
+            path,
+            inner: Mutex::new(FileInner { file, map, lines }),
+        };
+        Ok(store)
+    }
+
+    fn append(&self, inner: &mut FileInner, rec: &Record) -> Result<(), LinkError> {
+        let io = |op: &'static str| {
+            let path = self.path.clone();
+            move |source| LinkError::Io { path, op, source }
+        };
+        let mut line = serde_json::to_vec(rec).map_err(|e| LinkError::Io {
+            path: self.path.clone(),
+            op: "encode",
+            source: std::io::Error::other(e),
+        })?;
+        line.push(b'\n');
+        inner.file.write_all(&line).map_err(io("append"))?;
+        inner.file.sync_data().map_err(io("fsync"))?;
+        inner.lines += 1;
+        Ok(())
+    }
+
+    /// Compacts once dead lines outnumber live ones (plus slack).
+    fn maybe_compact(&self, inner: &mut FileInner) -> Result<(), LinkError> {
+        if inner.lines > 2 * inner.map.len() + 1024 {
+            self.compact_locked(inner)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the log with one line per live link (write new, fsync, rename).
+    pub fn compact(&self) -> Result<(), LinkError> {
+        let mut inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        self.compact_locked(&mut inner)
+    }
+
+    fn compact_locked(&self, inner: &mut FileInner) -> Result<(), LinkError> {
+        let io = |op: &'static str| {
+            let path = self.path.clone();
+            move |source| LinkError::Io { path, op, source }
+        };
+        let tmp = self.path.with_extension("jsonl.tmp");
+        let mut out = Vec::new();
+        for ((target, id), acct) in &inner.map {
+            let rec = Record {
+                target: target.clone(),
+                source: id.source.clone(),
+                id: id.id.clone(),
+                username: Some(acct.username.clone()),
+                key: acct.key.clone(),
+                gone: false,
+            };
+            serde_json::to_writer(&mut out, &rec).map_err(|e| LinkError::Io {
+                path: tmp.clone(),
+                op: "encode",
+                source: std::io::Error::other(e),
+            })?;
+            out.push(b'\n');
+        }
+        let mut f = File::create(&tmp).map_err(io("create the compacted copy"))?;
+        f.write_all(&out).map_err(io("write the compacted copy"))?;
+        f.sync_all().map_err(io("fsync the compacted copy"))?;
+        fs::rename(&tmp, &self.path).map_err(io("rename the compacted copy"))?;
+        if let Some(dir) = self.path.parent() {
+            // Make the rename itself durable; not every platform can open a directory.
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        inner.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(io("reopen after compaction"))?;
+        inner.lines = inner.map.len();
+        Ok(())
+    }
+}
+
+/// Replays the log; returns the map, the number of good lines and the byte length
+/// of the good prefix. Only the last line may be damaged (a torn write).
+fn replay(path: &Path, text: &[u8]) -> Result<(LinkMap, usize, usize), LinkError> {
+    let mut map = LinkMap::new();
+    let (mut lines, mut pos) = (0, 0);
+    let mut n = 0;
+    while pos < text.len() {
+        n += 1;
+        let end = text[pos..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map(|i| pos + i);
+        let raw = &text[pos..end.unwrap_or(text.len())];
+        let next = end.map_or(text.len(), |e| e + 1);
+        let parsed = serde_json::from_slice::<Record>(raw);
+        let rec = match (parsed, end) {
+            (Ok(r), Some(_)) => r,
+            // The last line, complete or not, that does not parse: a torn write.
+            (_, None) => return Ok((map, lines, pos)),
+            (Err(_), Some(_)) if next >= text.len() => return Ok((map, lines, pos)),
+            (Err(e), Some(_)) => {
+                return Err(LinkError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: n,
+                    message: e.to_string(),
+                })
+            }
+        };
+        let k = (
+            rec.target,
+            ExternalId {
+                source: rec.source,
+                id: rec.id,
+            },
+        );
+        match (rec.gone, rec.username) {
+            (false, Some(username)) => {
+                map.insert(
+                    k,
+                    LinkedAccount {
+                        username,
+                        key: rec.key,
+                    },
+                );
+            }
+            _ => {
+                map.remove(&k);
+            }
+        }
+        lines += 1;
+        pos = next;
+    }
+    Ok((map, lines, pos))
+}
+
+impl LinkStore for FileLinkStore {
+    fn get(&self, target: &str, id: &ExternalId) -> Result<Option<LinkedAccount>, LinkError> {
+        let inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        Ok(get_in(&inner.map, target, id))
+    }
+    fn for_target(&self, target: &str) -> Result<BTreeMap<ExternalId, LinkedAccount>, LinkError> {
+        let inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        Ok(for_target_in(&inner.map, target))
+    }
+    fn put(&self, target: &str, id: &ExternalId, account: &LinkedAccount) -> Result<(), LinkError> {
+        let mut inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        let k = (target.to_string(), id.clone());
+        if inner.map.get(&k) == Some(account) {
+            return Ok(());
+        }
+        let rec = Record {
+            target: target.to_string(),
+            source: id.source.clone(),
+            id: id.id.clone(),
+            username: Some(account.username.clone()),
+            key: account.key.clone(),
+            gone: false,
+        };
+        self.append(&mut inner, &rec)?;
+        inner.map.insert(k, account.clone());
+        self.maybe_compact(&mut inner)
+    }
+    fn remove(&self, target: &str, id: &ExternalId) -> Result<(), LinkError> {
+        let mut inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        let k = (target.to_string(), id.clone());
+        if !inner.map.contains_key(&k) {
+            return Ok(());
+        }
+        let rec = Record {
+            target: target.to_string(),
+            source: id.source.clone(),
+            id: id.id.clone(),
+            username: None,
+            key: None,
+            gone: true,
+        };
+        self.append(&mut inner, &rec)?;
+        inner.map.remove(&k);
+        self.maybe_compact(&mut inner)
+    }
+}
