@@ -464,3 +464,260 @@ impl LinkStore for FileLinkStore {
         self.maybe_compact(&mut inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn desired(id: &str, username: &str, email: &str) -> DesiredAccount {
+        DesiredAccount {
+            external_id: xid(id),
+            person_email: email.into(),
+            username: username.into(),
+            email: email.into(),
+            display_name: username.into(),
+            given_name: String::new(),
+            family_name: String::new(),
+            active: true,
+            groups: BTreeMap::new(),
+            groups_on_create: Default::default(),
+        }
+    }
+
+    fn xid(id: &str) -> ExternalId {
+        ExternalId {
+            source: "google".into(),
+            id: id.into(),
+        }
+    }
+
+    fn acct(name: &str, email: &str) -> TargetUser {
+        TargetUser {
+            username: name.into(),
+            key: Some(format!("K-{name}")),
+            email: Some(email.into()),
+            display_name: name.into(),
+            active: true,
+        }
+    }
+
+    fn cand<'a>(user: &'a TargetUser, linked_to: Option<&'a ExternalId>) -> Candidate<'a> {
+        Candidate { user, linked_to }
+    }
+
+    #[test]
+    fn linked_account_is_used_or_renamed_never_duplicated() {
+        let d = desired("1", "ann.b", "ann.b@x.com");
+        let old = acct("ann", "ann@x.com");
+        assert_eq!(
+            decide_link(&d, Some(&old), None, &[], LinkExisting::Never),
+            LinkDecision::Rename {
+                from: "ann".into(),
+                to: "ann.b".into(),
+                adopt: false
+            }
+        );
+        let same = acct("ANN.B", "ann@x.com");
+        assert_eq!(
+            decide_link(
+                &d,
+                Some(&same),
+                Some(cand(&same, Some(&xid("1")))),
+                &[],
+                LinkExisting::Never
+            ),
+            LinkDecision::UseLinked {
+                username: "ANN.B".into()
+            }
+        );
+        // The new name is taken by somebody else's account: conflict, not a takeover.
+        let other = acct("ann.b", "other@x.com");
+        assert!(matches!(
+            decide_link(
+                &d,
+                Some(&old),
+                Some(cand(&other, None)),
+                &[],
+                LinkExisting::Username
+            ),
+            LinkDecision::Conflict(_)
+        ));
+    }
+
+    #[test]
+    fn first_meeting_follows_link_existing() {
+        let d = desired("1", "bo", "bo@x.com");
+        let match_email = acct("bo", "BO@x.com");
+        let other_email = acct("bo", "boris@x.com");
+        let by = |u, p| decide_link(&d, None, Some(cand(u, None)), &[], p);
+        assert_eq!(
+            by(&match_email, LinkExisting::Email),
+            LinkDecision::Adopt {
+                username: "bo".into()
+            }
+        );
+        assert!(
+            matches!(by(&other_email, LinkExisting::Email), LinkDecision::Conflict(r) if r.contains("verified e-mail"))
+        );
+        assert_eq!(
+            by(&other_email, LinkExisting::Username),
+            LinkDecision::Adopt {
+                username: "bo".into()
+            }
+        );
+        assert!(matches!(
+            by(&match_email, LinkExisting::Never),
+            LinkDecision::Conflict(_)
+        ));
+        assert_eq!(
+            decide_link(&d, None, None, &[], LinkExisting::Never),
+            LinkDecision::Create
+        );
+    }
+
+    #[test]
+    fn email_match_under_another_username_and_ownership() {
+        let d = desired("1", "cy", "cy@x.com");
+        let renamed = acct("cyrus", "cy@x.com");
+        assert_eq!(
+            decide_link(&d, None, None, &[cand(&renamed, None)], LinkExisting::Email),
+            LinkDecision::Rename {
+                from: "cyrus".into(),
+                to: "cy".into(),
+                adopt: true
+            }
+        );
+        assert!(matches!(
+            decide_link(
+                &d,
+                None,
+                None,
+                &[cand(&renamed, None)],
+                LinkExisting::Username
+            ),
+            LinkDecision::Conflict(_)
+        ));
+        let someone = xid("2");
+        assert!(matches!(
+            decide_link(&d, None, None, &[cand(&renamed, Some(&someone))], LinkExisting::Email),
+            LinkDecision::Conflict(r) if r.contains("another person")
+        ));
+        let mine = acct("cy", "cy@x.com");
+        assert!(matches!(
+            decide_link(
+                &d,
+                None,
+                Some(cand(&mine, Some(&someone))),
+                &[],
+                LinkExisting::Username
+            ),
+            LinkDecision::Conflict(_)
+        ));
+        let twin = acct("cy2", "cy@x.com");
+        assert!(matches!(
+            decide_link(&d, None, None, &[cand(&renamed, None), cand(&twin, None)], LinkExisting::Email),
+            LinkDecision::Conflict(r) if r.contains("2 accounts")
+        ));
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("usher-links-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn la(u: &str) -> LinkedAccount {
+        LinkedAccount {
+            username: u.into(),
+            key: Some(format!("K-{u}")),
+        }
+    }
+
+    #[test]
+    fn file_store_survives_reopen_and_removal() {
+        let dir = tmpdir("reopen");
+        {
+            let s = FileLinkStore::open(&dir).unwrap();
+            s.put("jira", &xid("1"), &la("ann")).unwrap();
+            s.put("jira", &xid("2"), &la("bo")).unwrap();
+            s.put("confluence", &xid("1"), &la("ann-c")).unwrap();
+            s.put("jira", &xid("1"), &la("ann.b")).unwrap();
+            s.remove("jira", &xid("2")).unwrap();
+        }
+        let s = FileLinkStore::open(&dir).unwrap();
+        assert_eq!(s.get("jira", &xid("1")).unwrap(), Some(la("ann.b")));
+        assert_eq!(s.get("jira", &xid("2")).unwrap(), None);
+        let all = s.for_target("confluence").unwrap();
+        assert_eq!(
+            all.into_iter().collect::<Vec<_>>(),
+            vec![(xid("1"), la("ann-c"))]
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn torn_last_line_is_dropped_and_later_writes_are_clean() {
+        let dir = tmpdir("torn");
+        {
+            let s = FileLinkStore::open(&dir).unwrap();
+            s.put("jira", &xid("1"), &la("ann")).unwrap();
+        }
+        let path = dir.join(FileLinkStore::FILE);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"target":"jira","source":"google","id":"2","user"#)
+            .unwrap();
+        drop(f);
+        {
+            let s = FileLinkStore::open(&dir).unwrap();
+            assert_eq!(s.get("jira", &xid("2")).unwrap(), None);
+            s.put("jira", &xid("3"), &la("cy")).unwrap();
+        }
+        let s = FileLinkStore::open(&dir).unwrap();
+        assert_eq!(s.get("jira", &xid("1")).unwrap(), Some(la("ann")));
+        assert_eq!(s.get("jira", &xid("3")).unwrap(), Some(la("cy")));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn corrupt_middle_line_is_an_error_naming_the_line() {
+        let dir = tmpdir("corrupt");
+        fs::create_dir_all(&dir).unwrap();
+        let good = r#"{"target":"jira","source":"google","id":"1","username":"ann"}"#;
+        fs::write(
+            dir.join(FileLinkStore::FILE),
+            format!("{good}\nnot json\n{good}\n"),
+        )
+        .unwrap();
+        let err = FileLinkStore::open(&dir).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn compaction_keeps_live_links_and_shrinks_the_log() {
+        let dir = tmpdir("compact");
+        let s = FileLinkStore::open(&dir).unwrap();
+        for i in 0..20 {
+            s.put("jira", &xid("1"), &la(&format!("ann{i}"))).unwrap();
+        }
+        s.put("jira", &xid("2"), &la("bo")).unwrap();
+        s.compact().unwrap();
+        let text = fs::read_to_string(dir.join(FileLinkStore::FILE)).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        drop(s);
+        let s = FileLinkStore::open(&dir).unwrap();
+        assert_eq!(s.get("jira", &xid("1")).unwrap(), Some(la("ann19")));
+        assert_eq!(s.get("jira", &xid("2")).unwrap(), Some(la("bo")));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn memory_store_round_trip() {
+        let s = MemoryLinkStore::default();
+        s.put("jira", &xid("1"), &la("ann")).unwrap();
+        assert_eq!(s.for_target("jira").unwrap().len(), 1);
+        s.remove("jira", &xid("1")).unwrap();
+        assert_eq!(s.get("jira", &xid("1")).unwrap(), None);
+    }
+}
