@@ -468,7 +468,6 @@ impl LinkStore for FileLinkStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn desired(id: &str, username: &str, email: &str) -> DesiredAccount {
         DesiredAccount {
@@ -480,8 +479,8 @@ mod tests {
             given_name: String::new(),
             family_name: String::new(),
             active: true,
-            groups: BTreeMap::new(),
-            groups_on_create: Default::default(),
+            group_reasons: Vec::new(),
+            groups_on_create: Vec::new(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! target (username, names, e-mail, groups with the reasons for each), or a skip
 //! with a reason. Pure: reads only the validated settings; never touches a target.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -71,10 +71,42 @@ pub struct DesiredAccount {
     pub family_name: String,
     /// `false` when the person is suspended or archived in the source.
     pub active: bool,
-    /// Target groups the account should have in every sync, each with the reasons.
-    pub groups: BTreeMap<GroupName, Vec<Reason>>,
+    /// Target groups the account should have in every sync, each with a reason, sorted
+    /// by group; a group given by several rules appears once per reason. (A flat list:
+    /// 100,000 people x 10 groups must fit comfortably in memory.)
+    pub group_reasons: Vec<(GroupName, Reason)>,
     /// Groups given only when usher creates the account (`default_new_users`).
-    pub groups_on_create: BTreeSet<GroupName>,
+    pub groups_on_create: Vec<GroupName>,
+}
+
+impl DesiredAccount {
+    /// The target groups the account should have, each once, sorted.
+    pub fn groups(&self) -> impl Iterator<Item = &GroupName> + '_ {
+        let mut last: Option<&GroupName> = None;
+        self.group_reasons.iter().filter_map(move |(g, _)| {
+            if last == Some(g) {
+                return None;
+            }
+            last = Some(g);
+            Some(g)
+        })
+    }
+
+    /// Whether the account should have `group` (exact name).
+    pub fn has_group(&self, group: &str) -> bool {
+        self.group_reasons
+            .binary_search_by(|(g, _)| (**g).cmp(group))
+            .is_ok()
+    }
+
+    /// Why the account has `group` (empty when it should not).
+    pub fn reasons(&self, group: &str) -> Vec<&Reason> {
+        self.group_reasons
+            .iter()
+            .filter(|(g, _)| &**g == group)
+            .map(|(_, r)| r)
+            .collect()
+    }
 }
 
 /// Why a person gets no account: shown in plans and reports; nothing is half-created.
@@ -402,12 +434,15 @@ impl Mapper {
         } else {
             display_name
         };
-        let mut groups: BTreeMap<GroupName, Vec<Reason>> = BTreeMap::new();
+        let mut groups: Vec<(GroupName, Reason)> = Vec::with_capacity(pg.groups.len() + 1);
         for g in &self.defaults_all {
-            groups.entry(g.clone()).or_default().push(Reason {
-                rule: Rule::DefaultAllUsers,
-                idp_group: None,
-            });
+            groups.push((
+                g.clone(),
+                Reason {
+                    rule: Rule::DefaultAllUsers,
+                    idp_group: None,
+                },
+            ));
         }
         for g in &pg.groups {
             let key = g.email.to_ascii_lowercase();
@@ -419,16 +454,22 @@ impl Mapper {
                 }
             };
             for (t, rule) in targets {
-                groups.entry(t.clone()).or_default().push(Reason {
-                    rule: *rule,
-                    idp_group: Some(idp.clone()),
-                });
+                groups.push((
+                    t.clone(),
+                    Reason {
+                        rule: *rule,
+                        idp_group: Some(idp.clone()),
+                    },
+                ));
             }
         }
+        groups.sort();
+        groups.dedup();
+        groups.shrink_to_fit();
         let groups_on_create = self
             .defaults_new
             .iter()
-            .filter(|g| !groups.contains_key(*g))
+            .filter(|g| groups.binary_search_by(|(h, _)| h.cmp(g)).is_err())
             .cloned()
             .collect();
         Ok(DesiredAccount {
@@ -440,7 +481,7 @@ impl Mapper {
             given_name: p.given_name.clone(),
             family_name: p.family_name.clone(),
             active: p.is_active(),
-            groups,
+            group_reasons: groups,
             groups_on_create,
         })
     }

@@ -133,7 +133,7 @@ pub enum Operation {
     /// Creates an active account and links it to `person`.
     CreateUser {
         person: ExternalId,
-        account: NewAccount,
+        account: Box<NewAccount>,
     },
     /// Records that `person` owns this existing account (first meeting).
     Link {
@@ -149,7 +149,7 @@ pub enum Operation {
     UpdateUser {
         person: ExternalId,
         username: String,
-        changes: AccountChanges,
+        changes: Box<AccountChanges>,
     },
     AddMember {
         group: String,
@@ -529,23 +529,17 @@ impl<'a> Planner<'a> {
         self.claimed.insert(fold(&d.username));
         self.ops.push(Operation::CreateUser {
             person: id.clone(),
-            account: NewAccount {
+            account: Box::new(NewAccount {
                 username: d.username.clone(),
                 email: d.email.clone(),
                 display_name: d.display_name.clone(),
                 given_name: d.given_name.clone(),
                 family_name: d.family_name.clone(),
-            },
+            }),
         });
         self.plan.accounts.insert(id.clone(), d.username.clone());
-        let groups: Vec<String> = d
-            .groups
-            .keys()
-            .chain(d.groups_on_create.iter())
-            .map(|g| g.to_string())
-            .collect();
-        for g in groups {
-            self.add(Some(id), &g, &d.username);
+        for g in d.groups().chain(d.groups_on_create.iter()) {
+            self.add(Some(id), g, &d.username);
         }
     }
 
@@ -607,7 +601,7 @@ impl<'a> Planner<'a> {
             self.ops.push(Operation::UpdateUser {
                 person: id.clone(),
                 username: u.username.clone(),
-                changes,
+                changes: Box::new(changes),
             });
         }
         self.plan.accounts.insert(id.clone(), final_name.clone());
@@ -616,8 +610,8 @@ impl<'a> Planner<'a> {
             .get(fold(&u.username).as_str())
             .map(|v| v.iter().copied().collect())
             .unwrap_or_default();
-        let want: BTreeSet<String> = d.groups.keys().map(|g| fold(g)).collect();
-        for g in d.groups.keys() {
+        let want: BTreeSet<String> = d.groups().map(|g| fold(g)).collect();
+        for g in d.groups() {
             if !have.contains(fold(g).as_str()) {
                 self.add(Some(id), g, &final_name);
             }
