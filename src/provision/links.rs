@@ -62,7 +62,8 @@ fn same(a: &str, b: &str) -> bool {
 ///
 /// `linked` is the account the person's existing link points at (already looked up
 /// by key or username), `by_username` the account holding the desired username,
-/// `by_email` every account whose e-mail equals the person's verified IdP e-mail.
+/// `by_email` every account whose e-mail is the person's verified primary e-mail
+/// (or, when none has it, one of their verified aliases).
 /// A conflict denies the person; it never hands them an account linked to someone
 /// else or one the `link_existing` policy does not allow.
 pub fn decide_link(
@@ -108,7 +109,7 @@ pub fn decide_link(
                 if c.user
                     .email
                     .as_deref()
-                    .is_some_and(|e| same(e, &desired.person_email)) =>
+                    .is_some_and(|e| desired.owns_email(e)) =>
             {
                 LinkDecision::Adopt { username }
             }
@@ -473,6 +474,7 @@ mod tests {
         DesiredAccount {
             external_id: xid(id),
             person_email: email.into(),
+            aliases: vec![],
             username: username.into(),
             email: email.into(),
             display_name: username.into(),

@@ -63,6 +63,9 @@ pub struct DesiredAccount {
     pub external_id: ExternalId,
     /// The source's verified primary e-mail (lower-case).
     pub person_email: String,
+    /// The person's other verified addresses (Google aliases, often a former primary
+    /// after a rename), lower-case: an account still carrying one is theirs.
+    pub aliases: Vec<String>,
     /// Login name from `[provisioning] username`.
     pub username: String,
     pub email: String,
@@ -80,6 +83,12 @@ pub struct DesiredAccount {
 }
 
 impl DesiredAccount {
+    /// Whether `email` (any case) is the primary address or one of the aliases.
+    pub fn owns_email(&self, email: &str) -> bool {
+        self.person_email.eq_ignore_ascii_case(email)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(email))
+    }
+
     /// The target groups the account should have, each once, sorted.
     pub fn groups(&self) -> impl Iterator<Item = &GroupName> + '_ {
         let mut last: Option<&GroupName> = None;
@@ -475,6 +484,7 @@ impl Mapper {
         Ok(DesiredAccount {
             external_id,
             person_email: email.clone(),
+            aliases: p.aliases.iter().map(|a| a.to_ascii_lowercase()).collect(),
             username,
             email,
             display_name,

@@ -396,8 +396,7 @@ impl<'a> Planner<'a> {
         if self.i.policy.population == Population::Everyone {
             self.absent(&desired);
         }
-        for (folded, name) in std::mem::take(&mut self.new_groups) {
-            let _ = folded;
+        for name in std::mem::take(&mut self.new_groups).into_values() {
             self.ops.push(Operation::CreateGroup { group: name });
         }
         let mut ops = std::mem::take(&mut self.ops);
@@ -429,18 +428,29 @@ impl<'a> Planner<'a> {
                 user: u,
                 linked_to: self.owner.get(&fold(&u.username)).copied(),
             });
-        let by_email: Vec<Candidate<'_>> = self
-            .by_email
-            .get(&fold(&d.person_email))
-            .map(|v| {
-                v.iter()
-                    .map(|u| Candidate {
-                        user: u,
-                        linked_to: self.owner.get(&fold(&u.username)).copied(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let candidates = |email: &str| -> Vec<Candidate<'a>> {
+            self.by_email
+                .get(&fold(email))
+                .map(|v| {
+                    v.iter()
+                        .map(|u| Candidate {
+                            user: u,
+                            linked_to: self.owner.get(&fold(&u.username)).copied(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut by_email = candidates(&d.person_email);
+        if by_email.is_empty() {
+            for a in &d.aliases {
+                for c in candidates(a) {
+                    if !by_email.iter().any(|b| b.user.username == c.user.username) {
+                        by_email.push(c);
+                    }
+                }
+            }
+        }
         let mut decision = decide_link(
             d,
             linked,
@@ -564,12 +574,12 @@ impl<'a> Planner<'a> {
                 });
                 final_name = d.username.clone();
             }
-            let email_differs = !u
+            // A target that hides e-mails (None) is never "corrected" blindly.
+            let email_differs = u
                 .email
                 .as_deref()
-                .is_some_and(|e| e.eq_ignore_ascii_case(&d.email));
-            if email_differs && caps.can_update_email && !(u.email.is_none() && d.email.is_empty())
-            {
+                .is_some_and(|e| !e.eq_ignore_ascii_case(&d.email));
+            if email_differs && caps.can_update_email {
                 changes.email = Some(Change {
                     before: u.email.clone().unwrap_or_default(),
                     after: d.email.clone(),

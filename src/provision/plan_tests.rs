@@ -584,6 +584,58 @@ fn adopt_by_email_renames_the_existing_account() {
     assert_eq!(w.links[&xid("1")].username, "rita");
 }
 
+#[test]
+fn first_meeting_after_a_google_rename_adopts_the_account_with_the_old_address() {
+    // Google keeps the former primary address as an alias.
+    let mut w = World::new(vec![person("1", "sam.new@example.com", &[])]);
+    w.people[0].person.aliases = vec!["sam@example.com".into()];
+    w.groups.default_new_users = vec![];
+    w.actual.insert_user(user("sam", "sam@example.com", true));
+    let plan = w.converge();
+    assert_eq!(kinds(&plan), vec!["link:sam", "update-user:sam"]);
+    assert_eq!(w.actual.users.len(), 1, "no duplicate account");
+    assert_eq!(
+        w.actual.user("sam.new").unwrap().email.as_deref(),
+        Some("sam.new@example.com")
+    );
+}
+
+#[test]
+fn hidden_target_email_is_not_rewritten_every_sync() {
+    let mut w = World::new(vec![person("1", "tia@example.com", &[])]);
+    w.prov.link_existing = LinkExisting::Username;
+    w.groups.default_new_users = vec![];
+    let mut u = user("tia", "ignored", true);
+    u.email = None;
+    u.display_name = "TIA Test".into();
+    w.actual.insert_user(u);
+    assert_eq!(kinds(&w.converge()), vec!["link:tia"]);
+}
+
+#[test]
+fn one_account_is_never_given_to_two_people_even_with_a_damaged_link_store() {
+    let mut w = World::new(vec![
+        person("1", "uma@example.com", &[]),
+        person("2", "val@example.com", &[]),
+    ]);
+    w.groups.default_new_users = vec![];
+    w.actual
+        .insert_user(user("shared", "shared@example.com", true));
+    for id in ["1", "2"] {
+        w.links.insert(
+            xid(id),
+            LinkedAccount {
+                username: "shared".into(),
+                key: None,
+            },
+        );
+    }
+    let plan = w.plan();
+    assert_eq!(kinds(&plan), vec!["update-user:shared"]);
+    assert_eq!(plan.denied.len(), 1);
+    assert_eq!(plan.denied[0].person, Some(xid("2")));
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;
@@ -696,6 +748,10 @@ mod props {
             // rounds (rename away, then create): keep generated links one-round.
             let own = c.people.get(*p).map(|(m, _, _)| NAMES[*m]);
             if desired_names.iter().any(|d| *d == name && Some(*d) != own) {
+                continue;
+            }
+            // usher never links two people to one account (decide_link refuses).
+            if w.links.values().any(|l| l.username == name) {
                 continue;
             }
             let key = with_key.then(|| format!("KEY-{name}"));
