@@ -4,6 +4,7 @@
 //! identity links and audit lines. Decides nothing about *what* to change.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -16,6 +17,11 @@ use super::audit::{Actor, AuditContext, AuditEntry, AuditLog, AuditResult};
 use super::links::{LinkStore, LinkedAccount};
 use super::plan::{Operation, Plan};
 use super::state::fold;
+
+/// After this many transient failures in a row (target down, rate limited beyond
+/// the client's retries) the remaining operations are skipped instead of each
+/// waiting for its own timeout; the next sync picks them up.
+pub const GIVE_UP_AFTER: usize = 25;
 
 /// How to run a plan and where to record it.
 #[derive(Clone, Copy)]
@@ -149,6 +155,7 @@ pub async fn run(target: Arc<dyn Target>, plan: &Plan, ctx: &ApplyContext<'_>) -
         record_errors: Vec::new(),
     };
     let mut blocked = Blocked::default();
+    let transient_in_a_row = AtomicUsize::new(0);
     let ops = &plan.operations;
     let mut start = 0;
     while start < ops.len() {
@@ -162,11 +169,23 @@ pub async fn run(target: Arc<dyn Target>, plan: &Plan, ctx: &ApplyContext<'_>) -
         let outcomes: Vec<(OpOutcome, Option<String>)> = stream::iter(batch.iter().zip(skips))
             .map(|(op, skip)| {
                 let target = target.clone();
+                let streak = &transient_in_a_row;
                 async move {
-                    match skip {
-                        Some(reason) => (OpOutcome::Skipped { reason }, None),
-                        None => execute(target.as_ref(), op, ctx.links).await,
+                    if let Some(reason) = skip {
+                        return (OpOutcome::Skipped { reason }, None);
                     }
+                    if streak.load(Ordering::Relaxed) >= GIVE_UP_AFTER {
+                        let reason = format!("gave up after {GIVE_UP_AFTER} transient failures in a row; the target looks unavailable");
+                        return (OpOutcome::Skipped { reason }, None);
+                    }
+                    let r = execute(target.as_ref(), op, ctx.links).await;
+                    match &r.0 {
+                        OpOutcome::Failed { transient: true, .. } => {
+                            streak.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => streak.store(0, Ordering::Relaxed),
+                    }
+                    r
                 }
             })
             .buffered(ctx.concurrency.max(1))

@@ -13,7 +13,7 @@ use crate::target::{
     TargetUser, UserUpdate,
 };
 
-use super::apply::{run, ApplyContext, OpOutcome};
+use super::apply::{run, ApplyContext, OpOutcome, GIVE_UP_AFTER};
 use super::audit::{Actor, AuditFilter, AuditLog};
 use super::links::{LinkStore, LinkedAccount, MemoryLinkStore};
 use super::mapping::Mapper;
@@ -29,6 +29,8 @@ struct Fake {
     max_in_flight: AtomicUsize,
     fail_groups: HashSet<String>,
     fail_users: HashSet<String>,
+    /// Every write answers "unavailable".
+    down: bool,
 }
 
 impl Fake {
@@ -205,6 +207,12 @@ impl Target for Fake {
         Box::pin(async move {
             self.enter().await;
             let r = self.with(|s| {
+                if self.down {
+                    return Err(TargetError::Unavailable {
+                        target: "fake".into(),
+                        message: "down".into(),
+                    });
+                }
                 if !s.groups.contains_key(&fold(group)) || s.user(username).is_none() {
                     return Err(Fake::err("add member"));
                 }
@@ -407,6 +415,44 @@ async fn failures_skip_only_dependent_operations() {
     // Independent work went through: the ops group got its members, gone was deactivated.
     let s = fake.state.lock().unwrap();
     assert!(s.is_member("ops", "new00") && !s.user("gone").unwrap().active);
+}
+
+#[tokio::test]
+async fn a_target_that_stays_down_is_given_up_on() {
+    let (people, mut actual, links) = scenario();
+    for g in ["eng", "ops", "jira-software-users"] {
+        actual.insert_group(g);
+    }
+    let mut pol = policy(&prov(), &groups());
+    pol.deprovision = crate::config::Deprovision::None;
+    let plan = make_plan(&people, &actual, &links, &pol);
+    let fake = Arc::new(Fake {
+        state: Mutex::new(actual),
+        down: true,
+        ..Fake::default()
+    });
+    let ctx = ApplyContext {
+        concurrency: 2,
+        links: None,
+        audit: None,
+        actor: Actor::Sync,
+        by: None,
+        sync_id: None,
+    };
+    // Only add-member ops hit the "down" fake; everything else succeeds first.
+    let report = run(fake, &plan, &ctx).await;
+    let adds = plan
+        .operations
+        .iter()
+        .filter(|o| matches!(o, Operation::AddMember { .. }))
+        .count();
+    assert!(adds > GIVE_UP_AFTER + 2, "{adds}");
+    assert!(
+        (GIVE_UP_AFTER..=GIVE_UP_AFTER + 2).contains(&report.counts.failed),
+        "{:?}",
+        report.counts
+    );
+    assert_eq!(report.counts.skipped, adds - report.counts.failed);
 }
 
 #[tokio::test]

@@ -3,6 +3,23 @@
 //! `links` remembers who owns which account, `audit` records every change. The sync
 //! job and login-time provisioning (owned elsewhere) call these; nothing here
 //! schedules work or reads the source.
+//!
+//! A full sync of one target, as the sync job wires it:
+//! ```text
+//! let mapper = Mapper::new(idp, &settings.provisioning, &settings.groups)?;
+//! let (desired, skipped) = mapper.map_all(&people);          // then drop(people)
+//! let scope = mapper.managed_scope(&all_idp_groups);
+//! let actual = read_actual(target.as_ref(), &scope).await?;  // error => no deprovisioning
+//! let links = link_store.for_target(target.name())?;
+//! let policy = Policy::from_settings(&prov, &groups, &sync, target.capabilities());
+//! let plan = plan_for(PlanInput { target: target.name(), desired: &desired,
+//!     skipped: &skipped, actual: &actual, links: &links, scope: &scope, policy: &policy });
+//! let verdict = sync::safety::check(&plan, &Limits::from_settings(&sync)); // stop: exit 3
+//! let report = apply::run(target, &plan, &ApplyContext { .. }).await;
+//! ```
+//! Login-time provisioning uses the same calls with `Population::Listed` and an
+//! `ActualState` holding the person's accounts, the target's groups and the person's
+//! memberships in managed groups.
 
 pub mod apply;
 pub mod audit;
