@@ -7,6 +7,9 @@
 
 mod api;
 pub mod query;
+mod resources;
+#[cfg(test)]
+mod schema_tests;
 pub mod seed;
 mod token;
 
