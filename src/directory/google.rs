@@ -197,7 +197,15 @@ impl GoogleDirectory {
         loop {
             attempt += 1;
             self.limiter.acquire().await;
-            let token = self.tokens.token().await?;
+            let token = match self.tokens.token().await {
+                Ok(t) => t,
+                // A token endpoint hiccup (5xx, connection reset) is worth the same retries.
+                Err(e) if e.is_transient() && attempt < policy.max_attempts => {
+                    self.backoff(attempt, None).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             self.api_calls.fetch_add(1, Ordering::Relaxed);
             let answer = self.send(url, &token).await;
             let (status, retry_after, body) = match answer {

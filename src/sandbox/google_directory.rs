@@ -388,6 +388,18 @@ impl GoogleDirectoryEmulator {
         }
     }
 
+    /// A copy of one user as the emulator holds it now (by id, email or alias).
+    pub fn user(&self, key: &str) -> Option<SeedUser> {
+        let data = self.read();
+        data.user(key).map(|i| data.users[i as usize].clone())
+    }
+
+    /// How many users and groups the emulator holds.
+    pub fn sizes(&self) -> (usize, usize) {
+        let data = self.read();
+        (data.users.len(), data.groups.len())
+    }
+
     /// Suspends or reactivates a user (by any key); false if unknown.
     pub fn set_suspended(&self, key: &str, suspended: bool) -> bool {
         let mut data = self.data.write().unwrap_or_else(|e| e.into_inner());
