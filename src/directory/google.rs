@@ -40,11 +40,15 @@ pub struct GoogleDirectoryOptions {
     pub users_page_size: u32,
     /// groups.list / members.list `maxResults` (Google allows at most 200).
     pub groups_page_size: u32,
+    /// How often and how long retryable answers are retried.
     pub retry: RetryPolicy,
+    /// Judges token expiry (tests move it).
     pub clock: Arc<dyn Clock>,
+    /// Waits for backoff and rate limiting (tests record instead).
     pub sleeper: Arc<dyn Sleeper>,
     /// Whole-request timeout (one page).
     pub request_timeout: Duration,
+    /// TCP/TLS connect timeout.
     pub connect_timeout: Duration,
 }
 
@@ -62,7 +66,9 @@ impl Default for GoogleDirectoryOptions {
     }
 }
 
-/// Google Workspace as a [`Directory`].
+/// Google Workspace as a [`Directory`]. Lists keep suspended and archived people
+/// (flags set) whatever `[directory] include_suspended` says: whether they get or
+/// keep accounts is the provisioning mapping's decision, not the reader's.
 pub struct GoogleDirectory {
     source: String,
     api_url: url::Url,

@@ -185,7 +185,9 @@ impl MembersPage {
 /// still yields an error with the HTTP status, never a panic.
 #[derive(Debug, Default)]
 pub(super) struct ApiError {
+    /// Google's human-readable message (truncated).
     pub message: String,
+    /// `errors[0].reason` (or `status` for the newer envelope).
     pub reason: String,
 }
 
