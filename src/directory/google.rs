@@ -5,7 +5,9 @@
 //! mapping of Google's error envelope to [`DirectoryError`]; tokens come from
 //! [`TokenProvider`]. Must not log tokens or response bodies.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeMap;
+
+use futures_util::TryStreamExt as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,6 +31,9 @@ pub const USERS_FIELDS: &str = "nextPageToken,users(id,primaryEmail,name(givenNa
 pub const GROUPS_FIELDS: &str = "nextPageToken,groups(id,email,name)";
 /// `fields` mask for members.list.
 pub const MEMBERS_FIELDS: &str = "nextPageToken,members(id,email,role,type,status)";
+
+/// Parent-group lookups in flight at once while flattening one person's groups.
+const NESTED_LOOKUP_CONCURRENCY: usize = 8;
 
 /// Turns one decoded page into its items and the next page token.
 type SplitPage<P, T> = fn(P) -> Result<(Vec<T>, Option<String>), DirectoryError>;
@@ -370,7 +375,6 @@ impl GoogleDirectory {
 
     /// groups.list?userKey= (all pages): the groups `key` is a direct member of.
     async fn groups_of(&self, key: &str) -> Result<Vec<GroupRef>, DirectoryError> {
-        use futures_util::TryStreamExt as _;
         let size = self.options.groups_page_size.to_string();
         let key = key.to_string();
         let domain = self.domain.clone();
@@ -401,6 +405,7 @@ impl GoogleDirectory {
         }
     }
 
+    /// Lookup body of [`Directory::person`].
     async fn person_impl(&self, key: &str) -> Result<Option<PersonWithGroups>, DirectoryError> {
         let url = self.endpoint(&["users", key], &[("fields", USER_FIELDS)]);
         let user: ApiUser = match self.get_json("users.get", &url).await {
@@ -410,25 +415,30 @@ impl GoogleDirectory {
         };
         let person = user.into_person("users.get")?;
         let mut found: BTreeMap<String, GroupRef> = BTreeMap::new();
-        let mut queue: VecDeque<String> = VecDeque::new();
+        let mut level: Vec<String> = Vec::new();
         for g in self.groups_of(&person.id).await? {
-            queue.push_back(g.email.clone());
+            level.push(g.email.clone());
             found.insert(g.id.clone(), g);
         }
         if self.nested {
-            // Walk up: which groups contain the groups found so far. `found`
-            // doubles as the visited set, so a cycle ends the walk.
-            let mut asked: BTreeSet<String> = BTreeSet::new();
-            while let Some(group_email) = queue.pop_front() {
-                if !asked.insert(group_email.clone()) {
-                    continue;
-                }
-                for parent in self.groups_of(&group_email).await? {
-                    if !found.contains_key(&parent.id) {
-                        queue.push_back(parent.email.clone());
-                        found.insert(parent.id.clone(), parent);
+            // Walk up level by level: which groups contain the groups found so
+            // far. One level's lookups run concurrently (login latency = depth x
+            // round trip, not groups x round trip); `found` doubles as the
+            // visited set, so a cycle ends the walk.
+            while !level.is_empty() {
+                let mut next = Vec::new();
+                for chunk in level.chunks(NESTED_LOOKUP_CONCURRENCY) {
+                    let lookups = chunk.iter().map(|email| self.groups_of(email));
+                    for parents in futures_util::future::try_join_all(lookups).await? {
+                        for parent in parents {
+                            if !found.contains_key(&parent.id) {
+                                next.push(parent.email.clone());
+                                found.insert(parent.id.clone(), parent);
+                            }
+                        }
                     }
                 }
+                level = next;
             }
         }
         let mut groups: Vec<GroupRef> = found.into_values().collect();

@@ -294,6 +294,10 @@ async fn person_lookup_flattens_nested_groups_through_a_cycle() {
             "platform@example.com"
         ]
     );
+    // users.get + groups.list for erin, then one per group walked: backend,
+    // everyone, eng, platform (platform's parent backend is already known).
+    let c = env.emu.counts();
+    assert_eq!((c.users_get, c.groups_list), (1, 5));
     // groups.list?userKey must not carry customer= (Google answers 400).
     let log = env.emu.requests();
     let by_user: Vec<_> = log.iter().filter(|l| l.contains("userKey=")).collect();
