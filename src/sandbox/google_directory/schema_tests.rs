@@ -406,7 +406,10 @@ async fn every_client_request_matches_a_discovery_method_and_its_parameters() {
             } else {
                 200
             };
-            assert!(n <= limit, "{line}: maxResults above {limit}");
+            assert_eq!(
+                n, limit,
+                "{line}: the client asks for the largest page Google allows"
+            );
         }
         *used.entry(template.clone()).or_default() += 1;
     }
