@@ -778,3 +778,50 @@ async fn from_settings_builds_both_auth_modes() {
         Err(DirectoryError::Key { .. })
     ));
 }
+
+#[tokio::test]
+async fn errors_never_carry_tokens_or_secrets() {
+    let env = env(|_| {}).await;
+    env.emu.revoke_refresh_tokens();
+    let dir = env.oauth_client(store_with(Some("1//sandbox-alice-refresh")));
+    let err = all_people(&dir).await.unwrap_err();
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(!shown.contains("sandbox-alice-refresh"), "{shown}");
+        assert!(!shown.contains(OAUTH_SECRET), "{shown}");
+    }
+    // A 403 after a successful token: the access token is not in the message.
+    let env = self::env(|_| {}).await;
+    let dir = env.sa_client("bob@example.com", sa_key_json(), 3);
+    let err = all_people(&dir).await.unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("ya29."), "{shown}");
+    assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+}
+
+#[tokio::test]
+async fn persistent_401_names_the_fix_for_each_mode() {
+    let env = env(|_| {}).await;
+    let dir = env.oauth_client(store_with(Some("1//sandbox-alice-refresh")));
+    env.emu.inject(GoogleFault::InvalidCredentials, 2);
+    let err = all_people(&dir).await.unwrap_err();
+    assert!(matches!(err, DirectoryError::Unauthorized { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("reconnect at /_usher/admin/connect/google"),
+        "{err}"
+    );
+    assert_eq!(
+        env.emu.counts().token_refresh,
+        2,
+        "one fresh token was tried"
+    );
+
+    let dir = env.sa();
+    env.emu.inject(GoogleFault::InvalidCredentials, 2);
+    let err = all_people(&dir).await.unwrap_err();
+    assert!(matches!(err, DirectoryError::Unauthorized { .. }), "{err}");
+    assert!(err.to_string().contains(SA_EMAIL), "{err}");
+    // One 401 alone is absorbed by the fresh token.
+    env.emu.inject(GoogleFault::InvalidCredentials, 1);
+    assert_eq!(all_people(&dir).await.unwrap().len(), 8);
+}

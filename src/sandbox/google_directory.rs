@@ -105,6 +105,8 @@ pub enum GoogleFault {
     UserRateLimitExceeded,
     /// 403 `forbidden` "Not Authorized to access this resource/api".
     Forbidden,
+    /// 401 `authError` "Invalid Credentials" (whatever token was sent).
+    InvalidCredentials,
     /// 200 with a body that is not JSON.
     Garbage,
     /// 200 with JSON of the wrong shape (`users` is a string).

@@ -89,6 +89,12 @@ pub(super) fn fault_response(f: GoogleFault) -> Response<Bytes> {
             "global",
             "Not Authorized to access this resource/api",
         ),
+        GoogleFault::InvalidCredentials => google_error(
+            StatusCode::UNAUTHORIZED,
+            "authError",
+            "global",
+            "Invalid Credentials",
+        ),
         GoogleFault::Garbage => {
             let mut r = Response::new(Bytes::from_static(b"<html>}{ not json"));
             *r.status_mut() = StatusCode::OK;
