@@ -457,6 +457,7 @@ fn users_list(data: &Data, q: &HashMap<String, String>, truncate: bool) -> Resul
             }
         }
     }
+    // orderBy/sortOrder are validated but the sandbox always lists in seed order.
     let size = max_results(q, 100, 500)?;
     let query_text = q.get("query").map(String::as_str).unwrap_or("");
     let query =
