@@ -3,5 +3,7 @@
 //! paths (request, login, sync) through them.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod sandbox;
+pub mod session;
