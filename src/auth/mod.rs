@@ -2,4 +2,5 @@
 //! `rd` redirect guard and the signed identity assertion. It must not touch the
 //! upstream request path or provisioning; the proxy wires these pieces in.
 
+pub mod assertion;
 pub mod redirect;
