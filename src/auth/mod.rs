@@ -3,4 +3,8 @@
 //! upstream request path or provisioning; the proxy wires these pieces in.
 
 pub mod assertion;
+pub mod error;
+pub mod id_token;
+pub mod login_state;
+pub mod oidc;
 pub mod redirect;

@@ -107,6 +107,7 @@ struct Mutable {
     refresh_tokens: HashMap<String, SeedPerson>,
     tamper: Option<TokenTamper>,
     token_requests: u32,
+    jwks_requests: u32,
 }
 
 /// A running Google OIDC emulator.
@@ -262,6 +263,11 @@ impl GoogleOidc {
         self.state.lock().map(|s| s.token_requests).unwrap_or(0)
     }
 
+    /// How many JWKS requests were served (tests of JWKS caching and refresh).
+    pub fn jwks_requests(&self) -> u32 {
+        self.state.lock().map(|s| s.jwks_requests).unwrap_or(0)
+    }
+
     /// The emulator as a sandbox HTTP handler.
     pub fn handler(self: &Arc<Self>) -> Handler {
         let me = self.clone();
@@ -318,7 +324,8 @@ impl GoogleOidc {
         let keys: Vec<Value> = self
             .state
             .lock()
-            .map(|st| {
+            .map(|mut st| {
+                st.jwks_requests += 1;
                 st.keys
                     .iter()
                     .map(|k| json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": k.kid, "n": k.n, "e": k.e}))

@@ -30,7 +30,7 @@ pub enum CookieError {
     #[error("could not derive cookie keys from the secret (HKDF failure)")]
     KeyDerivation,
     /// The value does not fit in MAX_CHUNKS cookies.
-    #[error("cookie `{name}` would need {needed} chunks (max {MAX_CHUNKS}); use store = \"memory\" or \"redis\", or map fewer groups")]
+    #[error("cookie `{name}` would need {needed} chunks (more than allowed); use store = \"memory\" or \"redis\", or map fewer groups")]
     TooLarge {
         /// The cookie name.
         name: String,
@@ -71,10 +71,12 @@ pub fn derive_key(secret: &Secret, purpose: &str) -> Result<Key, CookieError> {
 }
 
 /// Encrypts/decrypts one logical cookie (possibly split into chunks).
+#[derive(Clone)]
 pub struct CookieCodec {
     name: String,
     keys: Vec<Key>,
     secure: bool,
+    max_chunks: usize,
 }
 
 impl std::fmt::Debug for CookieCodec {
@@ -106,7 +108,42 @@ impl CookieCodec {
         } else {
             base_name.to_string()
         };
-        Ok(CookieCodec { name, keys, secure })
+        Ok(CookieCodec {
+            name,
+            keys,
+            secure,
+            max_chunks: MAX_CHUNKS,
+        })
+    }
+
+    /// The same keys and attributes under another base name (per-login cookies).
+    pub fn renamed(&self, base_name: &str) -> Self {
+        let name = if self.secure {
+            format!("{HOST_PREFIX}{base_name}")
+        } else {
+            base_name.to_string()
+        };
+        CookieCodec {
+            name,
+            keys: self.keys.clone(),
+            secure: self.secure,
+            max_chunks: self.max_chunks,
+        }
+    }
+
+    /// Limits the value to `n` chunks (1..=MAX_CHUNKS); small cookies use 1.
+    pub fn with_max_chunks(mut self, n: usize) -> Self {
+        self.max_chunks = n.clamp(1, MAX_CHUNKS);
+        self
+    }
+
+    /// The name prefix the browser sees for `base` under this codec's attributes.
+    pub fn full_name(&self, base: &str) -> String {
+        if self.secure {
+            format!("{HOST_PREFIX}{base}")
+        } else {
+            base.to_string()
+        }
     }
 
     /// The full cookie name as the browser sees it.
@@ -149,7 +186,7 @@ impl CookieCodec {
             .map(|c| c.value().to_string())
             .ok_or(CookieError::KeyDerivation)?;
         let needed = sealed.len().div_ceil(CHUNK_BYTES).max(1);
-        if needed > MAX_CHUNKS {
+        if needed > self.max_chunks {
             return Err(CookieError::TooLarge {
                 name: self.name.clone(),
                 needed,
@@ -158,8 +195,8 @@ impl CookieCodec {
         let max_age = max_age.map(|d| {
             cookie::time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         });
-        let mut out = Vec::with_capacity(MAX_CHUNKS);
-        for i in 0..MAX_CHUNKS {
+        let mut out = Vec::with_capacity(self.max_chunks);
+        for i in 0..self.max_chunks {
             let mut c = if i < needed {
                 let part = &sealed[i * CHUNK_BYTES..((i + 1) * CHUNK_BYTES).min(sealed.len())];
                 let value = if i == 0 {
@@ -185,7 +222,7 @@ impl CookieCodec {
 
     /// `Set-Cookie` values that delete the cookie and every possible chunk.
     pub fn clear(&self) -> Vec<String> {
-        (0..MAX_CHUNKS)
+        (0..self.max_chunks)
             .map(|i| {
                 let mut c = Cookie::new(self.chunk_name(i), "");
                 c.make_removal();
@@ -201,7 +238,7 @@ impl CookieCodec {
         let first = find_cookie(cookie_header, &self.name)?;
         let (count, part0) = first.split_once('.')?;
         let count: usize = count.parse().ok()?;
-        if count == 0 || count > MAX_CHUNKS {
+        if count == 0 || count > self.max_chunks {
             return None;
         }
         let sealed = if count == 1 {
