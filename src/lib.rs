@@ -4,10 +4,13 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod proxy;
 pub mod sandbox;
+
+pub mod session;
 pub mod telemetry;
 
 pub use app::App;

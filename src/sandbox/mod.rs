@@ -4,4 +4,5 @@
 //! never be reachable from a production `usher serve`.
 
 pub mod faults;
+pub mod google_oidc;
 pub mod http;
