@@ -5,4 +5,5 @@
 
 pub mod faults;
 pub mod google_directory;
+pub mod google_oidc;
 pub mod http;
