@@ -6,7 +6,10 @@
 //
 // Usage:
 //   node login.mjs --start URL --email EMAIL --expect-prefix URL_PREFIX \
-//        --screenshot FILE.png [--timeout-ms 30000]
+//        --screenshot FILE.png [--timeout-ms 30000] [--map-host NAME=127.0.0.1:PORT ...]
+// --map-host makes Chromium resolve NAME (any port) to the given loopback address, so a
+// test can open usher under its public host name (e.g. http://jira.test/) while usher
+// listens on an ephemeral port. Only loopback targets are accepted.
 // Prints one JSON line on stdout: {"final_url", "status", "text"} (status: the HTTP
 // status of the last document response, text: the page's visible text). Exits 1 with
 // `login.mjs: ...` on stderr on any failure or timeout (a screenshot is still taken
@@ -33,6 +36,7 @@ try {
       'expect-prefix': { type: 'string' },
       screenshot: { type: 'string' },
       'timeout-ms': { type: 'string', default: '30000' },
+      'map-host': { type: 'string', multiple: true, default: [] },
     },
   }));
 } catch (e) {
@@ -43,6 +47,11 @@ for (const name of ['start', 'email', 'expect-prefix', 'screenshot']) {
 }
 const timeout = Number.parseInt(args['timeout-ms'], 10);
 if (!(timeout > 0)) die(2, `--timeout-ms ${args['timeout-ms']} is not a positive number`);
+const hostRules = args['map-host'].map((m) => {
+  const found = /^([A-Za-z0-9.-]+)=(127\.\d+\.\d+\.\d+|localhost)(?::(\d+))?$/.exec(m);
+  if (!found) die(2, `--map-host ${m} is not NAME=127.0.0.1:PORT (loopback only)`);
+  return `MAP ${found[1]} ${found[2]}${found[3] ? `:${found[3]}` : ''}`;
+});
 const deadline = Date.now() + timeout;
 const left = () => Math.max(1, deadline - Date.now());
 
@@ -69,6 +78,7 @@ async function run() {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      ...(hostRules.length ? [`--host-resolver-rules=${hostRules.join(', ')}`] : []),
     ],
   });
   const page = context.pages()[0] || (await context.newPage());

@@ -16,7 +16,7 @@ use usher::auth::oidc::{http_client, CallbackParams, DenialReason, Identity, Rel
 use usher::auth::redirect::SafeRedirect;
 use usher::config::{self, IdpSettings, StaticEnv};
 
-use crate::peers::{browser_login, require_peers, OidcPeer, PeerAccount};
+use crate::peers::{browser_login_mapped, require_peers, OidcPeer, PeerAccount};
 
 const PUBLIC: &str = "http://jira.test";
 const CLIENT_ID: &str = "usher-test-client";
@@ -428,11 +428,17 @@ async fn browser_sign_in_through_real_op_reaches_the_callback() {
         return;
     }
     // Something must really listen on the redirect URI for Chromium to land there.
-    let handler: usher::sandbox::http::Handler = Arc::new(|_req| {
-        Box::pin(async {
-            let mut resp = Response::new(Bytes::from_static(
-                b"<!doctype html><html><body><h1>callback reached</h1></body></html>",
-            ));
+    let handler: usher::sandbox::http::Handler = Arc::new(|req| {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        Box::pin(async move {
+            let mut resp = Response::new(Bytes::from(format!(
+                "<!doctype html><html><body><h1>callback reached at {host}</h1></body></html>"
+            )));
             *resp.status_mut() = StatusCode::OK;
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -444,7 +450,8 @@ async fn browser_sign_in_through_real_op_reaches_the_callback() {
     let site = usher::sandbox::http::serve("127.0.0.1:0".parse().unwrap(), handler)
         .await
         .unwrap();
-    let public = site.url();
+    // Chromium resolves the public host name to the listener (as usher's would be).
+    let public = format!("http://callback.test:{}", site.addr.port());
     let peer = start_peer(&public).await;
     let rp = relying_party(&peer, &public, CLIENT_SECRET, "");
     let (auth_url, login) = rp
@@ -452,17 +459,21 @@ async fn browser_sign_in_through_real_op_reaches_the_callback() {
         .await
         .unwrap();
     let callback = format!("{public}/_usher/callback");
-    let result = browser_login(
+    let result = browser_login_mapped(
         &auth_url,
         "bob@example.com",
         &callback,
         "oidc_peer_browser.png",
+        &[("callback.test", site.addr)],
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\nop stderr: {}", peer.stderr()));
     assert!(result.final_url.starts_with(&callback), "{result:?}");
     assert_eq!(result.status, 200, "{result:?}");
-    assert_eq!(result.text, "callback reached");
+    assert_eq!(
+        result.text,
+        format!("callback reached at callback.test:{}", site.addr.port())
+    );
     let png = std::fs::read(&result.screenshot).unwrap();
     assert!(
         png.starts_with(b"\x89PNG\r\n\x1a\n"),

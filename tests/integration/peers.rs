@@ -10,6 +10,7 @@
 
 #![allow(dead_code)] // the lead's end-to-end tests use parts the tests here do not
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -254,6 +255,20 @@ pub async fn browser_login(
     expect_prefix: &str,
     screenshot: &str,
 ) -> Result<BrowserResult, String> {
+    browser_login_mapped(start_url, email, expect_prefix, screenshot, &[]).await
+}
+
+/// [`browser_login`] with host names mapped to loopback addresses inside Chromium
+/// (`--host-resolver-rules`): e.g. `("jira.test", usher_addr)` lets the browser open
+/// `http://jira.test/` (Host header `jira.test`) while usher listens on an ephemeral port.
+/// The mapping applies to every port of that name.
+pub async fn browser_login_mapped(
+    start_url: &str,
+    email: &str,
+    expect_prefix: &str,
+    screenshot: &str,
+    hosts: &[(&str, SocketAddr)],
+) -> Result<BrowserResult, String> {
     let script = node_package("tests/browser", "login.mjs");
     let shot = artifact_path(screenshot);
     let run = Command::new("node")
@@ -264,6 +279,11 @@ pub async fn browser_login(
         .arg("--screenshot")
         .arg(&shot)
         .args(["--timeout-ms", "30000"])
+        .args(
+            hosts
+                .iter()
+                .flat_map(|(name, addr)| ["--map-host".to_string(), format!("{name}={addr}")]),
+        )
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
