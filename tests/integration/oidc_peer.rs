@@ -25,6 +25,8 @@ const CLIENT_SECRET: &str = "peer-client-secret-1";
 fn accounts() -> Vec<PeerAccount> {
     let mut uma = PeerAccount::workspace("1003", "uma@example.com", "Uma", "Unverified", &[]);
     uma.email_verified = false;
+    let mut carl = PeerAccount::workspace("1004", "carl@gmail.com", "Carl", "Consumer", &[]);
+    carl.hd = None;
     vec![
         PeerAccount::workspace(
             "1001",
@@ -35,6 +37,7 @@ fn accounts() -> Vec<PeerAccount> {
         ),
         PeerAccount::workspace("1002", "bob@example.com", "Bob", "Admin", &["admins"]),
         uma,
+        carl,
     ]
 }
 
@@ -44,7 +47,13 @@ async fn start_peer(public: &str) -> OidcPeer {
 }
 
 /// `[[idp]]` settings parsed from a small usher config, as `usher serve` would.
-fn idp_settings(issuer: &str, public: &str, secret: &str, idp_extra: &str) -> IdpSettings {
+fn idp_settings(
+    issuer: &str,
+    public: &str,
+    secret: &str,
+    kind: &str,
+    idp_extra: &str,
+) -> IdpSettings {
     let text = format!(
         r#"
 [server]
@@ -56,7 +65,7 @@ secret = "${{USHER_SESSION_SECRET}}"
 
 [[idp]]
 name = "corp"
-kind = "oidc"
+kind = "{kind}"
 issuer = "{issuer}"
 client_id = "{CLIENT_ID}"
 client_secret = "${{PEER_CLIENT_SECRET}}"
@@ -82,7 +91,7 @@ url = "http://127.0.0.1:9"
 }
 
 fn relying_party(peer: &OidcPeer, public: &str, secret: &str, idp_extra: &str) -> RelyingParty {
-    let settings = idp_settings(&peer.issuer, public, secret, idp_extra);
+    let settings = idp_settings(&peer.issuer, public, secret, "oidc", idp_extra);
     RelyingParty::new(
         settings,
         &url::Url::parse(public).unwrap(),
@@ -375,6 +384,36 @@ async fn sign_in_policy_applies_to_real_id_tokens() {
         r#"allowed_domains = ["example.org"]"#,
     );
     let err = sign_in(&other_domain, "ann@example.com").await.unwrap_err();
+    assert_eq!(err.reason, DenialReason::DomainNotAllowed, "{err}");
+}
+
+#[tokio::test]
+async fn google_kind_checks_hd_and_ignores_groups_claim() {
+    if !require_peers("google_kind_checks_hd_and_ignores_groups_claim") {
+        return;
+    }
+    let peer = start_peer(PUBLIC).await;
+    let settings = idp_settings(
+        &peer.issuer,
+        PUBLIC,
+        CLIENT_SECRET,
+        "google",
+        r#"allowed_domains = ["example.com"]"#,
+    );
+    let rp = RelyingParty::new(
+        settings,
+        &url::Url::parse(PUBLIC).unwrap(),
+        http_client().unwrap(),
+    )
+    .unwrap();
+    let ann = sign_in(&rp, "ann@example.com").await.unwrap();
+    assert_eq!(ann.hd.as_deref(), Some("example.com"));
+    assert!(
+        ann.groups.is_empty(),
+        "google groups come from the directory: {ann:?}"
+    );
+    // A consumer account has no hd claim: refused although its email is verified.
+    let err = sign_in(&rp, "carl@gmail.com").await.unwrap_err();
     assert_eq!(err.reason, DenialReason::DomainNotAllowed, "{err}");
 }
 

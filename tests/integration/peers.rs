@@ -7,6 +7,14 @@
 //! Tests that need these peers start with
 //! `if !peers::require_peers("name") { return; }`: they run only when
 //! `USHER_PEERS=1` (set by tests/run.sh after install.sh).
+//!
+//! End-to-end through usher (order matters: the OP must know usher's redirect URI, usher
+//! must know the OP's issuer): keep usher's `public_url` a name such as
+//! `http://jira.test`, start `OidcPeer::start(&accounts, id, secret,
+//! "http://jira.test/_usher/callback")`, put `peer.issuer` into usher's `[[idp]]`, start
+//! usher on 127.0.0.1:0, then `browser_login_mapped("http://jira.test/...", email,
+//! "http://jira.test/...", "name.png", &[("jira.test", usher_addr)])`: Chromium resolves
+//! `jira.test` to usher and sends `Host: jira.test`.
 
 #![allow(dead_code)] // the lead's end-to-end tests use parts the tests here do not
 
