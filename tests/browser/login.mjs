@@ -78,6 +78,7 @@ async function run() {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      '--no-proxy-server', // loopback only, whatever the environment's proxy variables say
       ...(hostRules.length ? [`--host-resolver-rules=${hostRules.join(', ')}`] : []),
     ],
   });
