@@ -25,7 +25,9 @@ pub struct Person {
     /// Other addresses that reach the same person (aliases, secondary emails),
     /// lower-case, sorted, without the primary.
     pub aliases: Vec<String>,
+    /// Given (first) name as the source has it.
     pub given_name: String,
+    /// Family (last) name as the source has it.
     pub family_name: String,
     /// The source's display form of the name (may be empty).
     pub full_name: String,
@@ -83,6 +85,7 @@ pub struct GroupMember {
     pub id: String,
     /// Member email, lower-case; `None` for `Customer` members.
     pub email: Option<String>,
+    /// Person, nested group, whole organisation or outsider.
     pub kind: MemberKind,
     /// `OWNER`, `MANAGER` or `MEMBER` as the source says it.
     pub role: String,
@@ -94,6 +97,7 @@ pub struct GroupMember {
 /// groups when the source is configured so). What login-time provisioning needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersonWithGroups {
+    /// The person.
     pub person: Person,
     /// Sorted by email, no duplicates.
     pub groups: Vec<GroupRef>,

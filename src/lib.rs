@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod identity;
 pub mod provision;
 pub mod proxy;
 pub mod sandbox;
+pub mod session;
 pub mod sync;
 pub mod target;
 pub mod telemetry;

@@ -372,6 +372,64 @@ mod tests {
         assert_eq!(flat["g"], set(&["b"]));
     }
 
+    /// Reference semantics: membership is the least fixed point of
+    /// `members(g) = direct users(g) U members(child)` for every nested child.
+    fn fixed_point(users: &[Vec<u32>], children: &[Vec<u32>]) -> Vec<BTreeSet<u32>> {
+        let mut m: Vec<BTreeSet<u32>> = users.iter().map(|u| u.iter().copied().collect()).collect();
+        loop {
+            let mut changed = false;
+            for g in 0..m.len() {
+                for &c in &children[g] {
+                    let add: Vec<u32> = m[c as usize].difference(&m[g]).copied().collect();
+                    changed |= !add.is_empty();
+                    m[g].extend(add);
+                }
+            }
+            if !changed {
+                return m;
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn flattening_equals_the_fixed_point_on_random_graphs(
+            users in proptest::collection::vec(proptest::collection::vec(0u32..12, 0..5), 1..10),
+            links in proptest::collection::vec((0usize..10, 0usize..10), 0..20),
+        ) {
+            let n = users.len();
+            let mut children = vec![Vec::new(); n];
+            for (a, b) in links {
+                children[a % n].push((b % n) as u32);
+            }
+            let direct: Vec<Vec<Edge>> = (0..n)
+                .map(|g| {
+                    users[g].iter().map(|&p| Edge::Person(p))
+                        .chain(children[g].iter().map(|&c| Edge::Group(c)))
+                        .collect()
+                })
+                .collect();
+            let (flat, cyclic) = flatten(&direct, 12, Nesting::Flatten);
+            let want = fixed_point(&users, &children);
+            for g in 0..n {
+                let got: BTreeSet<u32> = flat[g].iter().copied().collect();
+                proptest::prop_assert_eq!(&got, &want[g]);
+                proptest::prop_assert_eq!(got.len(), flat[g].len(), "no duplicates");
+            }
+            // A group is cyclic iff it can reach itself.
+            for g in 0..n {
+                let mut seen = BTreeSet::new();
+                let mut stack: Vec<u32> = children[g].clone();
+                while let Some(c) = stack.pop() {
+                    if seen.insert(c) {
+                        stack.extend(&children[c as usize]);
+                    }
+                }
+                proptest::prop_assert_eq!(cyclic.contains(&(g as u32)), seen.contains(&(g as u32)));
+            }
+        }
+    }
+
     #[test]
     fn matches_members_by_email_when_the_id_differs() {
         let people = vec![person("a")];

@@ -5,21 +5,23 @@
 //! mapping of Google's error envelope to [`DirectoryError`]; tokens come from
 //! [`TokenProvider`]. Must not log tokens or response bodies.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeMap;
+
+use futures_util::TryStreamExt as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 use super::google_auth::{Clock, Credentials, ServiceAccountKey, SystemClock, TokenProvider};
+use super::google_wire::{ApiError, ApiUser, GroupsPage, MembersPage, UsersPage};
 use super::retry::{is_retryable, RateLimiter, RetryPolicy, Sleeper, TokioSleeper};
 use super::token_store::RefreshTokenStore;
 use super::{BoxFuture, Directory, DirectoryError, Pages};
 use crate::config::{DirectoryAuth, DirectorySettings, IdpSettings, Secret, SessionSettings};
-use crate::identity::{GroupMember, GroupRef, MemberKind, Person, PersonWithGroups};
+use crate::identity::{GroupMember, GroupRef, Person, PersonWithGroups};
 
 /// `fields` mask for one user: only what [`Person`] needs.
 pub const USER_FIELDS: &str = "id,primaryEmail,name(givenName,familyName,fullName),suspended,archived,isAdmin,orgUnitPath,aliases,nonEditableAliases";
@@ -29,6 +31,9 @@ pub const USERS_FIELDS: &str = "nextPageToken,users(id,primaryEmail,name(givenNa
 pub const GROUPS_FIELDS: &str = "nextPageToken,groups(id,email,name)";
 /// `fields` mask for members.list.
 pub const MEMBERS_FIELDS: &str = "nextPageToken,members(id,email,role,type,status)";
+
+/// Parent-group lookups in flight at once while flattening one person's groups.
+const NESTED_LOOKUP_CONCURRENCY: usize = 8;
 
 /// Turns one decoded page into its items and the next page token.
 type SplitPage<P, T> = fn(P) -> Result<(Vec<T>, Option<String>), DirectoryError>;
@@ -40,11 +45,15 @@ pub struct GoogleDirectoryOptions {
     pub users_page_size: u32,
     /// groups.list / members.list `maxResults` (Google allows at most 200).
     pub groups_page_size: u32,
+    /// How often and how long retryable answers are retried.
     pub retry: RetryPolicy,
+    /// Judges token expiry (tests move it).
     pub clock: Arc<dyn Clock>,
+    /// Waits for backoff and rate limiting (tests record instead).
     pub sleeper: Arc<dyn Sleeper>,
     /// Whole-request timeout (one page).
     pub request_timeout: Duration,
+    /// TCP/TLS connect timeout.
     pub connect_timeout: Duration,
 }
 
@@ -62,7 +71,9 @@ impl Default for GoogleDirectoryOptions {
     }
 }
 
-/// Google Workspace as a [`Directory`].
+/// Google Workspace as a [`Directory`]. Lists keep suspended and archived people
+/// (flags set) whatever `[directory] include_suspended` says: whether they get or
+/// keep accounts is the provisioning mapping's decision, not the reader's.
 pub struct GoogleDirectory {
     source: String,
     api_url: url::Url,
@@ -197,7 +208,15 @@ impl GoogleDirectory {
         loop {
             attempt += 1;
             self.limiter.acquire().await;
-            let token = self.tokens.token().await?;
+            let token = match self.tokens.token().await {
+                Ok(t) => t,
+                // A token endpoint hiccup (5xx, connection reset) is worth the same retries.
+                Err(e) if e.is_transient() && attempt < policy.max_attempts => {
+                    self.backoff(attempt, None).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             self.api_calls.fetch_add(1, Ordering::Relaxed);
             let answer = self.send(url, &token).await;
             let (status, retry_after, body) = match answer {
@@ -356,7 +375,6 @@ impl GoogleDirectory {
 
     /// groups.list?userKey= (all pages): the groups `key` is a direct member of.
     async fn groups_of(&self, key: &str) -> Result<Vec<GroupRef>, DirectoryError> {
-        use futures_util::TryStreamExt as _;
         let size = self.options.groups_page_size.to_string();
         let key = key.to_string();
         let domain = self.domain.clone();
@@ -387,6 +405,7 @@ impl GoogleDirectory {
         }
     }
 
+    /// Lookup body of [`Directory::person`].
     async fn person_impl(&self, key: &str) -> Result<Option<PersonWithGroups>, DirectoryError> {
         let url = self.endpoint(&["users", key], &[("fields", USER_FIELDS)]);
         let user: ApiUser = match self.get_json("users.get", &url).await {
@@ -396,25 +415,30 @@ impl GoogleDirectory {
         };
         let person = user.into_person("users.get")?;
         let mut found: BTreeMap<String, GroupRef> = BTreeMap::new();
-        let mut queue: VecDeque<String> = VecDeque::new();
+        let mut level: Vec<String> = Vec::new();
         for g in self.groups_of(&person.id).await? {
-            queue.push_back(g.email.clone());
+            level.push(g.email.clone());
             found.insert(g.id.clone(), g);
         }
         if self.nested {
-            // Walk up: which groups contain the groups found so far. `found`
-            // doubles as the visited set, so a cycle ends the walk.
-            let mut asked: BTreeSet<String> = BTreeSet::new();
-            while let Some(group_email) = queue.pop_front() {
-                if !asked.insert(group_email.clone()) {
-                    continue;
-                }
-                for parent in self.groups_of(&group_email).await? {
-                    if !found.contains_key(&parent.id) {
-                        queue.push_back(parent.email.clone());
-                        found.insert(parent.id.clone(), parent);
+            // Walk up level by level: which groups contain the groups found so
+            // far. One level's lookups run concurrently (login latency = depth x
+            // round trip, not groups x round trip); `found` doubles as the
+            // visited set, so a cycle ends the walk.
+            while !level.is_empty() {
+                let mut next = Vec::new();
+                for chunk in level.chunks(NESTED_LOOKUP_CONCURRENCY) {
+                    let lookups = chunk.iter().map(|email| self.groups_of(email));
+                    for parents in futures_util::future::try_join_all(lookups).await? {
+                        for parent in parents {
+                            if !found.contains_key(&parent.id) {
+                                next.push(parent.email.clone());
+                                found.insert(parent.id.clone(), parent);
+                            }
+                        }
                     }
                 }
+                level = next;
             }
         }
         let mut groups: Vec<GroupRef> = found.into_values().collect();
@@ -489,265 +513,5 @@ impl Directory for GoogleDirectory {
 
     fn nested_groups(&self) -> bool {
         self.nested
-    }
-}
-
-// ---- wire shapes (lenient on extra fields, strict on the ones usher needs) ----
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UsersPage {
-    #[serde(default)]
-    users: Vec<ApiUser>,
-    #[serde(default)]
-    next_page_token: Option<String>,
-}
-
-impl UsersPage {
-    fn split(self) -> Result<(Vec<Person>, Option<String>), DirectoryError> {
-        let people = self
-            .users
-            .into_iter()
-            .map(|u| u.into_person("users.list"))
-            .collect::<Result<_, _>>()?;
-        Ok((people, self.next_page_token))
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct ApiName {
-    #[serde(default)]
-    given_name: String,
-    #[serde(default)]
-    family_name: String,
-    #[serde(default)]
-    full_name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ApiUser {
-    id: String,
-    primary_email: String,
-    #[serde(default)]
-    name: ApiName,
-    #[serde(default)]
-    suspended: bool,
-    #[serde(default)]
-    archived: bool,
-    #[serde(default)]
-    is_admin: bool,
-    #[serde(default)]
-    org_unit_path: String,
-    #[serde(default)]
-    aliases: Vec<String>,
-    #[serde(default)]
-    non_editable_aliases: Vec<String>,
-}
-
-impl ApiUser {
-    fn into_person(self, method: &'static str) -> Result<Person, DirectoryError> {
-        if self.id.is_empty() || !self.primary_email.contains('@') {
-            return Err(DirectoryError::Protocol {
-                method,
-                detail: "a user has an empty id or an invalid primaryEmail".into(),
-            });
-        }
-        let primary = self.primary_email.to_ascii_lowercase();
-        let aliases: BTreeSet<String> = self
-            .aliases
-            .iter()
-            .chain(&self.non_editable_aliases)
-            .map(|a| a.to_ascii_lowercase())
-            .filter(|a| *a != primary)
-            .collect();
-        Ok(Person {
-            id: self.id,
-            primary_email: primary,
-            aliases: aliases.into_iter().collect(),
-            given_name: self.name.given_name,
-            family_name: self.name.family_name,
-            full_name: self.name.full_name,
-            suspended: self.suspended,
-            archived: self.archived,
-            org_unit_path: self.org_unit_path,
-            is_admin: self.is_admin,
-        })
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GroupsPage {
-    #[serde(default)]
-    groups: Vec<ApiGroup>,
-    #[serde(default)]
-    next_page_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ApiGroup {
-    id: String,
-    email: String,
-    #[serde(default)]
-    name: String,
-}
-
-impl GroupsPage {
-    fn split(self) -> Result<(Vec<GroupRef>, Option<String>), DirectoryError> {
-        let mut out = Vec::with_capacity(self.groups.len());
-        for g in self.groups {
-            if g.id.is_empty() || !g.email.contains('@') {
-                return Err(DirectoryError::Protocol {
-                    method: "groups.list",
-                    detail: "a group has an empty id or an invalid email".into(),
-                });
-            }
-            out.push(GroupRef {
-                id: g.id,
-                email: g.email.to_ascii_lowercase(),
-                name: g.name,
-            });
-        }
-        Ok((out, self.next_page_token))
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MembersPage {
-    #[serde(default)]
-    members: Vec<ApiMember>,
-    #[serde(default)]
-    next_page_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ApiMember {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    role: String,
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    status: String,
-}
-
-impl MembersPage {
-    fn split(self) -> Result<(Vec<GroupMember>, Option<String>), DirectoryError> {
-        let mut out = Vec::with_capacity(self.members.len());
-        for m in self.members {
-            let kind = match m.kind.as_str() {
-                "USER" => MemberKind::User,
-                "GROUP" => MemberKind::Group,
-                "CUSTOMER" => MemberKind::Customer,
-                _ => MemberKind::External,
-            };
-            if m.id.is_empty() && m.email.is_none() {
-                return Err(DirectoryError::Protocol {
-                    method: "members.list",
-                    detail: "a member has neither id nor email".into(),
-                });
-            }
-            out.push(GroupMember {
-                id: m.id,
-                email: m.email.map(|e| e.to_ascii_lowercase()),
-                kind,
-                role: m.role,
-                status: m.status,
-            });
-        }
-        Ok((out, self.next_page_token))
-    }
-}
-
-/// Google's error envelope (google.md §2.8), read leniently: a garbage body
-/// still yields an error with the HTTP status, never a panic.
-#[derive(Debug, Default)]
-struct ApiError {
-    message: String,
-    reason: String,
-}
-
-impl ApiError {
-    fn parse(status: u16, body: &[u8]) -> ApiError {
-        #[derive(Deserialize)]
-        struct Envelope {
-            error: Inner,
-        }
-        #[derive(Deserialize)]
-        struct Inner {
-            #[serde(default)]
-            message: String,
-            #[serde(default)]
-            errors: Vec<Detail>,
-            #[serde(default)]
-            status: String,
-        }
-        #[derive(Deserialize)]
-        struct Detail {
-            #[serde(default)]
-            reason: String,
-        }
-        match serde_json::from_slice::<Envelope>(body) {
-            Ok(env) => {
-                let reason = env
-                    .error
-                    .errors
-                    .into_iter()
-                    .map(|d| d.reason)
-                    .find(|r| !r.is_empty())
-                    .unwrap_or(env.error.status);
-                let mut message = env.error.message;
-                message.truncate(300);
-                ApiError { message, reason }
-            }
-            Err(_) => ApiError {
-                message: format!("HTTP {status} without Google's error body"),
-                reason: String::new(),
-            },
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_envelope_is_parsed_and_garbage_is_tolerated() {
-        let body = br#"{"error":{"code":403,"message":"Quota exceeded","errors":[{"message":"Quota exceeded","domain":"usageLimits","reason":"rateLimitExceeded"}]}}"#;
-        let e = ApiError::parse(403, body);
-        assert_eq!(e.reason, "rateLimitExceeded");
-        assert_eq!(e.message, "Quota exceeded");
-        let e = ApiError::parse(
-            429,
-            br#"{"error":{"code":429,"message":"x","status":"RESOURCE_EXHAUSTED"}}"#,
-        );
-        assert_eq!(e.reason, "RESOURCE_EXHAUSTED");
-        let e = ApiError::parse(502, b"<html>bad gateway</html>");
-        assert_eq!(e.reason, "");
-        assert!(e.message.contains("502"));
-    }
-
-    #[test]
-    fn user_conversion_lowercases_and_merges_aliases() {
-        let u: ApiUser = serde_json::from_str(
-            r#"{"id":"1","primaryEmail":"Alice@Example.com","aliases":["AL@example.com","alice@example.com"],
-                "nonEditableAliases":["alice@example.test-google-a.com"],"suspended":true}"#,
-        )
-        .unwrap();
-        let p = u.into_person("users.get").unwrap();
-        assert_eq!(p.primary_email, "alice@example.com");
-        assert_eq!(
-            p.aliases,
-            vec!["al@example.com", "alice@example.test-google-a.com"]
-        );
-        assert!(p.suspended);
-        assert!(!p.archived);
     }
 }

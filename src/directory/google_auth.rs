@@ -376,6 +376,7 @@ impl TokenProvider {
             }
         };
         self.requests.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(token_url = %self.token_url, "requesting a Google access token");
         let answer = post_token_form(&self.http, &self.token_url, &form).await;
         let answer = answer.map_err(|e| match e {
             TokenFailure::Refused { error, description } => DirectoryError::TokenRefused {

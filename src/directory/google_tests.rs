@@ -294,6 +294,10 @@ async fn person_lookup_flattens_nested_groups_through_a_cycle() {
             "platform@example.com"
         ]
     );
+    // users.get + groups.list for erin, then one per group walked: backend,
+    // everyone, eng, platform (platform's parent backend is already known).
+    let c = env.emu.counts();
+    assert_eq!((c.users_get, c.groups_list), (1, 5));
     // groups.list?userKey must not carry customer= (Google answers 400).
     let log = env.emu.requests();
     let by_user: Vec<_> = log.iter().filter(|l| l.contains("userKey=")).collect();
@@ -661,4 +665,163 @@ async fn client_side_rate_limit_spaces_requests() {
         slept[0] > Duration::from_millis(900) && slept[0] <= Duration::from_secs(1),
         "{slept:?}"
     );
+}
+
+#[tokio::test]
+async fn suspension_shows_up_in_the_next_lookup() {
+    let env = env(|_| {}).await;
+    let dir = env.sa();
+    let bob = dir.person("bob@example.com").await.unwrap().unwrap();
+    assert!(bob.person.is_active());
+    assert!(env.emu.set_suspended("bob@example.com", true));
+    assert!(env.emu.user("bob@example.com").unwrap().suspended);
+    let bob = dir.person("bob@example.com").await.unwrap().unwrap();
+    assert!(bob.person.suspended && !bob.person.is_active());
+    assert_eq!(env.emu.sizes(), (8, 6));
+}
+
+#[tokio::test]
+async fn token_endpoint_outage_is_retried_then_reported() {
+    let mut env = env(|_| {}).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    env.settings.token_url = format!("http://127.0.0.1:{port}/token").parse().unwrap();
+    let err = all_people(&env.sa()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DirectoryError::Unavailable {
+                method: "token",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(env.sleeper.slept().len(), 5, "bounded retries");
+    assert_eq!(env.emu.counts().users_list, 0);
+}
+
+#[test]
+fn service_account_key_errors_name_the_fix_and_debug_hides_the_key() {
+    for bad in [
+        "not json",
+        r#"{"type":"authorized_user","client_email":"a","private_key":"x"}"#,
+        r#"{"type":"service_account","client_email":"a","private_key":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}"#,
+    ] {
+        let err = ServiceAccountKey::from_json(bad).unwrap_err();
+        assert!(matches!(err, DirectoryError::Key { .. }), "{err}");
+        assert!(err.to_string().contains("service_account_key"), "{err}");
+    }
+    let key = ServiceAccountKey::from_json(sa_key_json()).unwrap();
+    let shown = format!("{key:?}");
+    assert!(shown.contains(SA_EMAIL));
+    assert!(!shown.contains("PRIVATE"), "{shown}");
+}
+
+#[tokio::test]
+async fn from_settings_builds_both_auth_modes() {
+    use crate::config::{IdpKind, IdpSettings, SessionSettings, SessionStoreKind};
+    let env = env(|_| {}).await;
+    let idp = IdpSettings {
+        name: "google".into(),
+        kind: IdpKind::Google,
+        issuer: "https://accounts.google.com".parse().unwrap(),
+        client_id: OAUTH_CLIENT.into(),
+        client_secret: Secret::new(OAUTH_SECRET),
+        allowed_domains: vec!["example.com".into()],
+        allowed_groups: vec![],
+        groups_claim: "groups".into(),
+        scim_token: None,
+        scopes: vec![],
+        username: None,
+        groups: None,
+    };
+    let session = SessionSettings {
+        secret: Secret::new("s".repeat(40)),
+        previous_secrets: vec![],
+        cookie_name: "_usher".into(),
+        ttl: Duration::from_secs(3600),
+        idle_timeout: Duration::from_secs(3600),
+        revalidate_after: Duration::from_secs(300),
+        store: SessionStoreKind::Cookie,
+        redis_url: None,
+    };
+    let state = std::env::temp_dir().join(format!("usher-fs-{:x}", rand::random::<u64>()));
+    let mut settings = env.settings.clone();
+    settings.auth = DirectoryAuth::ServiceAccount {
+        key: Secret::new(sa_key_json()),
+        admin_subject: "alice@example.com".into(),
+    };
+    let dir = GoogleDirectory::from_settings(&settings, &idp, &session, &state).unwrap();
+    assert_eq!(dir.source(), "google");
+    assert_eq!(all_groups(&dir).await.len(), 6);
+
+    settings.auth = DirectoryAuth::OAuth;
+    let dir = GoogleDirectory::from_settings(&settings, &idp, &session, &state).unwrap();
+    assert!(matches!(
+        all_groups_err(&dir).await,
+        DirectoryError::NotConnected
+    ));
+    // The consent endpoint saves into the same place from_settings reads.
+    RefreshTokenStore::new(&state, &session.secret, &[])
+        .save(&Secret::new("1//sandbox-alice-refresh"))
+        .unwrap();
+    assert_eq!(all_groups(&dir).await.len(), 6);
+
+    settings.auth = DirectoryAuth::ServiceAccount {
+        key: Secret::new("{}"),
+        admin_subject: "alice@example.com".into(),
+    };
+    assert!(matches!(
+        GoogleDirectory::from_settings(&settings, &idp, &session, &state),
+        Err(DirectoryError::Key { .. })
+    ));
+}
+
+#[tokio::test]
+async fn errors_never_carry_tokens_or_secrets() {
+    let env = env(|_| {}).await;
+    env.emu.revoke_refresh_tokens();
+    let dir = env.oauth_client(store_with(Some("1//sandbox-alice-refresh")));
+    let err = all_people(&dir).await.unwrap_err();
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(!shown.contains("sandbox-alice-refresh"), "{shown}");
+        assert!(!shown.contains(OAUTH_SECRET), "{shown}");
+    }
+    // A 403 after a successful token: the access token is not in the message.
+    let env = self::env(|_| {}).await;
+    let dir = env.sa_client("bob@example.com", sa_key_json(), 3);
+    let err = all_people(&dir).await.unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("ya29."), "{shown}");
+    assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+}
+
+#[tokio::test]
+async fn persistent_401_names_the_fix_for_each_mode() {
+    let env = env(|_| {}).await;
+    let dir = env.oauth_client(store_with(Some("1//sandbox-alice-refresh")));
+    env.emu.inject(GoogleFault::InvalidCredentials, 2);
+    let err = all_people(&dir).await.unwrap_err();
+    assert!(matches!(err, DirectoryError::Unauthorized { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("reconnect at /_usher/admin/connect/google"),
+        "{err}"
+    );
+    assert_eq!(
+        env.emu.counts().token_refresh,
+        2,
+        "one fresh token was tried"
+    );
+
+    let dir = env.sa();
+    env.emu.inject(GoogleFault::InvalidCredentials, 2);
+    let err = all_people(&dir).await.unwrap_err();
+    assert!(matches!(err, DirectoryError::Unauthorized { .. }), "{err}");
+    assert!(err.to_string().contains(SA_EMAIL), "{err}");
+    // One 401 alone is absorbed by the fresh token.
+    env.emu.inject(GoogleFault::InvalidCredentials, 1);
+    assert_eq!(all_people(&dir).await.unwrap().len(), 8);
 }

@@ -9,6 +9,7 @@ pub mod google;
 pub mod google_auth;
 #[cfg(test)]
 mod google_tests;
+mod google_wire;
 pub mod retry;
 pub mod token_store;
 

@@ -36,15 +36,17 @@ impl AccessRecord {
         let elapsed = self.start.elapsed();
         tracing::info!(
             target: "usher::access",
+            // Display, not Debug: no per-character escaping on the hot path. None
+            // of these can hold a line break (the HTTP parser refuses them).
             method = %self.method,
-            host = self.host.to_str().unwrap_or("-"),
-            path = self.uri.path(),
+            host = %self.host.to_str().unwrap_or("-"),
+            path = %self.uri.path(),
             status = self.status.as_u16(),
             bytes,
             duration_us = elapsed.as_micros() as u64,
-            upstream = self.upstream,
-            request_id = self.request_id.to_str().unwrap_or("-"),
-            user = self.user.as_deref().unwrap_or("-"),
+            upstream = %self.upstream,
+            request_id = %self.request_id.to_str().unwrap_or("-"),
+            user = %self.user.as_deref().unwrap_or("-"),
         );
     }
 }

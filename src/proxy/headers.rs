@@ -165,15 +165,65 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<UpgradeRequest> {
     upgrade
 }
 
-/// The facts about the client connection that forwarding headers are built from.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer<'a> {
+/// Per-connection facts the forwarding headers are built from, with the values
+/// cached: a keep-alive connection sends many requests from one peer to one host,
+/// so the common case costs no allocation.
+#[derive(Debug)]
+pub struct ConnForwarding {
     /// The TCP peer address.
     pub ip: IpAddr,
     /// `https` when the client reached usher over TLS.
     pub proto: &'static str,
-    /// Host the client asked for (from `Host` or `:authority`).
-    pub host: &'a str,
+    ip_value: HeaderValue,
+    node: String,
+    last: std::sync::Mutex<Option<(HeaderValue, HeaderValue)>>,
+}
+
+impl ConnForwarding {
+    /// Prepares the values for one client connection.
+    pub fn new(ip: IpAddr, tls: bool) -> Self {
+        let text = ip.to_string();
+        let node = match ip {
+            IpAddr::V4(_) => text.clone(),
+            IpAddr::V6(_) => format!("\"[{text}]\""),
+        };
+        ConnForwarding {
+            ip,
+            proto: if tls { "https" } else { "http" },
+            ip_value: HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            node,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `for=..;proto=..;host=..` for this connection and `host`.
+    fn forwarded_element(&self, host: &HeaderValue) -> HeaderValue {
+        if let Ok(last) = self.last.lock() {
+            if let Some((h, v)) = last.as_ref() {
+                if h == host {
+                    return v.clone();
+                }
+            }
+        }
+        let mut element = String::with_capacity(48);
+        self.push_element(&mut element, host.to_str().unwrap_or(""));
+        let value = HeaderValue::from_maybe_shared(bytes::Bytes::from(element))
+            .unwrap_or_else(|_| HeaderValue::from_static("for=unknown"));
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((host.clone(), value.clone()));
+        }
+        value
+    }
+
+    fn push_element(&self, out: &mut String, host: &str) {
+        out.push_str("for=");
+        out.push_str(&self.node);
+        out.push_str(";proto=");
+        out.push_str(self.proto);
+        out.push_str(";host=");
+        push_quoted_if_needed(out, host);
+    }
 }
 
 /// Whether `ip` is one of the configured trusted proxies.
@@ -184,40 +234,43 @@ pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 /// Step 3: rebuilds `X-Forwarded-For/-Proto/-Host` and `Forwarded`. From a trusted
 /// proxy the chain is extended; from anyone else every forwarding header (in every
 /// spelling) is dropped and rebuilt from the connection itself.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: Peer<'_>, trusted: bool) {
-    let ip = peer.ip.to_string();
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    conn: &ConnForwarding,
+    host: &HeaderValue,
+    trusted: bool,
+) {
     if !trusted {
         remove_matching(headers, is_forwarded_family);
     }
-    let xff = match join_existing(headers, &X_FORWARDED_FOR) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip.clone(),
-    };
-    insert_owned(headers, &X_FORWARDED_FOR, xff);
+    match join_existing(headers, &X_FORWARDED_FOR) {
+        Some(prev) => {
+            let xff = format!("{prev}, {}", conn.ip);
+            insert_owned(headers, &X_FORWARDED_FOR, xff);
+        }
+        None => {
+            headers.insert(X_FORWARDED_FOR.clone(), conn.ip_value.clone());
+        }
+    }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(
             X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static(peer.proto),
+            HeaderValue::from_static(conn.proto),
         );
     }
-    if !headers.contains_key(&X_FORWARDED_HOST) {
-        insert_owned(headers, &X_FORWARDED_HOST, peer.host.to_owned());
+    if !headers.contains_key(&X_FORWARDED_HOST) && !host.is_empty() {
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
-    let node = match peer.ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(_) => format!("\"[{ip}]\""),
-    };
-    let mut element = match join_existing(headers, &FORWARDED) {
-        Some(prev) => prev + ", ",
-        None => String::with_capacity(64),
-    };
-    element.push_str("for=");
-    element.push_str(&node);
-    element.push_str(";proto=");
-    element.push_str(peer.proto);
-    element.push_str(";host=");
-    push_quoted_if_needed(&mut element, peer.host);
-    insert_owned(headers, &FORWARDED, element);
+    match join_existing(headers, &FORWARDED) {
+        Some(prev) => {
+            let mut element = prev + ", ";
+            conn.push_element(&mut element, host.to_str().unwrap_or(""));
+            insert_owned(headers, &FORWARDED, element);
+        }
+        None => {
+            headers.insert(FORWARDED.clone(), conn.forwarded_element(host));
+        }
+    }
 }
 
 /// Joins repeated header lines into one comma-separated value (RFC 9110 §5.3).
@@ -385,12 +438,9 @@ mod tests {
             ("forwarded", "for=1.2.3.4"),
             ("X.Forwarded.Port", "443"),
         ]);
-        let peer = Peer {
-            ip: "10.0.0.9".parse().unwrap(),
-            proto: "http",
-            host: "jira.example.com",
-        };
-        set_forwarded(&mut h, peer, false);
+        let conn = ConnForwarding::new("10.0.0.9".parse().unwrap(), false);
+        let host = HeaderValue::from_static("jira.example.com");
+        set_forwarded(&mut h, &conn, &host, false);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.9");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "jira.example.com");
@@ -412,18 +462,30 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("forwarded", "for=1.2.3.4"),
         ]);
-        let peer = Peer {
-            ip: "::1".parse().unwrap(),
-            proto: "http",
-            host: "jira.example.com:8443",
-        };
-        set_forwarded(&mut h, peer, true);
+        let conn = ConnForwarding::new("::1".parse().unwrap(), false);
+        let host = HeaderValue::from_static("jira.example.com:8443");
+        set_forwarded(&mut h, &conn, &host, true);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 5.6.7.8, ::1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(
             h.get("forwarded").unwrap(),
             "for=1.2.3.4, for=\"[::1]\";proto=http;host=\"jira.example.com:8443\""
         );
+    }
+
+    #[test]
+    fn cached_forwarded_value_follows_the_host() {
+        let conn = ConnForwarding::new("10.0.0.9".parse().unwrap(), true);
+        for host in ["a.test", "a.test", "b.test", "a.test"] {
+            let mut h = HeaderMap::new();
+            set_forwarded(&mut h, &conn, &HeaderValue::from_static(host), false);
+            assert_eq!(
+                h.get("forwarded").unwrap(),
+                &format!("for=10.0.0.9;proto=https;host={host}")
+            );
+            assert_eq!(h.get("x-forwarded-host").unwrap(), host);
+            assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+        }
     }
 
     #[test]

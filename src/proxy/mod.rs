@@ -24,17 +24,30 @@ use ipnet::IpNet;
 use crate::config::Settings;
 use crate::error::{rescue, wants_json, RequestError};
 use body::{AccessRecord, ProxyBody};
-use headers::{ForbiddenHeaders, Peer};
+use headers::ForbiddenHeaders;
 use pool::{UpstreamPool, UpstreamTarget};
 use route::HostTable;
 
 /// Facts about the client connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
     /// Whether the client connected over TLS.
     pub tls: bool,
+    /// Forwarding-header values for this connection (cached across its requests).
+    pub forwarding: Arc<headers::ConnForwarding>,
+}
+
+impl ConnInfo {
+    /// Describes a freshly accepted connection.
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        ConnInfo {
+            peer,
+            tls,
+            forwarding: Arc::new(headers::ConnForwarding::new(peer.ip(), tls)),
+        }
+    }
 }
 
 /// One configured upstream, compiled.
@@ -219,12 +232,7 @@ impl Proxy {
 
         let upgrade = headers::strip_hop_by_hop(req.headers_mut());
         let trusted = headers::is_trusted(conn.peer.ip(), &self.trusted);
-        let peer = Peer {
-            ip: conn.peer.ip(),
-            proto: if conn.tls { "https" } else { "http" },
-            host: host_str,
-        };
-        headers::set_forwarded(req.headers_mut(), peer, trusted);
+        headers::set_forwarded(req.headers_mut(), &conn.forwarding, host, trusted);
         req.headers_mut()
             .insert(headers::request_id_header(), request_id.clone());
         if let Err(e) = to_origin_form(&mut req, host) {

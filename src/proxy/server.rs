@@ -196,15 +196,13 @@ async fn worker(
         }
         let slot = ConnSlot(open.clone());
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            peer,
-            tls: options.tls.is_some(),
-        };
+        let info = ConnInfo::new(peer, options.tls.is_some());
         let proxy = proxy.clone();
         let pools = pools.clone();
         let service = service_fn(move |req: hyper::Request<Incoming>| {
             let proxy = proxy.clone();
             let pools = pools.clone();
+            let info = info.clone();
             async move { Ok::<_, Infallible>(proxy.handle(pools, info, req).await) }
         });
         let watcher = graceful.watcher();

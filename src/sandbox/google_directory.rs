@@ -7,6 +7,9 @@
 
 mod api;
 pub mod query;
+mod resources;
+#[cfg(test)]
+mod schema_tests;
 pub mod seed;
 mod token;
 
@@ -102,6 +105,8 @@ pub enum GoogleFault {
     UserRateLimitExceeded,
     /// 403 `forbidden` "Not Authorized to access this resource/api".
     Forbidden,
+    /// 401 `authError` "Invalid Credentials" (whatever token was sent).
+    InvalidCredentials,
     /// 200 with a body that is not JSON.
     Garbage,
     /// 200 with JSON of the wrong shape (`users` is a string).
@@ -383,6 +388,18 @@ impl GoogleDirectoryEmulator {
         if let Ok(mut r) = self.refresh.lock() {
             r.clear();
         }
+    }
+
+    /// A copy of one user as the emulator holds it now (by id, email or alias).
+    pub fn user(&self, key: &str) -> Option<SeedUser> {
+        let data = self.read();
+        data.user(key).map(|i| data.users[i as usize].clone())
+    }
+
+    /// How many users and groups the emulator holds.
+    pub fn sizes(&self) -> (usize, usize) {
+        let data = self.read();
+        (data.users.len(), data.groups.len())
     }
 
     /// Suspends or reactivates a user (by any key); false if unknown.

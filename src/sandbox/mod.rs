@@ -9,6 +9,7 @@ pub mod confluence;
 pub mod crowd;
 pub mod faults;
 pub mod google_directory;
+pub mod google_oidc;
 pub mod http;
 pub mod jira;
 pub mod scim;

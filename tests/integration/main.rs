@@ -6,5 +6,7 @@
 
 mod cli;
 mod harness;
+mod oidc_peer;
+mod peers;
 mod proxy;
 mod upstream;

@@ -20,12 +20,16 @@ pub struct DirectorySeed {
     /// Primary domain (the `domain=` list parameter must match it).
     pub domain: String,
     #[serde(default)]
+    /// People, in the order users.list returns them.
     pub users: Vec<SeedUser>,
     #[serde(default)]
+    /// Groups with their direct members, in list order.
     pub groups: Vec<SeedGroup>,
     #[serde(default)]
+    /// Service accounts whose JWT assertions /token accepts.
     pub service_accounts: Vec<SeedServiceAccount>,
     #[serde(default)]
+    /// OAuth clients whose refresh tokens /token accepts.
     pub oauth_clients: Vec<SeedOAuthClient>,
 }
 
@@ -33,9 +37,11 @@ pub struct DirectorySeed {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedUser {
+    /// Immutable user id (the OIDC `sub`).
     pub id: String,
     pub primary_email: String,
     #[serde(default)]
+    /// Alias addresses (users.get and `email` queries find them).
     pub aliases: Vec<String>,
     pub given_name: String,
     pub family_name: String,
@@ -47,6 +53,7 @@ pub struct SeedUser {
     #[serde(default)]
     pub is_admin: bool,
     #[serde(default = "root_ou")]
+    /// Org unit, `/` = root.
     pub org_unit_path: String,
 }
 
@@ -66,6 +73,7 @@ pub struct SeedGroup {
     #[serde(default)]
     pub aliases: Vec<String>,
     #[serde(default)]
+    /// Direct members (users, nested groups, the customer).
     pub members: Vec<SeedMember>,
 }
 
@@ -107,8 +115,10 @@ pub enum MemberKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeedMember {
     #[serde(flatten)]
+    /// Who the member is.
     pub key: MemberKey,
     #[serde(default)]
+    /// OWNER, MANAGER or MEMBER (default).
     pub role: SeedRole,
 }
 
@@ -126,11 +136,14 @@ impl SeedMember {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedServiceAccount {
+    /// JWT `iss`.
     pub client_email: String,
+    /// Numeric client id (what an admin authorises for delegation).
     pub client_id: String,
     /// Base64 of the PKCS#1 `RSAPublicKey` DER the assertions are checked with.
     pub public_key_der: String,
     /// Scopes an admin authorised for this client id (Admin console > DWD).
+    /// Scopes the consent granted.
     pub scopes: Vec<String>,
 }
 
@@ -153,6 +166,7 @@ pub struct SeedOAuthClient {
     pub client_id: String,
     pub client_secret: String,
     #[serde(default)]
+    /// Refresh tokens already granted to this client.
     pub refresh_tokens: Vec<SeedRefreshToken>,
 }
 
@@ -160,7 +174,9 @@ pub struct SeedOAuthClient {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedRefreshToken {
+    /// The refresh token value.
     pub token: String,
+    /// The user who consented (must be an admin to read the directory).
     pub subject: String,
     pub scopes: Vec<String>,
 }
