@@ -365,6 +365,45 @@ impl BitbucketEmulator {
                 }
                 Err(r) => r,
             },
+            // Deprecated since 2.10, still served: `{context,itemName}` means
+            // (user, group) under users/ and (group, user) under groups/.
+            (
+                Method::POST,
+                path @ ("users/add-group" | "groups/add-user" | "groups/remove-user"),
+            ) => match body_json(req, error) {
+                Ok(b) => {
+                    let context = b.get("context").and_then(Value::as_str).unwrap_or_default();
+                    let item = b
+                        .get("itemName")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let (user, group) = if path.starts_with("users/") {
+                        (context, item)
+                    } else {
+                        (item, context)
+                    };
+                    let user = user.to_lowercase();
+                    if !s.users.contains_key(&user) {
+                        return error(
+                            StatusCode::NOT_FOUND,
+                            &format!("User {user} does not exist"),
+                        );
+                    }
+                    let Some(m) = s.groups.get_mut(group) else {
+                        return error(
+                            StatusCode::NOT_FOUND,
+                            &format!("Group {group} does not exist"),
+                        );
+                    };
+                    if path == "groups/remove-user" {
+                        m.remove(&user);
+                    } else {
+                        m.insert(user);
+                    }
+                    empty(StatusCode::OK)
+                }
+                Err(r) => r,
+            },
             (Method::GET, "users/more-members") => {
                 let user = param(&q, "context").unwrap_or_default();
                 let all: Vec<Value> = s
