@@ -104,6 +104,14 @@ pub struct BitbucketSeed {
     pub licence_seats: usize,
 }
 
+impl BitbucketSeed {
+    /// Adds the users and groups of a shared [`Fixture`](crate::sandbox::atlassian::Fixture).
+    pub fn with_fixture(mut self, fixture: &crate::sandbox::atlassian::Fixture) -> Self {
+        fixture.extend_into(&mut self.users, &mut self.groups);
+        self
+    }
+}
+
 impl Default for BitbucketSeed {
     fn default() -> Self {
         BitbucketSeed {

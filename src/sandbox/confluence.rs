@@ -75,6 +75,14 @@ pub struct ConfluenceSeed {
     pub licence_seats: usize,
 }
 
+impl ConfluenceSeed {
+    /// Adds the users and groups of a shared [`Fixture`](crate::sandbox::atlassian::Fixture).
+    pub fn with_fixture(mut self, fixture: &crate::sandbox::atlassian::Fixture) -> Self {
+        fixture.extend_into(&mut self.users, &mut self.groups);
+        self
+    }
+}
+
 impl Default for ConfluenceSeed {
     fn default() -> Self {
         ConfluenceSeed {

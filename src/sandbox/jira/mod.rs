@@ -130,6 +130,14 @@ pub struct JiraSeed {
     pub v10: bool,
 }
 
+impl JiraSeed {
+    /// Adds the users and groups of a shared [`Fixture`](crate::sandbox::atlassian::Fixture).
+    pub fn with_fixture(mut self, fixture: &crate::sandbox::atlassian::Fixture) -> Self {
+        fixture.extend_into(&mut self.users, &mut self.groups);
+        self
+    }
+}
+
 impl Default for JiraSeed {
     fn default() -> Self {
         JiraSeed {

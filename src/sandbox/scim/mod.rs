@@ -172,6 +172,14 @@ pub struct ScimSeed {
     pub groups: Vec<(String, Vec<String>)>,
 }
 
+impl ScimSeed {
+    /// Adds the users and groups of a shared [`Fixture`](crate::sandbox::atlassian::Fixture).
+    pub fn with_fixture(mut self, fixture: &crate::sandbox::atlassian::Fixture) -> Self {
+        fixture.extend_into(&mut self.users, &mut self.groups);
+        self
+    }
+}
+
 impl Default for ScimSeed {
     fn default() -> Self {
         ScimSeed {

@@ -229,3 +229,24 @@ async fn token_bucket_rate_limit_is_waited_out_with_the_real_clock() {
         "some requests were answered 429 and retried"
     );
 }
+
+/// Seraph's CAPTCHA lockout: after failed logins the right password is refused too,
+/// and the error tells the operator to sign in once in a browser.
+#[tokio::test]
+async fn captcha_lockout_is_unauthorized_with_the_browser_fix() {
+    let (emu, running) = JiraEmulator::start(JiraSeed::default()).await.unwrap();
+    emu.gate.set_captcha_after(2);
+    let url = running.url();
+    let bad = client(&url, basic("usher-bot", "typo"), Arc::default(), 50).await;
+    for _ in 0..2 {
+        let err = bad.get_user("jira-admin").await.unwrap_err();
+        assert!(!err.to_string().contains("CAPTCHA"), "{err}");
+    }
+    let good = client(&url, basic("usher-bot", "bot-password"), Arc::default(), 50).await;
+    let err = good.get_user("jira-admin").await.unwrap_err();
+    assert!(matches!(err, TargetError::Unauthorized { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("sign in once in a browser"),
+        "{err}"
+    );
+}
