@@ -469,6 +469,14 @@ impl Target for BitbucketTarget {
         })
     }
 
+    fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            self.must_get(username, &format!("read the groups of {username}"))
+                .await?;
+            self.groups_of(username).await
+        })
+    }
+
     fn add_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome> {
         Box::pin(async move {
             let what = format!("add {username} to {group}");

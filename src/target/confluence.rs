@@ -142,8 +142,9 @@ impl ConfluenceTarget {
         Ok((page.results, next))
     }
 
-    async fn is_member(&self, group: &str, username: &str) -> Result<bool, TargetError> {
+    async fn groups_of(&self, username: &str) -> Result<Vec<String>, TargetError> {
         let what = format!("read the groups of {username}");
+        let mut out = Vec::new();
         let mut cursor = None;
         for _ in 0..10_000 {
             let (groups, next): (Vec<GroupJson>, _) = self
@@ -154,15 +155,17 @@ impl ConfluenceTarget {
                     &what,
                 )
                 .await?;
-            if groups.iter().any(|g| g.name == group) {
-                return Ok(true);
-            }
+            out.extend(groups.into_iter().map(|g| g.name));
             match next {
                 Some(n) => cursor = Some(n),
-                None => return Ok(false),
+                None => break,
             }
         }
-        Ok(false)
+        Ok(out)
+    }
+
+    async fn is_member(&self, group: &str, username: &str) -> Result<bool, TargetError> {
+        Ok(self.groups_of(username).await?.iter().any(|g| g == group))
     }
 
     async fn set_active(&self, username: &str, active: bool) -> Result<Outcome, TargetError> {
@@ -412,6 +415,10 @@ impl Target for ConfluenceTarget {
                 next,
             })
         })
+    }
+
+    fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>> {
+        Box::pin(self.groups_of(username))
     }
 
     fn add_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome> {

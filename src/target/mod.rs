@@ -226,6 +226,9 @@ pub trait Target: Send + Sync {
         group: &'a str,
         cursor: Option<&'a Cursor>,
     ) -> TargetFuture<'a, Page<String>>;
+    /// The groups the user is a direct member of (login-time provisioning reads one
+    /// person's memberships without listing every group). Unknown user: `NotFound`.
+    fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>>;
     /// Adds a member; an existing membership is `Unchanged`.
     fn add_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome>;
     /// Removes a member; a missing membership is `Unchanged`.

@@ -602,6 +602,85 @@ impl Target for ScimTarget {
         })
     }
 
+    /// Read from the User's read-only `groups` attribute when the server keeps it
+    /// (Atlassian does); otherwise (scim2-server does not) from every group's members.
+    fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let what = format!("read the groups of {username}");
+            let id = self.user_id(username, &what).await?;
+            let reply = self
+                .rest
+                .expect(
+                    Method::GET,
+                    &format!("/Users/{}", seg(&id)),
+                    &[],
+                    None,
+                    &[StatusCode::OK],
+                    &what,
+                )
+                .await?;
+            let v: Value = self.rest.json(&reply, &what)?;
+            // Without the attribute (no groups, or a server that does not keep it,
+            // like scim2-server) every group is scanned below.
+            if let Some(groups) = v.get("groups").and_then(Value::as_array) {
+                let mut out = Vec::with_capacity(groups.len());
+                for g in groups {
+                    match (
+                        g.get("display").and_then(Value::as_str),
+                        g.get("value").and_then(Value::as_str),
+                    ) {
+                        (Some(name), _) => out.push(name.to_string()),
+                        (None, Some(gid)) => {
+                            let reply = self
+                                .rest
+                                .expect(
+                                    Method::GET,
+                                    &format!("/Groups/{}", seg(gid)),
+                                    &[("excludedAttributes", "members")],
+                                    None,
+                                    &[StatusCode::OK],
+                                    &what,
+                                )
+                                .await?;
+                            out.push(self.rest.json::<ScimGroup>(&reply, &what)?.display_name);
+                        }
+                        (None, None) => {
+                            return Err(self
+                                .rest
+                                .protocol(&what, "a group reference without value".into()))
+                        }
+                    }
+                }
+                return Ok(out);
+            }
+            let mut out = Vec::new();
+            let mut start = 1usize;
+            loop {
+                let (s, c) = (start.to_string(), self.page_size.to_string());
+                let list: ListResponse<ScimGroup> = self
+                    .list("Groups", &[("startIndex", &s), ("count", &c)], &what)
+                    .await?;
+                let got = list.resources.len();
+                let next =
+                    self.next_page(list.start_index.max(1), got, list.total_results, &what)?;
+                out.extend(
+                    list.resources
+                        .into_iter()
+                        .filter(|g| g.members.iter().any(|m| m.value == id))
+                        .map(|g| g.display_name),
+                );
+                match next {
+                    Some(Cursor(n)) => start = n.parse().unwrap_or(usize::MAX),
+                    None => break,
+                }
+                if start == usize::MAX {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn add_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome> {
         Box::pin(self.membership(group, username, true))
     }

@@ -25,19 +25,14 @@ pub(super) fn field_error(field: &str, message: &str) -> Response<Bytes> {
 }
 
 pub(super) fn user_json(s: &JiraState, u: &JiraUser) -> Value {
-    let groups: Vec<Value> = s
-        .groups
-        .iter()
-        .filter(|(_, m)| m.contains(&u.key))
-        .map(|(g, _)| json!({"name": g, "self": format!("/rest/api/2/group?groupname={g}")}))
-        .collect();
+    let groups = s.groups.values().filter(|m| m.contains(&u.key)).count();
     json!({
         "self": format!("/rest/api/2/user?username={}", u.name),
         "key": u.key, "name": u.name, "emailAddress": u.email,
         "avatarUrls": {"48x48": "", "24x24": "", "16x16": "", "32x32": ""},
         "displayName": u.display_name, "active": u.active, "deleted": false,
         "timeZone": "UTC", "locale": "en_US",
-        "groups": {"size": groups.len(), "items": []},
+        "groups": {"size": groups, "items": []},
         "applicationRoles": {"size": 0, "items": []},
         "expand": "groups,applicationRoles"
     })
@@ -53,7 +48,19 @@ pub(super) fn find<'a>(s: &'a JiraState, q: &[(String, String)]) -> Option<&'a J
 
 pub(super) fn get_user(s: &JiraState, q: &[(String, String)]) -> Response<Bytes> {
     match find(s, q) {
-        Some(u) => json(StatusCode::OK, &user_json(s, u)),
+        Some(u) => {
+            let mut v = user_json(s, u);
+            if param(q, "expand").is_some_and(|e| e.contains("groups")) {
+                let items: Vec<Value> = s
+                    .groups
+                    .iter()
+                    .filter(|(_, m)| m.contains(&u.key))
+                    .map(|(g, _)| json!({"name": g, "self": format!("/rest/api/2/group?groupname={g}")}))
+                    .collect();
+                v["groups"]["items"] = json!(items);
+            }
+            json(StatusCode::OK, &v)
+        }
         None => error(
             StatusCode::NOT_FOUND,
             &format!(

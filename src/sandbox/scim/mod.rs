@@ -333,7 +333,7 @@ impl ScimEmulator {
                 Err(r) => r,
             },
             (Method::GET, [kind @ ("Users" | "Groups"), id]) => match table(&s, kind).get(*id) {
-                Some(v) => json(StatusCode::OK, &project(v, &q)),
+                Some(v) => json(StatusCode::OK, &project(&with_groups(&s, v), &q)),
                 None => not_found(kind, id),
             },
             (Method::PUT, [kind @ ("Users" | "Groups"), id]) => match body_json(req, error_plain) {
@@ -439,6 +439,27 @@ fn list_of(resources: Vec<Value>) -> Response<Bytes> {
     )
 }
 
+/// Adds a user's read-only `groups` (direct memberships), as Atlassian returns them.
+fn with_groups(s: &ScimState, v: &Value) -> Value {
+    let Some(id) = v["id"].as_str().filter(|_| v["userName"].is_string()) else {
+        return v.clone();
+    };
+    let groups: Vec<Value> = s
+        .groups
+        .values()
+        .filter(|g| members(g).iter().any(|m| m == id))
+        .map(|g| {
+            json!({"value": g["id"], "display": g["displayName"], "type": "direct",
+                        "$ref": format!("/Groups/{}", g["id"].as_str().unwrap_or_default())})
+        })
+        .collect();
+    let mut out = v.clone();
+    if !groups.is_empty() {
+        out["groups"] = json!(groups);
+    }
+    out
+}
+
 /// Applies `attributes` / `excludedAttributes` (top-level names only).
 fn project(v: &Value, q: &[(String, String)]) -> Value {
     let split = |k: &str| -> Vec<String> {
@@ -542,7 +563,7 @@ fn list(s: &ScimState, kind: &str, q: &[(String, String)], truncate: bool) -> Re
         .iter()
         .skip(start - 1)
         .take(take)
-        .map(|v| project(v, q))
+        .map(|v| project(&with_groups(s, v), q))
         .collect();
     json(
         StatusCode::OK,

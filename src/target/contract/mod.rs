@@ -204,6 +204,13 @@ pub(crate) async fn run(h: Harness) {
     );
     assert_eq!(i.members("team-a"), BTreeSet::from(["alice".to_string()]));
     assert_eq!(all_members(t, "team-a").await.0, vec!["alice".to_string()]);
+    assert!(t
+        .user_groups("alice")
+        .await
+        .unwrap()
+        .contains(&"team-a".to_string()));
+    let err = t.user_groups("nobody-here").await.unwrap_err();
+    assert!(matches!(err, TargetError::NotFound { .. }), "{err:?}");
     assert_eq!(
         t.remove_member("team-a", "alice").await.unwrap(),
         Outcome::Changed
@@ -214,6 +221,11 @@ pub(crate) async fn run(h: Harness) {
     );
     assert!(i.members("team-a").is_empty());
     assert!(all_members(t, "team-a").await.0.is_empty());
+    assert!(!t
+        .user_groups("alice")
+        .await
+        .unwrap()
+        .contains(&"team-a".to_string()));
 
     // Deactivate / reactivate (Bitbucket: the documented licence + groups equivalent).
     t.add_member("team-a", "alice").await.unwrap();

@@ -534,6 +534,35 @@ impl Target for JiraTarget {
         })
     }
 
+    fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let what = format!("read the groups of {username}");
+            let reply = self
+                .rest
+                .expect(
+                    Method::GET,
+                    &format!("{API}/user"),
+                    &[("username", username), ("expand", "groups")],
+                    None,
+                    &[StatusCode::OK],
+                    &what,
+                )
+                .await?;
+            let v: serde_json::Value = self.rest.json(&reply, &what)?;
+            let items = v
+                .pointer("/groups/items")
+                .and_then(|i| i.as_array())
+                .ok_or_else(|| {
+                    self.rest
+                        .protocol(&what, "no groups.items in the user".into())
+                })?;
+            Ok(items
+                .iter()
+                .filter_map(|g| g.get("name").and_then(|n| n.as_str()).map(str::to_string))
+                .collect())
+        })
+    }
+
     fn add_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome> {
         Box::pin(async move {
             let what = format!("add {username} to {group}");
