@@ -429,3 +429,87 @@ impl Target for ConfluenceTarget {
         Box::pin(self.membership(group, username, false))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::sandbox::confluence::{ConfluenceEmulator, ConfluenceSeed};
+    use crate::target::contract::{basic, confluence::client};
+
+    fn person(name: &str) -> NewUser {
+        NewUser {
+            username: name.into(),
+            email: format!("{}@example.com", name.to_lowercase()),
+            display_name: "P".into(),
+            given_name: None,
+            family_name: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn out_of_licences_and_bad_usernames_are_clear_rejections() {
+        let seed = ConfluenceSeed {
+            licence_seats: 1,
+            ..ConfluenceSeed::default()
+        };
+        let (emu, running) = ConfluenceEmulator::start(seed).await.unwrap();
+        let t = client(
+            &running.url(),
+            basic("usher-bot", "bot-password"),
+            Arc::default(),
+            50,
+        );
+        let err = t.create_user(&person("carol")).await.unwrap_err();
+        assert!(
+            matches!(err, TargetError::Rejected { status: 402, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("licence seat"), "{err}");
+        emu.with_state(|s| s.licence_seats = 100);
+        let err = t.create_user(&person("Carol")).await.unwrap_err();
+        assert!(
+            matches!(err, TargetError::Rejected { status: 400, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("lowercase"), "{err}");
+        assert!(emu.state().users.get("Carol").is_none());
+    }
+
+    #[tokio::test]
+    async fn emulator_hides_email_unless_expanded_and_deletes_asynchronously() {
+        let (_emu, running) = ConfluenceEmulator::start(ConfluenceSeed::default())
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let get = |q: &str| {
+            http.get(format!(
+                "{}/rest/api/user?username=usher-bot{q}",
+                running.url()
+            ))
+            .basic_auth("usher-bot", Some("bot-password"))
+            .send()
+        };
+        let plain: Value = get("").await.unwrap().json().await.unwrap();
+        assert!(plain.get("details").is_none() && plain.get("status").is_none());
+        let full: Value = get("&expand=details.personal,status")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            full["details"]["personal"]["email"],
+            "usher-bot@example.com"
+        );
+        assert_eq!(full["status"], "Active");
+        let del = http
+            .delete(format!("{}/rest/api/admin/user/usher-bot", running.url()))
+            .basic_auth("usher-bot", Some("bot-password"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(del.status(), 202);
+    }
+}

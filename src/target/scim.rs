@@ -689,3 +689,65 @@ impl Target for ScimTarget {
         Box::pin(self.membership(group, username, false))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use crate::sandbox::scim::{ScimEmulator, ScimSeed, MAX_PAGE};
+
+    async fn get(url: &str) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .get(url)
+            .bearer_auth("directory-key")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn emulator_keeps_atlassian_limits() {
+        let users = (0..150)
+            .map(|k| {
+                (
+                    format!("u{k:03}@example.com"),
+                    format!("u{k:03}@example.com"),
+                    "U".to_string(),
+                )
+            })
+            .collect();
+        let (emu, running) = ScimEmulator::start(ScimSeed {
+            users,
+            ..ScimSeed::default()
+        })
+        .await
+        .unwrap();
+        let base = format!("{}{}", running.url(), emu.base_path());
+        let (status, page) = get(&format!("{base}/Users?count=500")).await;
+        assert_eq!(status, 200);
+        assert_eq!(page["Resources"].as_array().unwrap().len(), MAX_PAGE);
+        assert_eq!(page["totalResults"], 150);
+        let (_, second) = get(&format!("{base}/Users?startIndex=101&count=100")).await;
+        assert_eq!(second["startIndex"], 101);
+        assert_eq!(second["Resources"][0]["userName"], "u100@example.com");
+        let (status, err) = get(&format!("{base}/Users?filter=userName%20sw%20%22u1%22")).await;
+        assert_eq!(
+            (status, err["scimType"].as_str()),
+            (400, Some("invalidFilter"))
+        );
+        let (status, _) = get(&format!(
+            "{base}/Users?filter=emails.value%20eq%20%22u1@example.com%22"
+        ))
+        .await;
+        assert_eq!(status, 400, "only userName/externalId can be filtered");
+        let (_, hit) = get(&format!(
+            "{base}/Users?filter=userName%20eq%20%22U007@EXAMPLE.COM%22"
+        ))
+        .await;
+        assert_eq!(
+            hit["totalResults"], 1,
+            "userName matches case-insensitively"
+        );
+    }
+}

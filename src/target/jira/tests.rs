@@ -250,3 +250,31 @@ async fn captcha_lockout_is_unauthorized_with_the_browser_fix() {
         "{err}"
     );
 }
+
+/// Injected latency beyond the client's timeout: each attempt times out, the GET is
+/// retried a bounded number of times, and the caller gets a transient error.
+#[tokio::test]
+async fn slow_answers_time_out_and_are_retried_boundedly() {
+    let (emu, running) = JiraEmulator::start(JiraSeed::default()).await.unwrap();
+    emu.gate.faults.set(FaultPlan {
+        latency: std::time::Duration::from_millis(400),
+        ..FaultPlan::default()
+    });
+    let mut s = crate::target::contract::settings(
+        TargetKind::Jira,
+        &running.url(),
+        basic("usher-bot", "bot-password"),
+    );
+    s.timeout = std::time::Duration::from_millis(100);
+    let clock = Arc::new(RecordingClock::default());
+    let rest = RestClient::new(&s, super::super::http::Flavor::Jira)
+        .unwrap()
+        .with_clock(clock.clone());
+    let t = JiraTarget::new(&s, rest);
+    let err = t.get_user("jira-admin").await.unwrap_err();
+    assert!(
+        err.is_transient() && err.to_string().contains("timed out"),
+        "{err}"
+    );
+    assert_eq!(clock.sleeps().len(), 5);
+}
