@@ -474,7 +474,7 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("lowercase"), "{err}");
-        assert!(emu.state().users.get("Carol").is_none());
+        assert!(!emu.state().users.contains_key("Carol"));
     }
 
     #[tokio::test]
