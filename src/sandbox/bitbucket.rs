@@ -96,11 +96,17 @@ impl BitbucketState {
 /// Seed data.
 #[derive(Debug, Clone)]
 pub struct BitbucketSeed {
+    /// Basic-auth accounts `(username, password)`; each is also created as a user.
     pub basic: Vec<(String, String)>,
+    /// Personal access tokens `(token, username)`.
     pub bearer: Vec<(String, String)>,
+    /// Accounts with the admin permission user management needs.
     pub admins: Vec<String>,
+    /// `(username, email, display name)`.
     pub users: Vec<(String, String, String)>,
+    /// `(group, member usernames)`.
     pub groups: Vec<(String, Vec<String>)>,
+    /// Licensed seats; creating beyond them is refused like the product does.
     pub licence_seats: usize,
 }
 
@@ -129,6 +135,7 @@ impl Default for BitbucketSeed {
 #[derive(Debug)]
 pub struct BitbucketEmulator {
     state: Mutex<BitbucketState>,
+    /// Credentials, faults, rate limit and garbling.
     pub gate: Gate,
     admins: Vec<String>,
 }

@@ -70,8 +70,11 @@ impl CrowdState {
 /// Seed data: `applications` are `(application name, application password)`.
 #[derive(Debug, Clone)]
 pub struct CrowdSeed {
+    /// Crowd applications `(name, application password)` allowed to call.
     pub applications: Vec<(String, String)>,
+    /// `(username, email, display name)`.
     pub users: Vec<(String, String, String)>,
+    /// `(group, member usernames)`.
     pub groups: Vec<(String, Vec<String>)>,
 }
 
@@ -97,6 +100,7 @@ impl Default for CrowdSeed {
 #[derive(Debug)]
 pub struct CrowdEmulator {
     state: Mutex<CrowdState>,
+    /// Credentials, faults, rate limit and garbling.
     pub gate: Gate,
 }
 

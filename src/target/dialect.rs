@@ -4,10 +4,15 @@
 /// The product whose error dialect and permission names a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
+    /// `{"errorMessages":[..],"errors":{..}}`
     Jira,
+    /// `{"statusCode","data":{"errors":[..]},"message"}`
     Confluence,
+    /// `{"errors":[{"context","message","exceptionName"}]}`
     Bitbucket,
+    /// `{"reason","message"}`
     Crowd,
+    /// RFC 7644 `{"schemas":[..Error],"status","scimType","detail"}`
     Scim,
 }
 

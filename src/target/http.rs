@@ -36,8 +36,11 @@ pub fn seg(s: &str) -> String {
 /// A product's answer: any status the retry loop did not swallow.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// HTTP status.
     pub status: StatusCode,
+    /// Response headers (rate-limit hints, `X-AUSERNAME`, `Location`).
     pub headers: HeaderMap,
+    /// The whole body (target answers are small JSON).
     pub body: Bytes,
 }
 

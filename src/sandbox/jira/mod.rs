@@ -53,7 +53,9 @@ pub struct JiraState {
     pub users: BTreeMap<String, JiraUser>,
     /// Groups by name, members by user key.
     pub groups: BTreeMap<String, BTreeSet<String>>,
+    /// Projects by key, with their leads.
     pub projects: BTreeMap<String, JiraProject>,
+    /// Components by id, with their leads.
     pub components: BTreeMap<u64, JiraComponent>,
     next_id: u64,
 }

@@ -34,7 +34,9 @@ pub const MAX_PAGE: usize = 100;
 /// Everything the emulator knows: resources as SCIM JSON objects, by id.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScimState {
+    /// User resources by id.
     pub users: BTreeMap<String, Value>,
+    /// Group resources by id.
     pub groups: BTreeMap<String, Value>,
     next_id: u64,
 }
@@ -168,7 +170,9 @@ pub struct ScimSeed {
     pub tokens: Vec<String>,
     /// The `{directoryId}` in the path.
     pub directory_id: String,
+    /// `(userName, email, display name)`.
     pub users: Vec<(String, String, String)>,
+    /// `(group displayName, member userNames)`.
     pub groups: Vec<(String, Vec<String>)>,
 }
 
@@ -195,6 +199,7 @@ impl Default for ScimSeed {
 #[derive(Debug)]
 pub struct ScimEmulator {
     state: Mutex<ScimState>,
+    /// Credentials, faults, rate limit and garbling.
     pub gate: Gate,
     prefix: String,
 }
