@@ -3,6 +3,15 @@
 //! paths (request, login, sync) through them.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod auth;
 pub mod config;
+pub mod error;
+pub mod proxy;
 pub mod sandbox;
+
+pub mod session;
 pub mod target;
+pub mod telemetry;
+
+pub use app::App;

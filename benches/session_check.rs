@@ -1,0 +1,94 @@
+//! Per-request cost of the signed-in hot path: decode the encrypted session cookie,
+//! check ttl/idle, look up the cached identity assertion, build the identity header
+//! values. Target: <= 2 µs median on one core. Run: `cargo bench --bench session_check`.
+// A benchmark harness, like a test: a broken fixture should stop it loudly.
+#![allow(clippy::expect_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use futures_util::FutureExt;
+use usher::auth::assertion::{identity_values, AssertionCache, AssertionSigner};
+use usher::config::Secret;
+use usher::session::store::CookieStore;
+use usher::session::{CookieCodec, CookiePayload, Session, SessionPolicy, Sessions};
+
+fn fixture() -> (Sessions, Session, String) {
+    let policy = SessionPolicy {
+        ttl: Duration::from_secs(12 * 3600),
+        idle_timeout: Duration::from_secs(2 * 3600),
+        revalidate_after: Duration::from_secs(300),
+    };
+    let codec = CookieCodec::new(
+        "_usher",
+        "session",
+        &Secret::new("k".repeat(48)),
+        &[Secret::new("o".repeat(48))],
+        true,
+    )
+    .expect("codec");
+    let now = SystemTime::now();
+    let mut session = Session::new(
+        "google",
+        "110169484474386276334",
+        "ann.example@example.com",
+        "ann.example",
+        now,
+    );
+    session.groups = (0..10).map(|i| format!("jira-group-{i}")).collect();
+    session.display_name = "Ann Example".into();
+    let set = codec
+        .encode(&CookiePayload::Full(session.clone()), Some(policy.ttl))
+        .expect("encode");
+    let ours: Vec<&str> = set
+        .iter()
+        .filter_map(|c| c.split(';').next())
+        .filter(|p| p.split_once('=').is_some_and(|(_, v)| !v.is_empty()))
+        .collect();
+    let header = format!(
+        "JSESSIONID=0123456789ABCDEF0123456789ABCDEF; atlassian.xsrf.token=BWP3-NZB2-6EDY-6C7K|0123456789abcdef|lin; {}",
+        ours.join("; ")
+    );
+    let sessions = Sessions {
+        codec: Arc::new(codec),
+        store: Arc::new(CookieStore),
+        policy,
+    };
+    (sessions, session, header)
+}
+
+fn bench(c: &mut Criterion) {
+    let (sessions, session, header) = fixture();
+    let signer = Arc::new(AssertionSigner::generate("https://jira.example.com").expect("signer"));
+    let cache = AssertionCache::new(signer, "jira");
+    let now = SystemTime::now();
+    cache.header_for(&session, now).expect("warm cache");
+    println!("cookie header bytes: {}", header.len());
+
+    c.bench_function("decode_cookie_only", |b| {
+        b.iter(|| black_box(sessions.codec.decode::<CookiePayload>(black_box(&header))))
+    });
+
+    c.bench_function("session_check_full", |b| {
+        b.iter(|| {
+            let now = SystemTime::now();
+            let s = sessions
+                .resolve(black_box(&header), now)
+                .now_or_never()
+                .flatten()
+                .expect("valid session");
+            let assertion = cache.header_for(&s, now).expect("assertion");
+            let values = identity_values(&s).expect("values");
+            black_box((assertion, values))
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

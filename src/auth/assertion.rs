@@ -1,0 +1,319 @@
+//! The signed identity assertion sent upstream (`assertion_header`): an ES256 JWT
+//! (iss = public_url, aud = upstream name, exp <= 60 s) signed with a P-256 key made at
+//! start or kept in `[state] dir`, the JWKS that verifies it, the per-session cache
+//! that keeps the hot path to one map lookup, and the plain identity header values.
+//! It never logs tokens or keys.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use dashmap::DashMap;
+use http::HeaderValue;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use serde::{Deserialize, Serialize};
+
+use crate::session::{unix_secs, Session};
+
+/// Lifetime of one assertion (seconds); upstreams must reject older ones.
+pub const ASSERTION_TTL_SECS: u64 = 60;
+/// A cached assertion is re-signed when it has fewer than this many seconds left.
+pub const REFRESH_BEFORE_SECS: u64 = 20;
+/// File name of the signing key inside `[state] dir` (PKCS#8 DER, mode 0600).
+pub const KEY_FILE: &str = "assertion-es256.p8";
+
+/// Why an assertion could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AssertionError {
+    /// The key could not be generated, read or parsed.
+    #[error("assertion signing key {path}: {cause}; delete the file to generate a new key")]
+    Key {
+        /// Where the key lives (or "<memory>").
+        path: String,
+        /// What went wrong.
+        cause: String,
+    },
+    /// Signing failed (should not happen with a valid key).
+    #[error("could not sign the identity assertion")]
+    Sign,
+    /// The claims could not be turned into a header value.
+    #[error("identity assertion is not a valid header value")]
+    Header,
+}
+
+/// The claims of the identity assertion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssertionClaims {
+    /// usher's public URL.
+    pub iss: String,
+    /// The upstream name the token is for.
+    pub aud: String,
+    /// The IdP subject.
+    pub sub: String,
+    /// The `[[idp]]` name.
+    pub idp: String,
+    /// Verified email.
+    pub email: String,
+    /// Target username.
+    pub username: String,
+    /// Groups sent upstream.
+    pub groups: Vec<String>,
+    /// Display name.
+    pub name: String,
+    /// Issued at (unix seconds).
+    pub iat: u64,
+    /// Expiry (unix seconds), at most [`ASSERTION_TTL_SECS`] after `iat`.
+    pub exp: u64,
+}
+
+/// The ES256 signing key and its public JWK.
+pub struct AssertionSigner {
+    key: EcdsaKeyPair,
+    kid: String,
+    issuer: String,
+    header_b64: String,
+    jwks: String,
+}
+
+impl std::fmt::Debug for AssertionSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssertionSigner")
+            .field("kid", &self.kid)
+            .finish()
+    }
+}
+
+fn key_err(path: &str, cause: impl std::fmt::Display) -> AssertionError {
+    AssertionError::Key {
+        path: path.to_string(),
+        cause: cause.to_string(),
+    }
+}
+
+impl AssertionSigner {
+    /// A signer with a fresh in-memory key (assertions change key at every restart,
+    /// so several replicas each publish their own JWKS; use [`Self::load_or_create`]
+    /// with a shared dir to keep one key).
+    pub fn generate(issuer: &str) -> Result<Self, AssertionError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| key_err("<memory>", "key generation failed"))?;
+        Self::from_pkcs8(issuer, pkcs8.as_ref(), "<memory>")
+    }
+
+    /// Loads the key from `dir/assertion-es256.p8`, creating it (mode 0600) if absent.
+    pub fn load_or_create(issuer: &str, dir: &Path) -> Result<Self, AssertionError> {
+        let path: PathBuf = dir.join(KEY_FILE);
+        let shown = path.display().to_string();
+        match std::fs::read(&path) {
+            Ok(bytes) => Self::from_pkcs8(issuer, &bytes, &shown),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let rng = SystemRandom::new();
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|_| key_err(&shown, "key generation failed"))?;
+                std::fs::create_dir_all(dir).map_err(|e| key_err(&shown, e))?;
+                write_private(&path, pkcs8.as_ref()).map_err(|e| key_err(&shown, e))?;
+                Self::from_pkcs8(issuer, pkcs8.as_ref(), &shown)
+            }
+            Err(e) => Err(key_err(&shown, e)),
+        }
+    }
+
+    fn from_pkcs8(issuer: &str, pkcs8: &[u8], shown: &str) -> Result<Self, AssertionError> {
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
+            .map_err(|e| key_err(shown, format!("not a P-256 PKCS#8 key ({e})")))?;
+        let public = key.public_key().as_ref();
+        // Uncompressed SEC1 point: 0x04 || X(32) || Y(32).
+        if public.len() != 65 || public.first() != Some(&4) {
+            return Err(key_err(shown, "unexpected public key encoding"));
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, public);
+        let kid = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]);
+        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": kid});
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(&public[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&public[33..65]),
+        }]});
+        Ok(AssertionSigner {
+            key,
+            header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+            kid,
+            issuer: issuer.trim_end_matches('/').to_string(),
+            jwks: jwks.to_string(),
+        })
+    }
+
+    /// The key id in every token header and in the JWKS.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The body of `GET /_usher/jwks.json`.
+    pub fn jwks_json(&self) -> &str {
+        &self.jwks
+    }
+
+    /// The claims for `session` sent to upstream `audience` at `now`.
+    pub fn claims(&self, session: &Session, audience: &str, now: SystemTime) -> AssertionClaims {
+        let iat = unix_secs(now);
+        AssertionClaims {
+            iss: self.issuer.clone(),
+            aud: audience.to_string(),
+            sub: session.sub.clone(),
+            idp: session.idp.clone(),
+            email: session.email.clone(),
+            username: session.username.clone(),
+            groups: session.groups.clone(),
+            name: session.display_name.clone(),
+            iat,
+            exp: iat + ASSERTION_TTL_SECS,
+        }
+    }
+
+    /// Signs `claims` into a compact JWS.
+    pub fn sign(&self, claims: &AssertionClaims) -> Result<String, AssertionError> {
+        let payload = serde_json::to_vec(claims).map_err(|_| AssertionError::Sign)?;
+        let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let sig = self
+            .key
+            .sign(&SystemRandom::new(), token.as_bytes())
+            .map_err(|_| AssertionError::Sign)?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut token);
+        Ok(token)
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+struct Cached {
+    header: HeaderValue,
+    exp: u64,
+    version: (u64, u64),
+}
+
+/// Per-upstream cache of ready-to-insert assertion header values, keyed by session id.
+/// A token is re-signed only when it nears expiry or the session was re-validated.
+pub struct AssertionCache {
+    signer: Arc<AssertionSigner>,
+    audience: String,
+    entries: DashMap<String, Cached>,
+}
+
+impl AssertionCache {
+    /// A cache for tokens with `aud = audience` (the upstream name).
+    pub fn new(signer: Arc<AssertionSigner>, audience: &str) -> Self {
+        AssertionCache {
+            signer,
+            audience: audience.to_string(),
+            entries: DashMap::new(),
+        }
+    }
+
+    /// The header value for `session` at `now`: cached, or freshly signed.
+    pub fn header_for(
+        &self,
+        session: &Session,
+        now: SystemTime,
+    ) -> Result<HeaderValue, AssertionError> {
+        let t = unix_secs(now);
+        let version = (session.issued_at, session.revalidated_at);
+        if let Some(c) = self.entries.get(session.id.as_str()) {
+            if c.version == version && c.exp > t + REFRESH_BEFORE_SECS {
+                return Ok(c.header.clone());
+            }
+        }
+        let claims = self.signer.claims(session, &self.audience, now);
+        let token = self.signer.sign(&claims)?;
+        let header = HeaderValue::from_str(&token).map_err(|_| AssertionError::Header)?;
+        self.entries.insert(
+            session.id.clone(),
+            Cached {
+                header: header.clone(),
+                exp: claims.exp,
+                version,
+            },
+        );
+        Ok(header)
+    }
+
+    /// Drops the entry of a session that ended (logout).
+    pub fn forget(&self, session_id: &str) {
+        self.entries.remove(session_id);
+    }
+
+    /// Drops expired entries; call periodically. Returns how many were removed.
+    pub fn sweep(&self, now: SystemTime) -> usize {
+        let t = unix_secs(now);
+        let before = self.entries.len();
+        self.entries.retain(|_, c| c.exp > t);
+        before.saturating_sub(self.entries.len())
+    }
+
+    /// Number of cached tokens.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// The plain identity header values for a session (user, email, comma-joined groups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityValues {
+    /// Value of the `user` identity header.
+    pub user: HeaderValue,
+    /// Value of the `email` identity header.
+    pub email: HeaderValue,
+    /// Value of the `groups` identity header (`a,b,c`).
+    pub groups: HeaderValue,
+}
+
+/// Builds the identity header values; `None` when a value contains a control
+/// character or a group name contains `,` (which would forge an extra group).
+pub fn identity_values(session: &Session) -> Option<IdentityValues> {
+    fn value(s: &str) -> Option<HeaderValue> {
+        if s.chars().any(char::is_control) {
+            return None;
+        }
+        HeaderValue::from_bytes(s.as_bytes()).ok()
+    }
+    if session.groups.iter().any(|g| g.contains(',')) {
+        return None;
+    }
+    Some(IdentityValues {
+        user: value(&session.username)?,
+        email: value(&session.email)?,
+        groups: value(&session.groups.join(","))?,
+    })
+}
+
+#[cfg(test)]
+#[path = "assertion_tests.rs"]
+mod tests;

@@ -1,0 +1,319 @@
+//! The encrypted cookie codec (AES-256-GCM via the `cookie` crate's private jar,
+//! keys derived from `[session] secret` with HKDF-SHA256, rotation through
+//! `previous_secrets`), chunking of large values, clearing, and stripping usher's
+//! cookies from a `Cookie` header before forwarding. It never logs cookie values.
+
+use std::time::Duration;
+
+use cookie::{Cookie, CookieJar, Key, SameSite};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::Secret;
+
+/// Largest value placed in one cookie (browsers allow ~4096 bytes per cookie).
+pub const CHUNK_BYTES: usize = 3800;
+/// Most chunks one value may use (name, name_1 .. name_{MAX_CHUNKS-1}).
+pub const MAX_CHUNKS: usize = 6;
+/// Shortest secret accepted (bytes).
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Prefix that binds a cookie to the exact origin (Secure, Path=/, no Domain).
+pub const HOST_PREFIX: &str = "__Host-";
+
+/// Why a cookie could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CookieError {
+    /// The secret is too short to derive keys from.
+    #[error("[session] secret is {0} bytes; it must be at least {MIN_SECRET_BYTES} (generate one with `usher keygen`)")]
+    WeakSecret(usize),
+    /// Key derivation failed.
+    #[error("could not derive cookie keys from the secret (HKDF failure)")]
+    KeyDerivation,
+    /// The value does not fit in MAX_CHUNKS cookies.
+    #[error("cookie `{name}` would need {needed} chunks (more than allowed); use store = \"memory\" or \"redis\", or map fewer groups")]
+    TooLarge {
+        /// The cookie name.
+        name: String,
+        /// Chunks the value would need.
+        needed: usize,
+    },
+    /// The value could not be serialised.
+    #[error("could not serialise cookie `{name}`: {source}")]
+    Serialize {
+        /// The cookie name.
+        name: String,
+        /// Cause.
+        source: serde_json::Error,
+    },
+}
+
+/// Derives a 64-byte cookie `Key` for `purpose` from a secret of any length >= 32 bytes.
+pub fn derive_key(secret: &Secret, purpose: &str) -> Result<Key, CookieError> {
+    let ikm = secret.expose().as_bytes();
+    if ikm.len() < MIN_SECRET_BYTES {
+        return Err(CookieError::WeakSecret(ikm.len()));
+    }
+    struct Len64;
+    impl ring::hkdf::KeyType for Len64 {
+        fn len(&self) -> usize {
+            64
+        }
+    }
+    let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"usher-cookie-keys-v1");
+    let prk = salt.extract(ikm);
+    let info = [purpose.as_bytes()];
+    let okm = prk
+        .expand(&info, Len64)
+        .map_err(|_| CookieError::KeyDerivation)?;
+    let mut out = [0u8; 64];
+    okm.fill(&mut out).map_err(|_| CookieError::KeyDerivation)?;
+    Key::try_from(&out[..]).map_err(|_| CookieError::KeyDerivation)
+}
+
+/// Encrypts/decrypts one logical cookie (possibly split into chunks).
+#[derive(Clone)]
+pub struct CookieCodec {
+    name: String,
+    keys: Vec<Key>,
+    secure: bool,
+    max_chunks: usize,
+}
+
+impl std::fmt::Debug for CookieCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieCodec")
+            .field("name", &self.name)
+            .field("keys", &self.keys.len())
+            .field("secure", &self.secure)
+            .finish()
+    }
+}
+
+impl CookieCodec {
+    /// A codec for cookie `base_name` (`__Host-` is prepended when `secure`, i.e. the
+    /// public URL is https). `purpose` separates key spaces (e.g. "session", "login").
+    pub fn new(
+        base_name: &str,
+        purpose: &str,
+        secret: &Secret,
+        previous: &[Secret],
+        secure: bool,
+    ) -> Result<Self, CookieError> {
+        let mut keys = vec![derive_key(secret, purpose)?];
+        for old in previous {
+            keys.push(derive_key(old, purpose)?);
+        }
+        let name = if secure {
+            format!("{HOST_PREFIX}{base_name}")
+        } else {
+            base_name.to_string()
+        };
+        Ok(CookieCodec {
+            name,
+            keys,
+            secure,
+            max_chunks: MAX_CHUNKS,
+        })
+    }
+
+    /// The same keys and attributes under another base name (per-login cookies).
+    pub fn renamed(&self, base_name: &str) -> Self {
+        let name = if self.secure {
+            format!("{HOST_PREFIX}{base_name}")
+        } else {
+            base_name.to_string()
+        };
+        CookieCodec {
+            name,
+            keys: self.keys.clone(),
+            secure: self.secure,
+            max_chunks: self.max_chunks,
+        }
+    }
+
+    /// Limits the value to `n` chunks (1..=MAX_CHUNKS); small cookies use 1.
+    pub fn with_max_chunks(mut self, n: usize) -> Self {
+        self.max_chunks = n.clamp(1, MAX_CHUNKS);
+        self
+    }
+
+    /// The name prefix the browser sees for `base` under this codec's attributes.
+    pub fn full_name(&self, base: &str) -> String {
+        if self.secure {
+            format!("{HOST_PREFIX}{base}")
+        } else {
+            base.to_string()
+        }
+    }
+
+    /// The full cookie name as the browser sees it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn chunk_name(&self, i: usize) -> String {
+        if i == 0 {
+            self.name.clone()
+        } else {
+            format!("{}_{i}", self.name)
+        }
+    }
+
+    fn attributes(&self, c: &mut Cookie<'static>) {
+        c.set_path("/");
+        c.set_http_only(true);
+        c.set_same_site(SameSite::Lax);
+        c.set_secure(self.secure);
+    }
+
+    /// Serialises and encrypts `value`; returns the `Set-Cookie` values (the chunks it
+    /// needs, plus removals of any higher chunks a previous, larger value left behind).
+    pub fn encode<T: Serialize>(
+        &self,
+        value: &T,
+        max_age: Option<Duration>,
+    ) -> Result<Vec<String>, CookieError> {
+        let json = serde_json::to_string(value).map_err(|source| CookieError::Serialize {
+            name: self.name.clone(),
+            source,
+        })?;
+        let mut jar = CookieJar::new();
+        let key = self.keys.first().ok_or(CookieError::KeyDerivation)?;
+        jar.private_mut(key)
+            .add(Cookie::new(self.name.clone(), json));
+        let sealed = jar
+            .get(&self.name)
+            .map(|c| c.value().to_string())
+            .ok_or(CookieError::KeyDerivation)?;
+        let needed = sealed.len().div_ceil(CHUNK_BYTES).max(1);
+        if needed > self.max_chunks {
+            return Err(CookieError::TooLarge {
+                name: self.name.clone(),
+                needed,
+            });
+        }
+        let max_age = max_age.map(|d| {
+            cookie::time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        });
+        let mut out = Vec::with_capacity(self.max_chunks);
+        for i in 0..self.max_chunks {
+            let mut c = if i < needed {
+                let part = &sealed[i * CHUNK_BYTES..((i + 1) * CHUNK_BYTES).min(sealed.len())];
+                let value = if i == 0 {
+                    format!("{needed}.{part}")
+                } else {
+                    part.to_string()
+                };
+                let mut c = Cookie::new(self.chunk_name(i), value);
+                if let Some(age) = max_age {
+                    c.set_max_age(age);
+                }
+                c
+            } else {
+                let mut c = Cookie::new(self.chunk_name(i), "");
+                c.make_removal();
+                c
+            };
+            self.attributes(&mut c);
+            out.push(c.to_string());
+        }
+        Ok(out)
+    }
+
+    /// `Set-Cookie` values that delete the cookie and every possible chunk.
+    pub fn clear(&self) -> Vec<String> {
+        (0..self.max_chunks)
+            .map(|i| {
+                let mut c = Cookie::new(self.chunk_name(i), "");
+                c.make_removal();
+                self.attributes(&mut c);
+                c.to_string()
+            })
+            .collect()
+    }
+
+    /// Decodes the value from a `Cookie` request header. Tampered, truncated, garbage
+    /// or foreign-key cookies give `None`; this never panics.
+    pub fn decode<T: DeserializeOwned>(&self, cookie_header: &str) -> Option<T> {
+        let first = find_cookie(cookie_header, &self.name)?;
+        let (count, part0) = first.split_once('.')?;
+        let count: usize = count.parse().ok()?;
+        if count == 0 || count > self.max_chunks {
+            return None;
+        }
+        let sealed = if count == 1 {
+            part0.to_string()
+        } else {
+            let mut s = String::with_capacity(count * CHUNK_BYTES);
+            s.push_str(part0);
+            for i in 1..count {
+                s.push_str(find_cookie(cookie_header, &self.chunk_name(i))?);
+            }
+            s
+        };
+        let jar = CookieJar::new();
+        for key in &self.keys {
+            let sealed_cookie = Cookie::new(self.name.clone(), sealed.clone());
+            if let Some(plain) = jar.private(key).decrypt(sealed_cookie) {
+                return serde_json::from_str(plain.value()).ok();
+            }
+        }
+        None
+    }
+}
+
+/// The value of cookie `name` in a `Cookie` header (first occurrence), without parsing
+/// or decoding anything else.
+pub fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim())
+    })
+}
+
+/// Which cookie names belong to usher (session cookie with its chunks, login states).
+#[derive(Debug, Clone)]
+pub struct UsherCookieNames {
+    /// Full session cookie name (with `__Host-` if used).
+    pub session: String,
+    /// Prefix of per-login state cookies (with `__Host-` if used).
+    pub login_prefix: String,
+}
+
+impl UsherCookieNames {
+    /// True for the session cookie, its chunks `name_1..`, and login-state cookies.
+    pub fn is_ours(&self, name: &str) -> bool {
+        if name == self.session || name.starts_with(&self.login_prefix) {
+            return true;
+        }
+        name.strip_prefix(&self.session)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    }
+}
+
+/// Removes usher's cookies from a `Cookie` header value before forwarding; every
+/// other cookie pair is kept byte-exact and in order (joined with `"; "`). `None`
+/// when nothing is left (drop the header).
+pub fn strip_usher_cookies(header: &str, names: &UsherCookieNames) -> Option<String> {
+    let mut out = String::with_capacity(header.len());
+    for pair in header.split(';') {
+        let pair = pair.trim_start_matches([' ', '\t']);
+        if pair.is_empty() {
+            continue;
+        }
+        let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
+        if names.is_ours(name) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        out.push_str(pair);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+#[path = "cookie_tests.rs"]
+mod tests;

@@ -1,0 +1,200 @@
+//! Sessions: the `Session` record and its pure lifetime checks, the encrypted cookie
+//! codec (`cookie`), the stores (`store`) and the [`Sessions`] façade the proxy calls
+//! per request. Nothing here talks to an IdP or an upstream.
+
+pub mod cookie;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+pub use self::cookie::{strip_usher_cookies, CookieCodec, CookieError, UsherCookieNames};
+pub use self::store::{CookiePayload, SessionStore, StoreError};
+
+/// One signed-in person on one browser. Keyed by `(idp, sub)`, never by email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Random 256-bit id (base64url); the key in server-side stores.
+    pub id: String,
+    /// `[[idp]] name` that signed the person in.
+    pub idp: String,
+    /// The IdP's stable subject (`sub`).
+    pub sub: String,
+    /// Verified email at sign-in.
+    pub email: String,
+    /// Target username (after mapping), sent in the user identity header.
+    pub username: String,
+    /// Group names sent upstream (BTree order kept by the caller).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Human name for pages and the assertion.
+    #[serde(default)]
+    pub display_name: String,
+    /// Unix seconds when the session was created (absolute `ttl` counts from here).
+    pub issued_at: u64,
+    /// Unix seconds of the last request seen (idle timeout counts from here).
+    pub last_seen: u64,
+    /// Unix seconds of the last directory re-check of the person.
+    pub revalidated_at: u64,
+}
+
+/// Unix seconds of `t` (0 before the epoch, which never happens on a sane clock).
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A fresh random session id (256 bits, base64url without padding).
+pub fn new_session_id() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Lifetime limits from `[session]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// Absolute lifetime from `issued_at`.
+    pub ttl: Duration,
+    /// Longest gap between two requests.
+    pub idle_timeout: Duration,
+    /// How often the person is re-checked in the directory.
+    pub revalidate_after: Duration,
+}
+
+/// Why a decoded session is no longer usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// `issued_at + ttl` has passed.
+    Expired,
+    /// `last_seen + idle_timeout` has passed.
+    Idle,
+    /// Timestamps from the future (clock skew beyond a minute, or a forged record).
+    FromTheFuture,
+}
+
+/// Tolerated clock skew between replicas for timestamps in a session.
+const SKEW_SECS: u64 = 60;
+
+impl Session {
+    /// A new session for a verified person, issued at `now`.
+    pub fn new(idp: &str, sub: &str, email: &str, username: &str, now: SystemTime) -> Self {
+        let t = unix_secs(now);
+        Session {
+            id: new_session_id(),
+            idp: idp.to_string(),
+            sub: sub.to_string(),
+            email: email.to_string(),
+            username: username.to_string(),
+            groups: Vec::new(),
+            display_name: String::new(),
+            issued_at: t,
+            last_seen: t,
+            revalidated_at: t,
+        }
+    }
+
+    /// Pure lifetime check: `Ok` while within both the absolute ttl and the idle timeout.
+    pub fn check(&self, policy: &SessionPolicy, now: SystemTime) -> Result<(), SessionEnd> {
+        let now = unix_secs(now);
+        if self.issued_at > now + SKEW_SECS || self.last_seen > now + SKEW_SECS {
+            return Err(SessionEnd::FromTheFuture);
+        }
+        if now >= self.issued_at.saturating_add(policy.ttl.as_secs()) {
+            return Err(SessionEnd::Expired);
+        }
+        if now >= self.last_seen.saturating_add(policy.idle_timeout.as_secs()) {
+            return Err(SessionEnd::Idle);
+        }
+        Ok(())
+    }
+
+    /// True when `last_seen` is stale enough that it should be refreshed and saved
+    /// (every minute, or a quarter of the idle timeout if that is shorter), so a
+    /// stateless cookie is not re-issued on every request.
+    pub fn touch_due(&self, policy: &SessionPolicy, now: SystemTime) -> bool {
+        let step = (policy.idle_timeout.as_secs() / 4).clamp(1, 60);
+        unix_secs(now) >= self.last_seen.saturating_add(step)
+    }
+
+    /// Marks activity at `now`.
+    pub fn touch(&mut self, now: SystemTime) {
+        self.last_seen = self.last_seen.max(unix_secs(now));
+    }
+
+    /// True when the person should be re-checked in the directory.
+    pub fn revalidation_due(&self, policy: &SessionPolicy, now: SystemTime) -> bool {
+        unix_secs(now)
+            >= self
+                .revalidated_at
+                .saturating_add(policy.revalidate_after.as_secs())
+    }
+
+    /// Seconds until the absolute expiry (for cookie `Max-Age` and store TTLs).
+    pub fn remaining(&self, policy: &SessionPolicy, now: SystemTime) -> Duration {
+        let end = self.issued_at.saturating_add(policy.ttl.as_secs());
+        Duration::from_secs(end.saturating_sub(unix_secs(now)))
+    }
+}
+
+/// The per-request entry point: cookie codec + store + policy.
+#[derive(Clone)]
+pub struct Sessions {
+    /// The session cookie codec (name, keys, attributes).
+    pub codec: Arc<CookieCodec>,
+    /// Where sessions live.
+    pub store: Arc<dyn SessionStore>,
+    /// Lifetime limits.
+    pub policy: SessionPolicy,
+}
+
+impl Sessions {
+    /// Resolves the request's session: decode the cookie, load from the store, check
+    /// ttl/idle at `now`. Any failure (garbage, tampering, foreign key, expiry,
+    /// revocation, store error) is `None`, so the caller starts a sign-in.
+    pub async fn resolve(&self, cookie_header: &str, now: SystemTime) -> Option<Session> {
+        let payload: CookiePayload = self.codec.decode(cookie_header)?;
+        let session = match self.store.load(&payload).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "session store unavailable; treating request as signed out");
+                return None;
+            }
+        };
+        session.check(&self.policy, now).ok()?;
+        Some(session)
+    }
+
+    /// Saves `session` and returns the `Set-Cookie` header values that carry it.
+    pub async fn issue(
+        &self,
+        session: &Session,
+        now: SystemTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let payload = self.store.save(session, &self.policy, now).await?;
+        let max_age = session.remaining(&self.policy, now);
+        self.codec
+            .encode(&payload, Some(max_age))
+            .map_err(StoreError::Cookie)
+    }
+
+    /// Ends the session referenced by the cookie (revoking it in shared stores) and
+    /// returns `Set-Cookie` values that clear every chunk.
+    pub async fn end(&self, cookie_header: &str) -> Vec<String> {
+        if let Some(payload) = self.codec.decode::<CookiePayload>(cookie_header) {
+            if let Err(e) = self.store.revoke(payload.session_id()).await {
+                tracing::warn!(error = %e, "could not revoke session in the store; the cookie is cleared anyway");
+            }
+        }
+        self.codec.clear()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! Tests of the session lifetime rules and the `Sessions` façade.
+
+use super::*;
+use crate::config::Secret;
+use std::time::Duration;
+
+pub(crate) fn policy() -> SessionPolicy {
+    SessionPolicy {
+        ttl: Duration::from_secs(12 * 3600),
+        idle_timeout: Duration::from_secs(2 * 3600),
+        revalidate_after: Duration::from_secs(300),
+    }
+}
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+#[test]
+fn ttl_and_idle_are_enforced_at_the_boundary() {
+    let p = policy();
+    let mut s = Session::new("google", "sub-1", "a@example.com", "a", at(1_000_000));
+    assert_eq!(s.check(&p, at(1_000_000)), Ok(()));
+    assert_eq!(s.check(&p, at(1_000_000 + 7199)), Ok(()));
+    assert_eq!(s.check(&p, at(1_000_000 + 7200)), Err(SessionEnd::Idle));
+    // Activity keeps it alive until the absolute ttl.
+    for step in 1..=12 {
+        s.touch(at(1_000_000 + step * 3600 - 1));
+    }
+    assert_eq!(s.check(&p, at(1_000_000 + 12 * 3600 - 1)), Ok(()));
+    assert_eq!(
+        s.check(&p, at(1_000_000 + 12 * 3600)),
+        Err(SessionEnd::Expired)
+    );
+    assert_eq!(
+        s.remaining(&p, at(1_000_000 + 11 * 3600)),
+        Duration::from_secs(3600)
+    );
+}
+
+#[test]
+fn timestamps_from_the_future_are_refused() {
+    let s = Session::new("google", "sub-1", "a@example.com", "a", at(2_000_000));
+    assert_eq!(
+        s.check(&policy(), at(1_000_000)),
+        Err(SessionEnd::FromTheFuture)
+    );
+    assert_eq!(s.check(&policy(), at(2_000_000 - 30)), Ok(()));
+}
+
+#[test]
+fn touch_and_revalidation_due() {
+    let p = policy();
+    let mut s = Session::new("google", "sub-1", "a@example.com", "a", at(100));
+    assert!(!s.touch_due(&p, at(159)));
+    assert!(s.touch_due(&p, at(160)));
+    s.touch(at(160));
+    assert_eq!(s.last_seen, 160);
+    s.touch(at(150)); // never moves backwards
+    assert_eq!(s.last_seen, 160);
+    assert!(!s.revalidation_due(&p, at(399)));
+    assert!(s.revalidation_due(&p, at(400)));
+}
+
+#[test]
+fn session_ids_are_random_and_long() {
+    let a = new_session_id();
+    let b = new_session_id();
+    assert_ne!(a, b);
+    assert_eq!(a.len(), 43);
+}
+
+fn sessions(store: Arc<dyn SessionStore>) -> Sessions {
+    let codec =
+        CookieCodec::new("_usher", "session", &Secret::new("k".repeat(32)), &[], true).unwrap();
+    Sessions {
+        codec: Arc::new(codec),
+        store,
+        policy: policy(),
+    }
+}
+
+fn header_from(set_cookies: &[String]) -> String {
+    set_cookies
+        .iter()
+        .filter_map(|c| c.split(';').next())
+        .filter(|pair| pair.split_once('=').is_some_and(|(_, v)| !v.is_empty()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test]
+async fn facade_issue_resolve_end_with_memory_store() {
+    let store = store::MemoryStore::new();
+    let s = sessions(store.clone());
+    let now = SystemTime::now();
+    let session = Session::new("google", "sub-9", "z@example.com", "z", now);
+    let set = s.issue(&session, now).await.unwrap();
+    assert!(set[0].starts_with("__Host-_usher="));
+    let header = format!("other=1; {}", header_from(&set));
+    assert_eq!(s.resolve(&header, now).await, Some(session.clone()));
+    // Idle past the timeout: gone.
+    assert_eq!(
+        s.resolve(&header, now + Duration::from_secs(7201)).await,
+        None
+    );
+    let cleared = s.end(&header).await;
+    assert_eq!(cleared.len(), cookie::MAX_CHUNKS);
+    assert!(store.is_empty());
+    assert_eq!(s.resolve(&header, now).await, None);
+}
+
+#[tokio::test]
+async fn facade_with_cookie_store_needs_no_server_state() {
+    let s = sessions(Arc::new(store::CookieStore));
+    let now = SystemTime::now();
+    let mut session = Session::new("google", "sub-9", "z@example.com", "z", now);
+    session.groups = (0..400)
+        .map(|i| format!("group-number-{i}@example.com"))
+        .collect();
+    let set = s.issue(&session, now).await.unwrap();
+    let header = header_from(&set);
+    assert!(
+        header.contains("__Host-_usher_1="),
+        "large sessions are chunked"
+    );
+    assert_eq!(s.resolve(&header, now).await, Some(session));
+    assert_eq!(s.resolve("", now).await, None);
+    assert_eq!(s.resolve("__Host-_usher=garbage", now).await, None);
+}
