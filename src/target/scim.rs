@@ -4,10 +4,11 @@
 //! accepted on PATCH. The url is the directory base
 //! (`https://api.atlassian.com/scim/directory/{id}`). Decides nothing.
 //!
-//! Users and groups are addressed by SCIM `id`; this client keeps a small cache of
-//! `userName`/`displayName` <-> id learned from every answer, so membership listings
-//! (which carry ids only) resolve to usernames without one GET per member after a
-//! user listing has run.
+//! Users and groups are addressed by SCIM `id`. Writes look the user's id up each
+//! time; a cache of id -> userName learned from every answer lets membership
+//! listings (which carry ids only) resolve to usernames without one GET per member
+//! after a user listing has run, and group ids are cached by displayName (a stale
+//! one is dropped on 404).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -107,7 +108,6 @@ fn one() -> usize {
 #[derive(Debug, Default)]
 struct Ids {
     user_by_id: BTreeMap<String, String>,
-    user_by_name: BTreeMap<String, String>,
     group_by_name: BTreeMap<String, String>,
 }
 
@@ -147,8 +147,6 @@ impl ScimTarget {
     fn remember_user(&self, u: &TargetUser) {
         if let (Some(id), Ok(mut ids)) = (&u.key, self.ids.lock()) {
             ids.user_by_id.insert(id.clone(), u.username.clone());
-            ids.user_by_name
-                .insert(u.username.to_lowercase(), id.clone());
         }
     }
 
@@ -196,15 +194,9 @@ impl ScimTarget {
             .find(|u| u.username.eq_ignore_ascii_case(username)))
     }
 
+    /// The user's current SCIM id, always asked (a deleted and re-created Atlassian
+    /// user gets a new id, so a cached one could point at nothing).
     async fn user_id(&self, username: &str, what: &str) -> Result<String, TargetError> {
-        let cached = self
-            .ids
-            .lock()
-            .ok()
-            .and_then(|ids| ids.user_by_name.get(&username.to_lowercase()).cloned());
-        if let Some(id) = cached {
-            return Ok(id);
-        }
         self.find_user(username)
             .await?
             .and_then(|u| u.key)
@@ -748,6 +740,49 @@ mod tests {
         assert_eq!(
             hit["totalResults"], 1,
             "userName matches case-insensitively"
+        );
+    }
+
+    /// Atlassian's DELETE removes the SCIM record; re-creating gives a new id, and
+    /// membership writes must follow the new id, not a remembered one.
+    #[tokio::test]
+    async fn recreated_user_gets_a_new_id_and_writes_follow_it() {
+        use crate::target::contract::{bearer, scim::client};
+        use crate::target::{NewUser, Outcome};
+        let (emu, running) = ScimEmulator::start(ScimSeed::default()).await.unwrap();
+        let base = format!("{}{}", running.url(), emu.base_path());
+        let t = client(
+            &base,
+            bearer("directory-key"),
+            std::sync::Arc::default(),
+            100,
+        );
+        let zoe = NewUser {
+            username: "zoe@example.com".into(),
+            email: "zoe@example.com".into(),
+            display_name: "Zoe".into(),
+            given_name: None,
+            family_name: None,
+        };
+        let first = t.create_user(&zoe).await.unwrap().key.unwrap();
+        t.create_group("team").await.unwrap();
+        let del = reqwest::Client::new()
+            .delete(format!("{base}/Users/{first}"))
+            .bearer_auth("directory-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(del.status(), 204);
+        assert_eq!(get(&format!("{base}/Users/{first}")).await.0, 404);
+        let second = t.create_user(&zoe).await.unwrap().key.unwrap();
+        assert_ne!(first, second);
+        assert_eq!(
+            t.add_member("team", "zoe@example.com").await.unwrap(),
+            Outcome::Changed
+        );
+        assert_eq!(
+            emu.state().member_names("team"),
+            vec!["zoe@example.com".to_string()]
         );
     }
 }

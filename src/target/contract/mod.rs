@@ -319,6 +319,14 @@ pub(crate) async fn run(h: Harness) {
     });
     assert!(t.get_user("alice").await.unwrap().is_some());
     assert_eq!(h.clock.sleeps().len(), 2);
+    // Endless 5xx: Unavailable, carrying the product's own words from its error body.
+    i.gate().faults.set(FaultPlan {
+        server_errors: 100,
+        ..FaultPlan::default()
+    });
+    let err = t.get_user("alice").await.unwrap_err();
+    assert!(matches!(err, TargetError::Unavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("injected fault"), "{err}");
     i.gate().faults.clear();
 
     // Garbage answers are a Protocol error, never a panic or a wrong "not found".
