@@ -82,8 +82,13 @@ impl From<ScimUser> for TargetUser {
 struct ScimGroup {
     id: String,
     display_name: String,
-    #[serde(default)]
+    /// Absent, `null` or a list: servers differ.
+    #[serde(default, deserialize_with = "null_as_empty")]
     members: Vec<Member>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Member>, D::Error> {
+    Ok(Option::<Vec<Member>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Debug, Deserialize)]

@@ -357,7 +357,7 @@ impl ScimEmulator {
                 }
                 if *kind == "Users" {
                     for g in s.groups.values_mut() {
-                        if let Some(a) = g["members"].as_array_mut() {
+                        if let Some(a) = g.get_mut("members").and_then(Value::as_array_mut) {
                             a.retain(|m| m["value"].as_str() != Some(*id));
                         }
                     }

@@ -93,7 +93,7 @@ pub(super) fn patch(s: &mut ScimState, kind: &str, id: &str, b: &Value) -> Respo
 }
 
 fn dedupe_members(g: &mut Value) {
-    if let Some(a) = g["members"].as_array_mut() {
+    if let Some(a) = g.get_mut("members").and_then(Value::as_array_mut) {
         let mut seen = std::collections::BTreeSet::new();
         a.retain(|m| seen.insert(m["value"].as_str().unwrap_or_default().to_string()));
     }
