@@ -77,8 +77,8 @@ impl Flavor {
                 }
             }
         }
-        let joined = parts.join("; ");
-        (!joined.is_empty()).then(|| clip(&joined))
+        let clipped = clip(&parts.join("; "));
+        (!clipped.is_empty()).then_some(clipped)
     }
 }
 
@@ -122,5 +122,35 @@ mod tests {
             "exists; scimType uniqueness"
         );
         assert_eq!(Flavor::Scim.message(b"<html>"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn product_text_is_clipped_and_decontrolled(text in "\\PC{0,40}[\\x00-\\x1f]{0,3}\\PC{0,400}") {
+            let t = serde_json::Value::String(text.clone());
+            let bodies = [
+                (Flavor::Jira, serde_json::json!({"errorMessages": [t.clone()], "errors": {}})),
+                (Flavor::Confluence, serde_json::json!({"message": t.clone()})),
+                (Flavor::Bitbucket, serde_json::json!({"errors": [{"message": t.clone()}]})),
+                (Flavor::Crowd, serde_json::json!({"reason": "X", "message": t.clone()})),
+                (Flavor::Scim, serde_json::json!({"detail": t.clone()})),
+            ];
+            for (f, body) in bodies {
+                let m = f.message(body.to_string().as_bytes());
+                if let Some(m) = m {
+                    proptest::prop_assert!(m.chars().count() <= 300 && !m.is_empty());
+                    proptest::prop_assert!(!m.chars().any(char::is_control));
+                } else {
+                    proptest::prop_assert!(clip(&text).is_empty());
+                }
+            }
+        }
+
+        #[test]
+        fn any_bytes_are_parsed_without_panicking(body in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            for f in [Flavor::Jira, Flavor::Confluence, Flavor::Bitbucket, Flavor::Crowd, Flavor::Scim] {
+                let _ = f.message(&body);
+            }
+        }
     }
 }

@@ -425,6 +425,16 @@ fn is_connect(err: &TargetError) -> bool {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn a_segment_stays_one_segment_and_round_trips(name in "\\PC{0,40}") {
+            let s = seg(&name);
+            proptest::prop_assert!(!s.contains(['/', '?', '#', ' ']));
+            let back = percent_encoding::percent_decode_str(&s).decode_utf8().unwrap();
+            proptest::prop_assert_eq!(back, name);
+        }
+    }
+
     #[test]
     fn segments_are_encoded() {
         assert_eq!(seg("jira users/ä b"), "jira%20users%2F%C3%A4%20b");

@@ -216,4 +216,24 @@ mod tests {
         assert_eq!(retry_delay(&p, 10, &none, now, 0.0), Duration::from_secs(4));
         assert_eq!(retry_delay(&p, 10, &none, now, 1.0), Duration::from_secs(8));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn backoff_stays_within_its_step(attempt in 0u32..200, jitter in 0.0f64..1.0) {
+            let p = RetryPolicy::default();
+            let d = retry_delay(&p, attempt, &HeaderMap::new(), SystemTime::now(), jitter);
+            let step = p.base_delay.saturating_mul(1u32 << attempt.min(20)).min(p.max_delay);
+            proptest::prop_assert!(d <= p.max_delay);
+            proptest::prop_assert!(d >= step / 2);
+        }
+
+        #[test]
+        fn retry_after_is_never_shortened(secs in 1u64..100_000, attempt in 0u32..10, jitter in 0.0f64..1.0) {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after", HeaderValue::from(secs));
+            let d = retry_delay(&RetryPolicy::default(), attempt, &h, SystemTime::now(), jitter);
+            proptest::prop_assert!(d >= Duration::from_secs(secs));
+            proptest::prop_assert!(d <= Duration::from_secs(secs).mul_f64(1.1) + Duration::from_millis(1));
+        }
+    }
 }

@@ -38,7 +38,7 @@ struct ScimUser {
     user_name: String,
     display_name: Option<String>,
     name: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     emails: Vec<Email>,
     active: Option<bool>,
 }
@@ -87,8 +87,13 @@ struct ScimGroup {
     members: Vec<Member>,
 }
 
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Member>, D::Error> {
-    Ok(Option::<Vec<Member>>::deserialize(d)?.unwrap_or_default())
+/// Reads an absent or `null` multi-valued attribute as empty.
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Debug, Deserialize)]
