@@ -203,6 +203,23 @@ impl Target for Fake {
             Ok(Page { items, next: None })
         })
     }
+    fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            self.with(|s| {
+                if s.user(username).is_none() {
+                    return Err(TargetError::NotFound {
+                        target: "fake".into(),
+                        what: username.into(),
+                        message: "no such user".into(),
+                    });
+                }
+                Ok(s.groups_of(username)
+                    .into_iter()
+                    .filter_map(|g| s.groups.get(&g).cloned())
+                    .collect())
+            })
+        })
+    }
     fn add_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome> {
         Box::pin(async move {
             self.enter().await;

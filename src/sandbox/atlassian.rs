@@ -67,6 +67,8 @@ pub struct Gate {
     limit: Mutex<Option<RateLimit>>,
     exempt: Mutex<Vec<String>>,
     buckets: Mutex<BTreeMap<String, Bucket>>,
+    captcha_after: AtomicU32,
+    failures: Mutex<BTreeMap<String, u32>>,
 }
 
 impl Gate {
@@ -88,6 +90,8 @@ impl Gate {
             limit: Mutex::new(None),
             exempt: Mutex::new(Vec::new()),
             buckets: Mutex::new(BTreeMap::new()),
+            captcha_after: AtomicU32::new(0),
+            failures: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -107,6 +111,13 @@ impl Gate {
         if let Ok(mut b) = self.buckets.lock() {
             b.clear();
         }
+    }
+
+    /// Seraph's CAPTCHA lockout (Jira, Confluence): after `n` failed Basic logins of
+    /// an account, Basic auth stops working for it even with the right password
+    /// (401, `X-Seraph-LoginReason: AUTHENTICATION_DENIED`). 0 switches it off.
+    pub fn set_captcha_after(&self, n: u32) {
+        self.captcha_after.store(n, Ordering::SeqCst);
     }
 
     /// Requests seen so far (including rejected ones).
@@ -180,10 +191,36 @@ impl Gate {
                 .decode(b64.trim())
                 .ok()
                 .and_then(|d| String::from_utf8(d).ok());
-            if let Some((user, pass)) = decoded.as_deref().and_then(|d| d.split_once(':')) {
-                if self.basic.get(user).is_some_and(|p| p == pass) {
-                    return Ok(Caller::User(user.to_string()));
-                }
+            let Some((user, pass)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+                return Err(unauthorized());
+            };
+            let limit = self.captcha_after.load(Ordering::SeqCst);
+            let failed = self
+                .failures
+                .lock()
+                .map(|f| f.get(user).copied().unwrap_or(0))
+                .unwrap_or(0);
+            if limit > 0 && failed >= limit {
+                let mut r = render(
+                    StatusCode::UNAUTHORIZED,
+                    "CAPTCHA required: log in through the web UI.",
+                );
+                let h = r.headers_mut();
+                h.insert(
+                    "x-seraph-loginreason",
+                    HeaderValue::from_static("AUTHENTICATION_DENIED"),
+                );
+                h.insert(
+                    "x-authentication-denied-reason",
+                    HeaderValue::from_static("CAPTCHA_CHALLENGE; login-url=/login.jsp"),
+                );
+                return Err(r);
+            }
+            if self.basic.get(user).is_some_and(|p| p == pass) {
+                return Ok(Caller::User(user.to_string()));
+            }
+            if let Ok(mut f) = self.failures.lock() {
+                *f.entry(user.to_string()).or_insert(0) += 1;
             }
             return Err(unauthorized());
         }
@@ -274,6 +311,28 @@ impl Gate {
             HeaderValue::from_static("text/html;charset=UTF-8"),
         );
         r
+    }
+}
+
+/// Demo or test data that every product emulator can be seeded from, so `usher demo`
+/// and tests can put the same people into Jira, Confluence, Bitbucket, Crowd and SCIM.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fixture {
+    /// `(username, email, display name)`.
+    pub users: Vec<(String, String, String)>,
+    /// `(group, member usernames)`.
+    pub groups: Vec<(String, Vec<String>)>,
+}
+
+impl Fixture {
+    /// Appends this fixture's users and groups to a seed's lists.
+    pub fn extend_into(
+        &self,
+        users: &mut Vec<(String, String, String)>,
+        groups: &mut Vec<(String, Vec<String>)>,
+    ) {
+        users.extend(self.users.iter().cloned());
+        groups.extend(self.groups.iter().cloned());
     }
 }
 

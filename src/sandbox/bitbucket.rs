@@ -96,12 +96,26 @@ impl BitbucketState {
 /// Seed data.
 #[derive(Debug, Clone)]
 pub struct BitbucketSeed {
+    /// Basic-auth accounts `(username, password)`; each is also created as a user.
     pub basic: Vec<(String, String)>,
+    /// Personal access tokens `(token, username)`.
     pub bearer: Vec<(String, String)>,
+    /// Accounts with the admin permission user management needs.
     pub admins: Vec<String>,
+    /// `(username, email, display name)`.
     pub users: Vec<(String, String, String)>,
+    /// `(group, member usernames)`.
     pub groups: Vec<(String, Vec<String>)>,
+    /// Licensed seats; creating beyond them is refused like the product does.
     pub licence_seats: usize,
+}
+
+impl BitbucketSeed {
+    /// Adds the users and groups of a shared [`Fixture`](crate::sandbox::atlassian::Fixture).
+    pub fn with_fixture(mut self, fixture: &crate::sandbox::atlassian::Fixture) -> Self {
+        fixture.extend_into(&mut self.users, &mut self.groups);
+        self
+    }
 }
 
 impl Default for BitbucketSeed {
@@ -121,6 +135,7 @@ impl Default for BitbucketSeed {
 #[derive(Debug)]
 pub struct BitbucketEmulator {
     state: Mutex<BitbucketState>,
+    /// Credentials, faults, rate limit and garbling.
     pub gate: Gate,
     admins: Vec<String>,
 }
@@ -361,6 +376,45 @@ impl BitbucketEmulator {
                         );
                     };
                     m.remove(&user);
+                    empty(StatusCode::OK)
+                }
+                Err(r) => r,
+            },
+            // Deprecated since 2.10, still served: `{context,itemName}` means
+            // (user, group) under users/ and (group, user) under groups/.
+            (
+                Method::POST,
+                path @ ("users/add-group" | "groups/add-user" | "groups/remove-user"),
+            ) => match body_json(req, error) {
+                Ok(b) => {
+                    let context = b.get("context").and_then(Value::as_str).unwrap_or_default();
+                    let item = b
+                        .get("itemName")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let (user, group) = if path.starts_with("users/") {
+                        (context, item)
+                    } else {
+                        (item, context)
+                    };
+                    let user = user.to_lowercase();
+                    if !s.users.contains_key(&user) {
+                        return error(
+                            StatusCode::NOT_FOUND,
+                            &format!("User {user} does not exist"),
+                        );
+                    }
+                    let Some(m) = s.groups.get_mut(group) else {
+                        return error(
+                            StatusCode::NOT_FOUND,
+                            &format!("Group {group} does not exist"),
+                        );
+                    };
+                    if path == "groups/remove-user" {
+                        m.remove(&user);
+                    } else {
+                        m.insert(user);
+                    }
                     empty(StatusCode::OK)
                 }
                 Err(r) => r,

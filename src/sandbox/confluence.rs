@@ -67,12 +67,26 @@ impl ConfluenceState {
 /// Seed data.
 #[derive(Debug, Clone)]
 pub struct ConfluenceSeed {
+    /// Basic-auth accounts `(username, password)`; each is also created as a user.
     pub basic: Vec<(String, String)>,
+    /// Personal access tokens `(token, username)`.
     pub bearer: Vec<(String, String)>,
+    /// Accounts with the admin permission user management needs.
     pub admins: Vec<String>,
+    /// `(username, email, display name)`.
     pub users: Vec<(String, String, String)>,
+    /// `(group, member usernames)`.
     pub groups: Vec<(String, Vec<String>)>,
+    /// Licensed seats; creating beyond them is refused like the product does.
     pub licence_seats: usize,
+}
+
+impl ConfluenceSeed {
+    /// Adds the users and groups of a shared [`Fixture`](crate::sandbox::atlassian::Fixture).
+    pub fn with_fixture(mut self, fixture: &crate::sandbox::atlassian::Fixture) -> Self {
+        fixture.extend_into(&mut self.users, &mut self.groups);
+        self
+    }
 }
 
 impl Default for ConfluenceSeed {
@@ -92,6 +106,7 @@ impl Default for ConfluenceSeed {
 #[derive(Debug)]
 pub struct ConfluenceEmulator {
     state: Mutex<ConfluenceState>,
+    /// Credentials, faults, rate limit and garbling.
     pub gate: Gate,
     admins: Vec<String>,
 }

@@ -70,9 +70,20 @@ impl CrowdState {
 /// Seed data: `applications` are `(application name, application password)`.
 #[derive(Debug, Clone)]
 pub struct CrowdSeed {
+    /// Crowd applications `(name, application password)` allowed to call.
     pub applications: Vec<(String, String)>,
+    /// `(username, email, display name)`.
     pub users: Vec<(String, String, String)>,
+    /// `(group, member usernames)`.
     pub groups: Vec<(String, Vec<String>)>,
+}
+
+impl CrowdSeed {
+    /// Adds the users and groups of a shared [`Fixture`](crate::sandbox::atlassian::Fixture).
+    pub fn with_fixture(mut self, fixture: &crate::sandbox::atlassian::Fixture) -> Self {
+        fixture.extend_into(&mut self.users, &mut self.groups);
+        self
+    }
 }
 
 impl Default for CrowdSeed {
@@ -89,6 +100,7 @@ impl Default for CrowdSeed {
 #[derive(Debug)]
 pub struct CrowdEmulator {
     state: Mutex<CrowdState>,
+    /// Credentials, faults, rate limit and garbling.
     pub gate: Gate,
 }
 

@@ -469,6 +469,14 @@ impl Target for BitbucketTarget {
         })
     }
 
+    fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            self.must_get(username, &format!("read the groups of {username}"))
+                .await?;
+            self.groups_of(username).await
+        })
+    }
+
     fn add_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome> {
         Box::pin(async move {
             let what = format!("add {username} to {group}");
@@ -568,5 +576,45 @@ mod tests {
         );
         assert!(emu.state().groups_of("alice2").contains(DEFAULT_GROUP));
         assert!(t.get_user("alice").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn emulator_serves_the_deprecated_swapped_shapes() {
+        let seed = BitbucketSeed {
+            users: vec![("bob".into(), "bob@example.com".into(), "Bob".into())],
+            groups: vec![(DEFAULT_GROUP.into(), vec![]), ("devs".into(), vec![])],
+            ..BitbucketSeed::default()
+        };
+        let (emu, running) = BitbucketEmulator::start(seed).await.unwrap();
+        let http = reqwest::Client::new();
+        let post = |path: &str, body: serde_json::Value| {
+            http.post(format!("{}/rest/api/1.0/admin/{path}", running.url()))
+                .basic_auth("usher-bot", Some("bot-password"))
+                .json(&body)
+                .send()
+        };
+        let r = post(
+            "users/add-group",
+            json!({"context": "bob", "itemName": "devs"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(emu.state().groups_of("bob").contains("devs"));
+        let r = post(
+            "groups/remove-user",
+            json!({"context": "devs", "itemName": "bob"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(!emu.state().groups_of("bob").contains("devs"));
+        let r = post(
+            "groups/add-user",
+            json!({"context": "bob", "itemName": "devs"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 404, "swapped shape: context is the group here");
     }
 }

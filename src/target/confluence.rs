@@ -142,8 +142,9 @@ impl ConfluenceTarget {
         Ok((page.results, next))
     }
 
-    async fn is_member(&self, group: &str, username: &str) -> Result<bool, TargetError> {
+    async fn groups_of(&self, username: &str) -> Result<Vec<String>, TargetError> {
         let what = format!("read the groups of {username}");
+        let mut out = Vec::new();
         let mut cursor = None;
         for _ in 0..10_000 {
             let (groups, next): (Vec<GroupJson>, _) = self
@@ -154,15 +155,17 @@ impl ConfluenceTarget {
                     &what,
                 )
                 .await?;
-            if groups.iter().any(|g| g.name == group) {
-                return Ok(true);
-            }
+            out.extend(groups.into_iter().map(|g| g.name));
             match next {
                 Some(n) => cursor = Some(n),
-                None => return Ok(false),
+                None => break,
             }
         }
-        Ok(false)
+        Ok(out)
+    }
+
+    async fn is_member(&self, group: &str, username: &str) -> Result<bool, TargetError> {
+        Ok(self.groups_of(username).await?.iter().any(|g| g == group))
     }
 
     async fn set_active(&self, username: &str, active: bool) -> Result<Outcome, TargetError> {
@@ -414,11 +417,99 @@ impl Target for ConfluenceTarget {
         })
     }
 
+    fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>> {
+        Box::pin(self.groups_of(username))
+    }
+
     fn add_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome> {
         Box::pin(self.membership(group, username, true))
     }
 
     fn remove_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome> {
         Box::pin(self.membership(group, username, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::sandbox::confluence::{ConfluenceEmulator, ConfluenceSeed};
+    use crate::target::contract::{basic, confluence::client};
+
+    fn person(name: &str) -> NewUser {
+        NewUser {
+            username: name.into(),
+            email: format!("{}@example.com", name.to_lowercase()),
+            display_name: "P".into(),
+            given_name: None,
+            family_name: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn out_of_licences_and_bad_usernames_are_clear_rejections() {
+        let seed = ConfluenceSeed {
+            licence_seats: 1,
+            ..ConfluenceSeed::default()
+        };
+        let (emu, running) = ConfluenceEmulator::start(seed).await.unwrap();
+        let t = client(
+            &running.url(),
+            basic("usher-bot", "bot-password"),
+            Arc::default(),
+            50,
+        );
+        let err = t.create_user(&person("carol")).await.unwrap_err();
+        assert!(
+            matches!(err, TargetError::Rejected { status: 402, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("licence seat"), "{err}");
+        emu.with_state(|s| s.licence_seats = 100);
+        let err = t.create_user(&person("Carol")).await.unwrap_err();
+        assert!(
+            matches!(err, TargetError::Rejected { status: 400, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("lowercase"), "{err}");
+        assert!(!emu.state().users.contains_key("Carol"));
+    }
+
+    #[tokio::test]
+    async fn emulator_hides_email_unless_expanded_and_deletes_asynchronously() {
+        let (_emu, running) = ConfluenceEmulator::start(ConfluenceSeed::default())
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let get = |q: &str| {
+            http.get(format!(
+                "{}/rest/api/user?username=usher-bot{q}",
+                running.url()
+            ))
+            .basic_auth("usher-bot", Some("bot-password"))
+            .send()
+        };
+        let plain: Value = get("").await.unwrap().json().await.unwrap();
+        assert!(plain.get("details").is_none() && plain.get("status").is_none());
+        let full: Value = get("&expand=details.personal,status")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            full["details"]["personal"]["email"],
+            "usher-bot@example.com"
+        );
+        assert_eq!(full["status"], "Active");
+        let del = http
+            .delete(format!("{}/rest/api/admin/user/usher-bot", running.url()))
+            .basic_auth("usher-bot", Some("bot-password"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(del.status(), 202);
     }
 }

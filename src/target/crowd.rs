@@ -420,6 +420,45 @@ impl Target for CrowdTarget {
         })
     }
 
+    /// CWD-4433: some Crowd versions answer an unknown user with an empty list, so an
+    /// empty answer is checked against the user's existence.
+    fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let what = format!("read the groups of {username}");
+            let mut out = Vec::new();
+            let mut start = 0usize;
+            loop {
+                let (s, m) = (start.to_string(), self.page_size.to_string());
+                let reply = self
+                    .rest
+                    .expect(
+                        Method::GET,
+                        &format!("{API}/user/group/direct"),
+                        &[
+                            ("username", username),
+                            ("start-index", &s),
+                            ("max-results", &m),
+                        ],
+                        None,
+                        &[StatusCode::OK],
+                        &what,
+                    )
+                    .await?;
+                let page: Groups = self.rest.json(&reply, &what)?;
+                let got = page.groups.len();
+                out.extend(page.groups.into_iter().map(|g| g.name));
+                if got < self.page_size {
+                    break;
+                }
+                start += got;
+            }
+            if out.is_empty() {
+                self.must_raw(username, &what).await?;
+            }
+            Ok(out)
+        })
+    }
+
     fn add_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome> {
         Box::pin(async move {
             let what = format!("add {username} to {group}");

@@ -3,10 +3,8 @@
 //! and `X-RateLimit-*`, and product error bodies turned into [`TargetError`].
 //! Must not know any product endpoint; the product files build paths and bodies.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -16,6 +14,10 @@ use rand::Rng;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
+use super::dialect::clip;
+pub use super::dialect::Flavor;
+use super::retry::server_hint;
+pub use super::retry::{retry_delay, Clock, RecordingClock, RetryPolicy, SystemClock};
 use super::TargetError;
 use crate::config::{TargetAuth, TargetSettings};
 
@@ -31,231 +33,14 @@ pub fn seg(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
 
-/// The product whose error dialect and permission names a client speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    Jira,
-    Confluence,
-    Bitbucket,
-    Crowd,
-    Scim,
-}
-
-impl Flavor {
-    /// The permission an administrator must grant the bot account, for 403 messages.
-    pub fn permission(self) -> &'static str {
-        match self {
-            Flavor::Jira => "the Jira Administrators global permission (and WebSudo disabled or not challenging REST)",
-            Flavor::Confluence => "the Confluence Administrator global permission",
-            Flavor::Bitbucket => "the ADMIN global permission (SYS_ADMIN to manage administrators), and a free licence seat for new users",
-            Flavor::Crowd => "an application with write permission on its directory and this host's IP address in the application's allowlist",
-            Flavor::Scim => "a directory API key of this SCIM directory (Atlassian Guard) with a verified e-mail domain",
-        }
-    }
-
-    /// Extracts the product's own error text from a body, if the body is in its format.
-    pub fn message(self, body: &[u8]) -> Option<String> {
-        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-        let mut parts: Vec<String> = Vec::new();
-        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
-        match self {
-            Flavor::Jira => {
-                if let Some(list) = v.get("errorMessages").and_then(|m| m.as_array()) {
-                    parts.extend(list.iter().filter_map(text));
-                }
-                if let Some(map) = v.get("errors").and_then(|m| m.as_object()) {
-                    parts.extend(
-                        map.iter()
-                            .map(|(k, e)| format!("{k}: {}", e.as_str().unwrap_or_default())),
-                    );
-                }
-                if parts.is_empty() {
-                    parts.extend(v.as_str().map(str::to_string));
-                }
-            }
-            Flavor::Confluence => {
-                parts.extend(v.get("message").and_then(text));
-                if let Some(list) = v.pointer("/data/errors").and_then(|m| m.as_array()) {
-                    parts.extend(
-                        list.iter()
-                            .filter_map(|e| e.pointer("/message/translation").and_then(text)),
-                    );
-                }
-            }
-            Flavor::Bitbucket => {
-                if let Some(list) = v.get("errors").and_then(|m| m.as_array()) {
-                    parts.extend(list.iter().filter_map(|e| e.get("message").and_then(text)));
-                }
-            }
-            Flavor::Crowd => {
-                let reason = v.get("reason").and_then(text);
-                let message = v.get("message").and_then(text);
-                match (reason, message) {
-                    (Some(r), Some(m)) => parts.push(format!("{r}: {m}")),
-                    (r, m) => parts.extend(r.or(m)),
-                }
-            }
-            Flavor::Scim => {
-                parts.extend(v.get("detail").and_then(text));
-                if let Some(t) = v.get("scimType").and_then(|t| t.as_str()) {
-                    parts.push(format!("scimType {t}"));
-                }
-            }
-        }
-        let joined = parts.join("; ");
-        (!joined.is_empty()).then(|| clip(&joined))
-    }
-}
-
-/// Shortens and de-controls product text before it goes into an error message.
-fn clip(s: &str) -> String {
-    let clean: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    clean.trim().to_string()
-}
-
-/// Time source and sleeper; injectable so retry tests run instantly.
-pub trait Clock: Send + Sync {
-    /// Wall-clock now (for HTTP-date `Retry-After`).
-    fn now(&self) -> SystemTime;
-    /// Waits `d`.
-    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-}
-
-/// The real clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(tokio::time::sleep(d))
-    }
-}
-
-/// A clock that does not wait but records every requested sleep; for tests that
-/// prove backoff and `Retry-After` handling without spending the time.
-#[derive(Debug, Default)]
-pub struct RecordingClock {
-    slept: Mutex<Vec<Duration>>,
-}
-
-impl RecordingClock {
-    /// Every sleep requested so far, in order.
-    pub fn sleeps(&self) -> Vec<Duration> {
-        self.slept.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-    /// Forgets the recorded sleeps.
-    pub fn reset(&self) {
-        if let Ok(mut s) = self.slept.lock() {
-            s.clear();
-        }
-    }
-}
-
-impl Clock for RecordingClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        if let Ok(mut s) = self.slept.lock() {
-            s.push(d);
-        }
-        Box::pin(std::future::ready(()))
-    }
-}
-
-/// How hard to retry 429s, 503s and connection failures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in total, including the first.
-    pub max_attempts: u32,
-    /// First backoff step (doubled each attempt) when the server gives no hint.
-    pub base_delay: Duration,
-    /// Cap on one wait.
-    pub max_delay: Duration,
-    /// Cap on all waits of one call; a `Retry-After` beyond it ends the call at once.
-    pub max_total_wait: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(60),
-            max_total_wait: Duration::from_secs(180),
-        }
-    }
-}
-
-/// How long to wait before attempt `attempt + 1` (attempt counts from 0). Pure:
-/// honours `Retry-After` (seconds or HTTP date), then `X-RateLimit-*`/`X-RateLimiting-*`
-/// hints when no tokens remain, else exponential backoff; `jitter` in `[0,1)` adds up
-/// to 10% on server hints and picks within the upper half of the backoff step.
-pub fn retry_delay(
-    policy: &RetryPolicy,
-    attempt: u32,
-    headers: &HeaderMap,
-    now: SystemTime,
-    jitter: f64,
-) -> Duration {
-    if let Some(hint) = server_hint(headers, now) {
-        return hint + hint.mul_f64(jitter.clamp(0.0, 1.0) * 0.1);
-    }
-    let step = policy
-        .base_delay
-        .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
-        .min(policy.max_delay);
-    step / 2 + (step / 2).mul_f64(jitter.clamp(0.0, 1.0))
-}
-
-/// The wait the server asked for, if any.
-fn server_hint(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    if let Some(v) = get("retry-after") {
-        if let Ok(secs) = v.parse::<u64>() {
-            if secs > 0 {
-                return Some(Duration::from_secs(secs));
-            }
-        } else if let Ok(at) = httpdate::parse_http_date(v) {
-            return Some(at.duration_since(now).unwrap_or_default());
-        }
-    }
-    for prefix in ["x-ratelimit-", "x-ratelimiting-"] {
-        let remaining = get(&format!("{prefix}remaining")).and_then(|v| v.parse::<f64>().ok());
-        if remaining.is_some_and(|r| r < 1.0) {
-            // Token bucket: one token arrives every interval/fill-rate seconds.
-            let interval = get(&format!("{prefix}interval-seconds"))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(1.0);
-            let fill = get(&format!("{prefix}fillrate"))
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|f| *f > 0.0)
-                .unwrap_or(1.0);
-            return Some(Duration::from_secs_f64(
-                (interval / fill).clamp(0.0, 3600.0),
-            ));
-        }
-    }
-    None
-}
-
 /// A product's answer: any status the retry loop did not swallow.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// HTTP status.
     pub status: StatusCode,
+    /// Response headers (rate-limit hints, `X-AUSERNAME`, `Location`).
     pub headers: HeaderMap,
+    /// The whole body (target answers are small JSON).
     pub body: Bytes,
 }
 
@@ -640,99 +425,14 @@ fn is_connect(err: &TargetError) -> bool {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_static(v));
+    proptest::proptest! {
+        #[test]
+        fn a_segment_stays_one_segment_and_round_trips(name in "\\PC{0,40}") {
+            let s = seg(&name);
+            proptest::prop_assert!(!s.contains(['/', '?', '#', ' ']));
+            let back = percent_encoding::percent_decode_str(&s).decode_utf8().unwrap();
+            proptest::prop_assert_eq!(back, name);
         }
-        h
-    }
-
-    #[test]
-    fn retry_after_seconds_wins_and_jitter_only_adds() {
-        let p = RetryPolicy::default();
-        let h = headers(&[("retry-after", "7")]);
-        let now = SystemTime::now();
-        assert_eq!(retry_delay(&p, 0, &h, now, 0.0), Duration::from_secs(7));
-        let d = retry_delay(&p, 0, &h, now, 0.99);
-        assert!(
-            d >= Duration::from_secs(7) && d <= Duration::from_millis(7700),
-            "{d:?}"
-        );
-    }
-
-    #[test]
-    fn retry_after_http_date() {
-        let p = RetryPolicy::default();
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let at = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_str(&at).unwrap());
-        assert_eq!(retry_delay(&p, 3, &h, now, 0.0), Duration::from_secs(30));
-    }
-
-    #[test]
-    fn ratelimit_headers_without_retry_after() {
-        let p = RetryPolicy::default();
-        let now = SystemTime::now();
-        let h = headers(&[
-            ("retry-after", "0"),
-            ("x-ratelimit-remaining", "0"),
-            ("x-ratelimit-interval-seconds", "10"),
-            ("x-ratelimit-fillrate", "5"),
-        ]);
-        assert_eq!(retry_delay(&p, 0, &h, now, 0.0), Duration::from_secs(2));
-        let old = headers(&[
-            ("x-ratelimiting-remaining", "0"),
-            ("x-ratelimiting-interval-seconds", "3"),
-        ]);
-        assert_eq!(retry_delay(&p, 0, &old, now, 0.0), Duration::from_secs(3));
-    }
-
-    #[test]
-    fn exponential_backoff_is_capped_and_jittered() {
-        let p = RetryPolicy {
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(8),
-            ..RetryPolicy::default()
-        };
-        let none = HeaderMap::new();
-        let now = SystemTime::now();
-        assert_eq!(
-            retry_delay(&p, 0, &none, now, 0.0),
-            Duration::from_millis(500)
-        );
-        assert_eq!(retry_delay(&p, 2, &none, now, 0.0), Duration::from_secs(2));
-        assert_eq!(retry_delay(&p, 10, &none, now, 0.0), Duration::from_secs(4));
-        assert_eq!(retry_delay(&p, 10, &none, now, 1.0), Duration::from_secs(8));
-    }
-
-    #[test]
-    fn product_messages() {
-        let jira = br#"{"errorMessages":["A user with that username already exists."],"errors":{"email":"bad"}}"#;
-        assert_eq!(
-            Flavor::Jira.message(jira).unwrap(),
-            "A user with that username already exists.; email: bad"
-        );
-        assert_eq!(Flavor::Jira.message(br#""plain""#).unwrap(), "plain");
-        let conf = br#"{"statusCode":404,"data":{"errors":[{"message":{"translation":"no such user","args":[]}}]},"message":"User not found"}"#;
-        assert_eq!(
-            Flavor::Confluence.message(conf).unwrap(),
-            "User not found; no such user"
-        );
-        let bb = br#"{"errors":[{"context":null,"message":"User exists","exceptionName":"x"}]}"#;
-        assert_eq!(Flavor::Bitbucket.message(bb).unwrap(), "User exists");
-        let crowd = br#"{"reason":"USER_NOT_FOUND","message":"User <x> does not exist"}"#;
-        assert_eq!(
-            Flavor::Crowd.message(crowd).unwrap(),
-            "USER_NOT_FOUND: User <x> does not exist"
-        );
-        let scim = br#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"409","scimType":"uniqueness","detail":"exists"}"#;
-        assert_eq!(
-            Flavor::Scim.message(scim).unwrap(),
-            "exists; scimType uniqueness"
-        );
-        assert_eq!(Flavor::Scim.message(b"<html>"), None);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 pub mod bitbucket;
 pub mod confluence;
 pub mod crowd;
+pub mod dialect;
 pub mod http;
 pub mod jira;
+pub mod retry;
 pub mod scim;
 
 #[cfg(test)]
@@ -84,7 +86,9 @@ pub struct Cursor(pub String);
 /// never held in one allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T> {
+    /// This page's entries.
     pub items: Vec<T>,
+    /// Where the next page starts; `None` after the last page.
     pub next: Option<Cursor>,
 }
 
@@ -105,8 +109,11 @@ pub struct Capabilities {
     pub can_deactivate: bool,
     /// `UserUpdate::new_username` is supported.
     pub can_rename: bool,
+    /// `UserUpdate::email` is supported.
     pub can_update_email: bool,
+    /// `UserUpdate::display_name` is supported.
     pub can_update_display_name: bool,
+    /// `create_group` is supported.
     pub can_create_groups: bool,
     /// Finding a user by e-mail reads every user (no server-side e-mail search).
     pub email_lookup_scans: bool,
@@ -119,22 +126,26 @@ pub struct Capabilities {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     #[error("target {target}: {what} not found ({message})")]
+    /// The user, group or membership does not exist.
     NotFound {
         target: String,
         what: String,
         message: String,
     },
     #[error("target {target}: {what} already exists ({message})")]
+    /// It already exists (creating a user that exists: adopting it is a policy decision).
     Conflict {
         target: String,
         what: String,
         message: String,
     },
     #[error("target {target}: the credentials were rejected ({message}); check the bot account and token in the [[target]] auth setting")]
+    /// The product rejected the credentials (or served the call as anonymous).
     Unauthorized { target: String, message: String },
     #[error(
         "target {target}: not allowed to {what} ({message}); the bot account needs {permission}"
     )]
+    /// The bot account lacks a permission (or a licence seat is missing).
     Forbidden {
         target: String,
         what: String,
@@ -142,6 +153,7 @@ pub enum TargetError {
         message: String,
     },
     #[error("target {target}: {what} was refused ({status}: {message}); fix the value or the product setting it names")]
+    /// The product refused the values (validation, licence limit): fix the data or setting.
     Rejected {
         target: String,
         what: String,
@@ -149,22 +161,27 @@ pub enum TargetError {
         message: String,
     },
     #[error("target {target}: rate limited ({message}); usher gave up after waiting, lower sync.concurrency or exempt the bot account from rate limiting")]
+    /// Still rate limited after the bounded retries; `retry_after` is the last hint.
     RateLimited {
         target: String,
         retry_after: Option<Duration>,
         message: String,
     },
     #[error("target {target}: unavailable ({message}); check that the product is up and reachable at its url")]
+    /// Unreachable, timed out or 5xx after the bounded retries.
     Unavailable { target: String, message: String },
     #[error("target {target}: unexpected answer to {what} ({message}); check that the url points at the product's REST API and not at a login page or proxy")]
+    /// An answer that is not the product's API (HTML login page, redirect, bad JSON, truncated listing).
     Protocol {
         target: String,
         what: String,
         message: String,
     },
     #[error("target {target}: {what} is not supported by this product")]
+    /// The product cannot do this (see [`Capabilities`]).
     Unsupported { target: String, what: String },
     #[error("target {target}: cannot set up the HTTP client ({message})")]
+    /// The client could not be built (unreadable `ca_file`, token not a valid header).
     Setup { target: String, message: String },
 }
 
@@ -224,6 +241,9 @@ pub trait Target: Send + Sync {
         group: &'a str,
         cursor: Option<&'a Cursor>,
     ) -> TargetFuture<'a, Page<String>>;
+    /// The groups the user is a direct member of (login-time provisioning reads one
+    /// person's memberships without listing every group). Unknown user: `NotFound`.
+    fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>>;
     /// Adds a member; an existing membership is `Unchanged`.
     fn add_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome>;
     /// Removes a member; a missing membership is `Unchanged`.

@@ -182,6 +182,10 @@ async fn scim_target_against_scim2_server() {
         raw(&format!("{base}/Groups/{gid}")).await["members"][0]["value"],
         id.as_str()
     );
+    assert_eq!(
+        t.user_groups("alice").await.unwrap(),
+        vec!["team-a".to_string()]
+    );
     let members = t.list_members_page("team-a", None).await.unwrap();
     assert_eq!(members.items, vec!["alice".to_string()]);
     assert_eq!(

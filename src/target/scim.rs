@@ -4,10 +4,11 @@
 //! accepted on PATCH. The url is the directory base
 //! (`https://api.atlassian.com/scim/directory/{id}`). Decides nothing.
 //!
-//! Users and groups are addressed by SCIM `id`; this client keeps a small cache of
-//! `userName`/`displayName` <-> id learned from every answer, so membership listings
-//! (which carry ids only) resolve to usernames without one GET per member after a
-//! user listing has run.
+//! Users and groups are addressed by SCIM `id`. Writes look the user's id up each
+//! time; a cache of id -> userName learned from every answer lets membership
+//! listings (which carry ids only) resolve to usernames without one GET per member
+//! after a user listing has run, and group ids are cached by displayName (a stale
+//! one is dropped on 404).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -37,7 +38,7 @@ struct ScimUser {
     user_name: String,
     display_name: Option<String>,
     name: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     emails: Vec<Email>,
     active: Option<bool>,
 }
@@ -81,8 +82,18 @@ impl From<ScimUser> for TargetUser {
 struct ScimGroup {
     id: String,
     display_name: String,
-    #[serde(default)]
+    /// Absent, `null` or a list: servers differ.
+    #[serde(default, deserialize_with = "null_as_empty")]
     members: Vec<Member>,
+}
+
+/// Reads an absent or `null` multi-valued attribute as empty.
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,7 +118,6 @@ fn one() -> usize {
 #[derive(Debug, Default)]
 struct Ids {
     user_by_id: BTreeMap<String, String>,
-    user_by_name: BTreeMap<String, String>,
     group_by_name: BTreeMap<String, String>,
 }
 
@@ -147,8 +157,6 @@ impl ScimTarget {
     fn remember_user(&self, u: &TargetUser) {
         if let (Some(id), Ok(mut ids)) = (&u.key, self.ids.lock()) {
             ids.user_by_id.insert(id.clone(), u.username.clone());
-            ids.user_by_name
-                .insert(u.username.to_lowercase(), id.clone());
         }
     }
 
@@ -196,15 +204,9 @@ impl ScimTarget {
             .find(|u| u.username.eq_ignore_ascii_case(username)))
     }
 
+    /// The user's current SCIM id, always asked (a deleted and re-created Atlassian
+    /// user gets a new id, so a cached one could point at nothing).
     async fn user_id(&self, username: &str, what: &str) -> Result<String, TargetError> {
-        let cached = self
-            .ids
-            .lock()
-            .ok()
-            .and_then(|ids| ids.user_by_name.get(&username.to_lowercase()).cloned());
-        if let Some(id) = cached {
-            return Ok(id);
-        }
         self.find_user(username)
             .await?
             .and_then(|u| u.key)
@@ -602,11 +604,195 @@ impl Target for ScimTarget {
         })
     }
 
+    /// Read from the User's read-only `groups` attribute when the server keeps it
+    /// (Atlassian does); otherwise (scim2-server does not) from every group's members.
+    fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let what = format!("read the groups of {username}");
+            let id = self.user_id(username, &what).await?;
+            let reply = self
+                .rest
+                .expect(
+                    Method::GET,
+                    &format!("/Users/{}", seg(&id)),
+                    &[],
+                    None,
+                    &[StatusCode::OK],
+                    &what,
+                )
+                .await?;
+            let v: Value = self.rest.json(&reply, &what)?;
+            // Without the attribute (no groups, or a server that does not keep it,
+            // like scim2-server) every group is scanned below.
+            if let Some(groups) = v.get("groups").and_then(Value::as_array) {
+                let mut out = Vec::with_capacity(groups.len());
+                for g in groups {
+                    match (
+                        g.get("display").and_then(Value::as_str),
+                        g.get("value").and_then(Value::as_str),
+                    ) {
+                        (Some(name), _) => out.push(name.to_string()),
+                        (None, Some(gid)) => {
+                            let reply = self
+                                .rest
+                                .expect(
+                                    Method::GET,
+                                    &format!("/Groups/{}", seg(gid)),
+                                    &[("excludedAttributes", "members")],
+                                    None,
+                                    &[StatusCode::OK],
+                                    &what,
+                                )
+                                .await?;
+                            out.push(self.rest.json::<ScimGroup>(&reply, &what)?.display_name);
+                        }
+                        (None, None) => {
+                            return Err(self
+                                .rest
+                                .protocol(&what, "a group reference without value".into()))
+                        }
+                    }
+                }
+                return Ok(out);
+            }
+            let mut out = Vec::new();
+            let mut start = 1usize;
+            loop {
+                let (s, c) = (start.to_string(), self.page_size.to_string());
+                let list: ListResponse<ScimGroup> = self
+                    .list("Groups", &[("startIndex", &s), ("count", &c)], &what)
+                    .await?;
+                let got = list.resources.len();
+                let next =
+                    self.next_page(list.start_index.max(1), got, list.total_results, &what)?;
+                out.extend(
+                    list.resources
+                        .into_iter()
+                        .filter(|g| g.members.iter().any(|m| m.value == id))
+                        .map(|g| g.display_name),
+                );
+                match next {
+                    Some(Cursor(n)) => start = n.parse().unwrap_or(usize::MAX),
+                    None => break,
+                }
+                if start == usize::MAX {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn add_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome> {
         Box::pin(self.membership(group, username, true))
     }
 
     fn remove_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome> {
         Box::pin(self.membership(group, username, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use crate::sandbox::scim::{ScimEmulator, ScimSeed, MAX_PAGE};
+
+    async fn get(url: &str) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .get(url)
+            .bearer_auth("directory-key")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn emulator_keeps_atlassian_limits() {
+        let users = (0..150)
+            .map(|k| {
+                (
+                    format!("u{k:03}@example.com"),
+                    format!("u{k:03}@example.com"),
+                    "U".to_string(),
+                )
+            })
+            .collect();
+        let (emu, running) = ScimEmulator::start(ScimSeed {
+            users,
+            ..ScimSeed::default()
+        })
+        .await
+        .unwrap();
+        let base = format!("{}{}", running.url(), emu.base_path());
+        let (status, page) = get(&format!("{base}/Users?count=500")).await;
+        assert_eq!(status, 200);
+        assert_eq!(page["Resources"].as_array().unwrap().len(), MAX_PAGE);
+        assert_eq!(page["totalResults"], 150);
+        let (_, second) = get(&format!("{base}/Users?startIndex=101&count=100")).await;
+        assert_eq!(second["startIndex"], 101);
+        assert_eq!(second["Resources"][0]["userName"], "u100@example.com");
+        let (status, err) = get(&format!("{base}/Users?filter=userName%20sw%20%22u1%22")).await;
+        assert_eq!(
+            (status, err["scimType"].as_str()),
+            (400, Some("invalidFilter"))
+        );
+        let (status, _) = get(&format!(
+            "{base}/Users?filter=emails.value%20eq%20%22u1@example.com%22"
+        ))
+        .await;
+        assert_eq!(status, 400, "only userName/externalId can be filtered");
+        let (_, hit) = get(&format!(
+            "{base}/Users?filter=userName%20eq%20%22U007@EXAMPLE.COM%22"
+        ))
+        .await;
+        assert_eq!(
+            hit["totalResults"], 1,
+            "userName matches case-insensitively"
+        );
+    }
+
+    /// Atlassian's DELETE removes the SCIM record; re-creating gives a new id, and
+    /// membership writes must follow the new id, not a remembered one.
+    #[tokio::test]
+    async fn recreated_user_gets_a_new_id_and_writes_follow_it() {
+        use crate::target::contract::{bearer, scim::client};
+        use crate::target::{NewUser, Outcome};
+        let (emu, running) = ScimEmulator::start(ScimSeed::default()).await.unwrap();
+        let base = format!("{}{}", running.url(), emu.base_path());
+        let t = client(
+            &base,
+            bearer("directory-key"),
+            std::sync::Arc::default(),
+            100,
+        );
+        let zoe = NewUser {
+            username: "zoe@example.com".into(),
+            email: "zoe@example.com".into(),
+            display_name: "Zoe".into(),
+            given_name: None,
+            family_name: None,
+        };
+        let first = t.create_user(&zoe).await.unwrap().key.unwrap();
+        t.create_group("team").await.unwrap();
+        let del = reqwest::Client::new()
+            .delete(format!("{base}/Users/{first}"))
+            .bearer_auth("directory-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(del.status(), 204);
+        assert_eq!(get(&format!("{base}/Users/{first}")).await.0, 404);
+        let second = t.create_user(&zoe).await.unwrap().key.unwrap();
+        assert_ne!(first, second);
+        assert_eq!(
+            t.add_member("team", "zoe@example.com").await.unwrap(),
+            Outcome::Changed
+        );
+        assert_eq!(
+            emu.state().member_names("team"),
+            vec!["zoe@example.com".to_string()]
+        );
     }
 }

@@ -9,4 +9,5 @@ mod harness;
 mod oidc_peer;
 mod peers;
 mod proxy;
+mod targets;
 mod upstream;

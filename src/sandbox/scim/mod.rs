@@ -12,10 +12,16 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::atlassian::{body_json, decode_seg, num, param, BadCredentials, Caller, Gate};
-use super::http::{empty, json, query_pairs, serve, Handler, Running};
+mod discovery;
+mod patch;
+
+use discovery::{resource_type, schema_group, schema_user, service_provider_config};
+use patch::patch;
+
+use crate::sandbox::atlassian::{body_json, decode_seg, num, param, BadCredentials, Caller, Gate};
+use crate::sandbox::http::{empty, json, query_pairs, serve, Handler, Running};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -28,7 +34,9 @@ pub const MAX_PAGE: usize = 100;
 /// Everything the emulator knows: resources as SCIM JSON objects, by id.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScimState {
+    /// User resources by id.
     pub users: BTreeMap<String, Value>,
+    /// Group resources by id.
     pub groups: BTreeMap<String, Value>,
     next_id: u64,
 }
@@ -162,8 +170,18 @@ pub struct ScimSeed {
     pub tokens: Vec<String>,
     /// The `{directoryId}` in the path.
     pub directory_id: String,
+    /// `(userName, email, display name)`.
     pub users: Vec<(String, String, String)>,
+    /// `(group displayName, member userNames)`.
     pub groups: Vec<(String, Vec<String>)>,
+}
+
+impl ScimSeed {
+    /// Adds the users and groups of a shared [`Fixture`](crate::sandbox::atlassian::Fixture).
+    pub fn with_fixture(mut self, fixture: &crate::sandbox::atlassian::Fixture) -> Self {
+        fixture.extend_into(&mut self.users, &mut self.groups);
+        self
+    }
 }
 
 impl Default for ScimSeed {
@@ -181,6 +199,7 @@ impl Default for ScimSeed {
 #[derive(Debug)]
 pub struct ScimEmulator {
     state: Mutex<ScimState>,
+    /// Credentials, faults, rate limit and garbling.
     pub gate: Gate,
     prefix: String,
 }
@@ -319,7 +338,7 @@ impl ScimEmulator {
                 Err(r) => r,
             },
             (Method::GET, [kind @ ("Users" | "Groups"), id]) => match table(&s, kind).get(*id) {
-                Some(v) => json(StatusCode::OK, &project(v, &q)),
+                Some(v) => json(StatusCode::OK, &project(&with_groups(&s, v), &q)),
                 None => not_found(kind, id),
             },
             (Method::PUT, [kind @ ("Users" | "Groups"), id]) => match body_json(req, error_plain) {
@@ -338,7 +357,7 @@ impl ScimEmulator {
                 }
                 if *kind == "Users" {
                     for g in s.groups.values_mut() {
-                        if let Some(a) = g["members"].as_array_mut() {
+                        if let Some(a) = g.get_mut("members").and_then(Value::as_array_mut) {
                             a.retain(|m| m["value"].as_str() != Some(*id));
                         }
                     }
@@ -423,6 +442,27 @@ fn list_of(resources: Vec<Value>) -> Response<Bytes> {
         &json!({"schemas": [LIST], "totalResults": resources.len(), "startIndex": 1,
                 "itemsPerPage": resources.len(), "Resources": resources}),
     )
+}
+
+/// Adds a user's read-only `groups` (direct memberships), as Atlassian returns them.
+fn with_groups(s: &ScimState, v: &Value) -> Value {
+    let Some(id) = v["id"].as_str().filter(|_| v["userName"].is_string()) else {
+        return v.clone();
+    };
+    let groups: Vec<Value> = s
+        .groups
+        .values()
+        .filter(|g| members(g).iter().any(|m| m == id))
+        .map(|g| {
+            json!({"value": g["id"], "display": g["displayName"], "type": "direct",
+                        "$ref": format!("/Groups/{}", g["id"].as_str().unwrap_or_default())})
+        })
+        .collect();
+    let mut out = v.clone();
+    if !groups.is_empty() {
+        out["groups"] = json!(groups);
+    }
+    out
 }
 
 /// Applies `attributes` / `excludedAttributes` (top-level names only).
@@ -528,7 +568,7 @@ fn list(s: &ScimState, kind: &str, q: &[(String, String)], truncate: bool) -> Re
         .iter()
         .skip(start - 1)
         .take(take)
-        .map(|v| project(v, q))
+        .map(|v| project(&with_groups(s, v), q))
         .collect();
     json(
         StatusCode::OK,
@@ -671,221 +711,4 @@ fn replace(s: &mut ScimState, kind: &str, id: &str, mut b: Value) -> Response<By
     stamp(&mut b, id, if kind == "Users" { "User" } else { "Group" });
     table_mut(s, kind).insert(id.to_string(), b.clone());
     json(StatusCode::OK, &b)
-}
-
-/// PATCH (RFC 7644 §3.5.2): add/replace/remove on top-level attributes, `a.b`
-/// sub-attributes, and `members[value eq "id"]`; operations key in any case.
-fn patch(s: &mut ScimState, kind: &str, id: &str, b: &Value) -> Response<Bytes> {
-    let Some(mut v) = table(s, kind).get(id).cloned() else {
-        return not_found(kind, id);
-    };
-    if !has_schema(b, PATCH) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            Some("invalidSyntax"),
-            "schemas must be the PatchOp schema",
-        );
-    }
-    let ops = b
-        .as_object()
-        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("operations")))
-        .and_then(|(_, ops)| ops.as_array())
-        .cloned()
-        .unwrap_or_default();
-    if ops.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            Some("invalidSyntax"),
-            "Operations is required",
-        );
-    }
-    for op in &ops {
-        let name = op["op"].as_str().unwrap_or_default().to_lowercase();
-        let path = op["path"].as_str().map(str::to_string);
-        let value = op.get("value").cloned().unwrap_or(Value::Null);
-        let result = match (name.as_str(), path) {
-            ("add" | "replace", None) => match value.as_object() {
-                Some(o) => {
-                    for (k, x) in o {
-                        set_attr(&mut v, k, x.clone(), name == "add");
-                    }
-                    Ok(())
-                }
-                None => Err("a patch without a path needs an object value"),
-            },
-            ("add" | "replace", Some(p)) => {
-                set_attr(&mut v, &p, value, name == "add");
-                Ok(())
-            }
-            ("remove", Some(p)) => remove_attr(&mut v, &p),
-            ("remove", None) => Err("remove needs a path"),
-            _ => Err("op must be add, replace or remove"),
-        };
-        if let Err(e) = result {
-            let scim_type = if name == "remove" {
-                "noTarget"
-            } else {
-                "invalidValue"
-            };
-            return error(StatusCode::BAD_REQUEST, Some(scim_type), e);
-        }
-    }
-    if kind == "Groups" {
-        if v["displayName"]
-            != table(s, kind)
-                .get(id)
-                .map(|g| g["displayName"].clone())
-                .unwrap_or_default()
-        {
-            return error(
-                StatusCode::BAD_REQUEST,
-                Some("mutability"),
-                "Renaming a synced group is not supported",
-            );
-        }
-        if let Err(r) = check_members(s, &v) {
-            return r;
-        }
-        dedupe_members(&mut v);
-    }
-    stamp(&mut v, id, if kind == "Users" { "User" } else { "Group" });
-    table_mut(s, kind).insert(id.to_string(), v.clone());
-    json(StatusCode::OK, &v)
-}
-
-fn dedupe_members(g: &mut Value) {
-    if let Some(a) = g["members"].as_array_mut() {
-        let mut seen = std::collections::BTreeSet::new();
-        a.retain(|m| seen.insert(m["value"].as_str().unwrap_or_default().to_string()));
-    }
-}
-
-/// Finds the actual key for a case-insensitive attribute name.
-fn key_of(o: &Map<String, Value>, name: &str) -> String {
-    o.keys()
-        .find(|k| k.eq_ignore_ascii_case(name))
-        .cloned()
-        .unwrap_or_else(|| name.to_string())
-}
-
-fn set_attr(v: &mut Value, path: &str, value: Value, add: bool) {
-    let Some(o) = v.as_object_mut() else {
-        return;
-    };
-    if let Some((parent, child)) = path.split_once('.').filter(|_| !path.contains(':')) {
-        let pk = key_of(o, parent);
-        let entry = o.entry(pk).or_insert_with(|| json!({}));
-        if let Some(po) = entry.as_object_mut() {
-            let ck = key_of(po, child);
-            po.insert(ck, value);
-        }
-        return;
-    }
-    let k = key_of(o, path);
-    match (add, o.get_mut(&k), value) {
-        (true, Some(Value::Array(existing)), Value::Array(more)) => existing.extend(more),
-        (_, _, value) => {
-            o.insert(k, value);
-        }
-    }
-}
-
-fn remove_attr(v: &mut Value, path: &str) -> Result<(), &'static str> {
-    let Some(o) = v.as_object_mut() else {
-        return Err("not an object");
-    };
-    if let Some((attr, rest)) = path.split_once('[') {
-        let filter = rest.trim_end_matches(']');
-        let (fa, want) = parse_filter(filter).ok_or("unsupported filter in path")?;
-        let k = key_of(o, attr);
-        if let Some(a) = o.get_mut(&k).and_then(Value::as_array_mut) {
-            a.retain(|m| {
-                m.as_object()
-                    .and_then(|mo| mo.iter().find(|(mk, _)| mk.to_lowercase() == fa))
-                    .and_then(|(_, x)| x.as_str())
-                    != Some(want.as_str())
-            });
-        }
-        return Ok(());
-    }
-    if let Some((parent, child)) = path.split_once('.') {
-        let pk = key_of(o, parent);
-        if let Some(po) = o.get_mut(&pk).and_then(Value::as_object_mut) {
-            let ck = key_of(po, child);
-            po.remove(&ck);
-        }
-        return Ok(());
-    }
-    let k = key_of(o, path);
-    o.remove(&k);
-    Ok(())
-}
-
-fn service_provider_config() -> Value {
-    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-        "documentationUri": "https://developer.atlassian.com/cloud/admin/user-provisioning/rest/intro/",
-        "patch": {"supported": true}, "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": true, "maxResults": MAX_PAGE}, "changePassword": {"supported": false},
-        "sort": {"supported": false}, "etag": {"supported": false},
-        "authenticationSchemes": [{"type": "oauthbearertoken", "name": "OAuth Bearer Token",
-            "description": "Authentication scheme using the directory API key", "primary": true}],
-        "meta": {"resourceType": "ServiceProviderConfig", "location": "/ServiceProviderConfig"}})
-}
-
-fn resource_type(name: &str) -> Value {
-    let (endpoint, schema) = if name == "User" {
-        ("/Users", USER)
-    } else {
-        ("/Groups", GROUP)
-    };
-    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"], "id": name, "name": name,
-           "endpoint": endpoint, "schema": schema,
-           "meta": {"resourceType": "ResourceType", "location": format!("/ResourceTypes/{name}")}})
-}
-
-fn attr(
-    name: &str,
-    kind: &str,
-    multi: bool,
-    required: bool,
-    mutability: &str,
-    sub: Vec<Value>,
-) -> Value {
-    let mut a = json!({"name": name, "type": kind, "multiValued": multi, "required": required,
-        "caseExact": false, "mutability": mutability, "returned": "default",
-        "uniqueness": if name == "userName" { "server" } else { "none" }});
-    if !sub.is_empty() {
-        a["subAttributes"] = json!(sub);
-    }
-    a
-}
-
-fn schema_user() -> Value {
-    let s = |n: &str| attr(n, "string", false, false, "readWrite", vec![]);
-    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"], "id": USER, "name": "User",
-        "description": "User Account",
-        "attributes": [
-            attr("userName", "string", false, true, "readWrite", vec![]),
-            attr("name", "complex", false, false, "readWrite", vec![s("formatted"), s("familyName"), s("givenName")]),
-            s("displayName"), s("nickName"), s("title"), s("preferredLanguage"), s("timezone"),
-            attr("active", "boolean", false, false, "readWrite", vec![]),
-            attr("emails", "complex", true, false, "readWrite", vec![s("value"), s("type"),
-                attr("primary", "boolean", false, false, "readWrite", vec![])]),
-            attr("groups", "complex", true, false, "readOnly", vec![s("value"), s("display")]),
-        ],
-        "meta": {"resourceType": "Schema", "location": format!("/Schemas/{USER}")}})
-}
-
-fn schema_group() -> Value {
-    let s = |n: &str| attr(n, "string", false, false, "immutable", vec![]);
-    // Members are users only: Atlassian directories have no nested groups.
-    let mut member_ref = attr("$ref", "reference", false, false, "immutable", vec![]);
-    member_ref["referenceTypes"] = json!(["User"]);
-    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"], "id": GROUP, "name": "Group",
-        "description": "Group",
-        "attributes": [
-            attr("displayName", "string", false, true, "readWrite", vec![]),
-            attr("members", "complex", true, false, "readWrite", vec![s("value"), member_ref, s("display"), s("type")]),
-        ],
-        "meta": {"resourceType": "Schema", "location": format!("/Schemas/{GROUP}")}})
 }
