@@ -17,21 +17,27 @@
 //! let verdict = sync::safety::check(&plan, &Limits::from_settings(&sync)); // stop: exit 3
 //! let report = apply::run(target, &plan, &ApplyContext { .. }).await;
 //! ```
-//! Login-time provisioning uses the same calls with `Population::Listed` and an
-//! `ActualState` holding the person's accounts, the target's groups and the person's
-//! memberships in managed groups.
+//! Login-time provisioning uses the same calls for one person: `Mapper::map`,
+//! `read_person`, `Policy { population: Population::Listed, .. }`, `plan_for`,
+//! `apply::run` (with `Actor::Login`).
 
 pub mod apply;
 pub mod audit;
+pub mod link_store;
 pub mod links;
 pub mod mapping;
 pub mod plan;
+mod planner;
 pub mod read;
 pub mod state;
 
 #[cfg(test)]
+mod plan_props;
+#[cfg(test)]
 mod plan_tests;
 
+#[cfg(test)]
+mod apply_jira_tests;
 #[cfg(test)]
 mod apply_tests;
 
@@ -39,5 +45,5 @@ pub use apply::{ApplyContext, ApplyReport};
 pub use links::{decide_link, FileLinkStore, LinkDecision, LinkStore, LinkedAccount};
 pub use mapping::{DesiredAccount, ManagedScope, Mapper, Skip};
 pub use plan::{plan_for, Operation, Plan, PlanInput, Policy, Population};
-pub use read::read_actual;
+pub use read::{read_actual, read_person};
 pub use state::{apply_to_state, ActualState};
