@@ -206,7 +206,8 @@ pub async fn run(target: Arc<dyn Target>, plan: &Plan, ctx: &ApplyContext<'_>) -
                     report.counts.already_done += 1;
                     AuditResult::Unchanged
                 }
-                OpOutcome::Failed { error, .. } => {
+                OpOutcome::Failed { error, transient } => {
+                    tracing::warn!(target_name = %report.target, op = op.kind(), user = op.username().unwrap_or(""), transient, %error, "provisioning operation failed");
                     report.counts.failed += 1;
                     blocked.record_failure(op);
                     AuditResult::Failed {

@@ -269,6 +269,15 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.operations.is_empty()
     }
+
+    /// Operations per kind (`create-user` -> 3, ...), for dry-run output and reports.
+    pub fn summary(&self) -> BTreeMap<&'static str, usize> {
+        let mut out = BTreeMap::new();
+        for op in &self.operations {
+            *out.entry(op.kind()).or_default() += 1;
+        }
+        out
+    }
 }
 
 /// Everything the planner reads, borrowed.

@@ -225,6 +225,7 @@ fn new_person_gets_regex_username_defaults_and_on_the_fly_groups_in_order() {
     let phases: Vec<Phase> = plan.operations.iter().map(Operation::phase).collect();
     assert!(phases.windows(2).all(|p| p[0] <= p[1]));
     assert_eq!(plan.accounts[&xid("1")], "alice.smith");
+    assert_eq!(plan.summary()["add-member"], 2);
     assert_eq!(
         w.actual.user("alice.smith").unwrap().display_name,
         "ALICE.SMITH Test"
