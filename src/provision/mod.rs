@@ -39,6 +39,8 @@ mod plan_tests;
 #[cfg(test)]
 mod apply_jira_tests;
 #[cfg(test)]
+mod apply_product_tests;
+#[cfg(test)]
 mod apply_tests;
 
 pub use apply::{ApplyContext, ApplyReport};
