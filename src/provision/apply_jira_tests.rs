@@ -100,7 +100,7 @@ async fn jira_emulator_end_to_end_with_lead_handover() {
             policy: &pol,
         })
     };
-    let actual = read_actual(target.as_ref(), &scope).await.unwrap();
+    let actual = read_actual(target.as_ref(), &scope, 4).await.unwrap();
     let plan = plan_now(&actual, &store.for_target("jira").unwrap());
     // The existing "local" account is not handed to a newcomer (link_existing = never).
     assert!(
@@ -133,7 +133,7 @@ async fn jira_emulator_end_to_end_with_lead_handover() {
         "ann"
     );
     // Second run: nothing left to do.
-    let actual = read_actual(target.as_ref(), &scope).await.unwrap();
+    let actual = read_actual(target.as_ref(), &scope, 4).await.unwrap();
     let again = plan_now(&actual, &store.for_target("jira").unwrap());
     assert!(again.is_empty(), "{:#?}", again.operations);
     running.stop();

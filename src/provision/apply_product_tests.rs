@@ -52,7 +52,7 @@ async fn plan_once(
     let mapper = Mapper::new("google", &prov(), &g).unwrap();
     let (desired, skipped) = mapper.map_all(people);
     let scope = mapper.managed_scope(people.iter().flat_map(|p| &p.groups));
-    let actual = read_actual(t.as_ref(), &scope).await.unwrap();
+    let actual = read_actual(t.as_ref(), &scope, 4).await.unwrap();
     let mut pol = policy(&prov(), &g);
     pol.capabilities = t.capabilities();
     plan_for(PlanInput {

@@ -382,6 +382,7 @@ async fn applying_to_a_fake_target_matches_the_model_with_bounded_concurrency() 
         &Mapper::new("google", &prov(), &groups())
             .unwrap()
             .managed_scope(people.iter().flat_map(|p| &p.groups)),
+        3,
     )
     .await
     .unwrap();

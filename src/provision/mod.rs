@@ -9,7 +9,7 @@
 //! let mapper = Mapper::new(idp, &settings.provisioning, &settings.groups)?;
 //! let (desired, skipped) = mapper.map_all(&people);          // then drop(people)
 //! let scope = mapper.managed_scope(&all_idp_groups);
-//! let actual = read_actual(target.as_ref(), &scope).await?;  // error => no deprovisioning
+//! let actual = read_actual(target.as_ref(), &scope, 4).await?;  // error => no deprovisioning
 //! let links = link_store.for_target(target.name())?;
 //! let policy = Policy::from_settings(&prov, &groups, &sync, target.capabilities());
 //! let plan = plan_for(PlanInput { target: target.name(), desired: &desired,

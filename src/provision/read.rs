@@ -2,18 +2,23 @@
 //! (full sync) or just what one person's plan needs (login time). I/O only; the diff
 //! is `plan`'s job.
 
+use futures_util::stream::{self, StreamExt};
+
 use crate::target::{Cursor, Target, TargetError};
 
 use super::links::LinkedAccount;
 use super::mapping::{DesiredAccount, ManagedScope};
 use super::state::{fold, ActualState};
 
-/// Reads everything the planner needs from one target. Any error aborts the read
-/// (a partial snapshot must never drive deprovisioning); the caller decides whether
-/// to stop or to plan additions only with `Policy::complete_read = false`.
+/// Reads everything the planner needs from one target: users and groups page by
+/// page, then the members of every managed group that exists, `concurrency` groups
+/// at a time. Any error aborts the read (a partial snapshot must never drive
+/// deprovisioning); the caller decides whether to stop or to plan additions only
+/// with `Policy::complete_read = false`.
 pub async fn read_actual(
     target: &dyn Target,
     scope: &ManagedScope,
+    concurrency: usize,
 ) -> Result<ActualState, TargetError> {
     let mut state = ActualState::default();
     let mut cursor: Option<Cursor> = None;
@@ -43,20 +48,33 @@ pub async fn read_actual(
         .iter()
         .filter_map(|g| state.groups.get(&fold(g)).cloned())
         .collect();
-    for group in managed {
-        let mut cursor: Option<Cursor> = None;
-        loop {
-            let page = target.list_members_page(&group, cursor.as_ref()).await?;
-            for m in page.items {
-                state.insert_member(&group, &m);
-            }
-            match page.next {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
+    let mut lists = stream::iter(managed)
+        .map(|group| async move {
+            let members = all_members(target, &group).await?;
+            Ok::<_, TargetError>((group, members))
+        })
+        .buffer_unordered(concurrency.max(1));
+    while let Some(r) = lists.next().await {
+        let (group, members) = r?;
+        state.insert_group(&group);
+        for m in members {
+            state.insert_member(&group, &m);
         }
     }
     Ok(state)
+}
+
+async fn all_members(target: &dyn Target, group: &str) -> Result<Vec<String>, TargetError> {
+    let mut out = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let page = target.list_members_page(group, cursor.as_ref()).await?;
+        out.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
 }
 
 /// Reads what planning one person needs (login time, `Population::Listed`): the
