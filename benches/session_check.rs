@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
-use usher::auth::assertion::{identity_values, AssertionCache, AssertionSigner};
+use usher::auth::assertion::{AssertionCache, AssertionSigner};
 use usher::config::Secret;
 use usher::session::store::CookieStore;
 use usher::session::{CookieCodec, CookiePayload, Session, SessionPolicy, Sessions};
@@ -79,9 +79,8 @@ fn bench(c: &mut Criterion) {
                 .now_or_never()
                 .flatten()
                 .expect("valid session");
-            let assertion = cache.header_for(&s, now).expect("assertion");
-            let values = identity_values(&s).expect("values");
-            black_box((assertion, values))
+            let headers = cache.headers_for(&s, now).expect("assertion");
+            black_box(headers)
         })
     });
 }
@@ -89,6 +88,34 @@ fn bench(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = bench
+    targets = bench, pieces
 }
 criterion_main!(benches);
+
+#[allow(dead_code)]
+fn pieces(c: &mut Criterion) {
+    let (sessions, session, header) = fixture();
+    let json = serde_json::to_string(&CookiePayload::Full(session.clone())).expect("json");
+    println!("json bytes: {}", json.len());
+    c.bench_function("piece_serde_parse", |b| {
+        b.iter(|| black_box(serde_json::from_str::<CookiePayload>(black_box(&json)).ok()))
+    });
+    let key = cookie::Key::from(&[7u8; 64]);
+    let mut jar = cookie::CookieJar::new();
+    jar.private_mut(&key)
+        .add(cookie::Cookie::new("__Host-_usher", json.clone()));
+    let sealed = jar
+        .get("__Host-_usher")
+        .map(|c| c.value().to_string())
+        .expect("sealed");
+    c.bench_function("piece_private_jar_decrypt", |b| {
+        b.iter(|| {
+            let jar = cookie::CookieJar::new();
+            black_box(jar.private(&key).decrypt(cookie::Cookie::new(
+                "__Host-_usher",
+                black_box(sealed.clone()),
+            )))
+        })
+    });
+    let _ = (sessions, header);
+}

@@ -128,3 +128,51 @@ async fn facade_with_cookie_store_needs_no_server_state() {
     assert_eq!(s.resolve("", now).await, None);
     assert_eq!(s.resolve("__Host-_usher=garbage", now).await, None);
 }
+
+fn settings(store: crate::config::SessionStoreKind) -> crate::config::SessionSettings {
+    crate::config::SessionSettings {
+        secret: Secret::new("n".repeat(32)),
+        previous_secrets: vec![Secret::new("o".repeat(32))],
+        cookie_name: "_usher".into(),
+        ttl: Duration::from_secs(3600),
+        idle_timeout: Duration::from_secs(600),
+        revalidate_after: Duration::from_secs(60),
+        store,
+        redis_url: None,
+    }
+}
+
+#[tokio::test]
+async fn from_settings_builds_each_store() {
+    use crate::config::SessionStoreKind;
+    let s = Sessions::from_settings(&settings(SessionStoreKind::Cookie), true)
+        .await
+        .unwrap();
+    assert_eq!(s.store.kind(), "cookie");
+    assert_eq!(s.codec.name(), "__Host-_usher");
+    assert_eq!(s.policy.idle_timeout, Duration::from_secs(600));
+    let names = s.cookie_names("__Host-_usher_login_");
+    assert!(names.is_ours("__Host-_usher_2") && names.is_ours("__Host-_usher_login_abc"));
+    let m = Sessions::from_settings(&settings(SessionStoreKind::Memory), false)
+        .await
+        .unwrap();
+    assert_eq!(m.store.kind(), "memory");
+    assert_eq!(m.codec.name(), "_usher");
+    let now = SystemTime::now();
+    let session = Session::new("google", "s", "e@example.com", "e", now);
+    let header = header_from(&m.issue(&session, now).await.unwrap());
+    assert_eq!(m.resolve(&header, now).await, Some(session));
+    let err = Sessions::from_settings(&settings(SessionStoreKind::Redis), true)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::MissingRedisUrl), "{err}");
+    // Rotation: a cookie made with the previous secret still resolves.
+    let mut old = settings(SessionStoreKind::Cookie);
+    old.secret = Secret::new("o".repeat(32));
+    old.previous_secrets.clear();
+    let old = Sessions::from_settings(&old, true).await.unwrap();
+    let session = Session::new("google", "s2", "f@example.com", "f", now);
+    let header = header_from(&old.issue(&session, now).await.unwrap());
+    assert_eq!(s.resolve(&header, now).await, Some(session));
+}
