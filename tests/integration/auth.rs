@@ -17,16 +17,25 @@ use usher::session::{strip_usher_cookies, Session, Sessions};
 fn apply(jar: &str, set: &[String]) -> String {
     let mut cookies: Vec<(String, String)> = jar
         .split("; ")
-        .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect();
     for sc in set {
-        let (k, v) = sc.split(';').next().unwrap().split_once('=').unwrap();
+        let Some((k, v)) = sc.split(';').next().and_then(|p| p.split_once('=')) else {
+            continue;
+        };
         cookies.retain(|(name, _)| name != k);
         if !sc.contains("Max-Age=0") {
             cookies.push((k.to_string(), v.to_string()));
         }
     }
-    cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[tokio::test]
@@ -37,7 +46,12 @@ async fn login_callback_session_assertion_logout() {
             client_id: "cid".into(),
             client_secret: "csecret".into(),
             redirect_uris: vec!["https://jira.example.com/_usher/callback".into()],
-            people: vec![SeedPerson::workspace("ann@example.com", "1001", "Ann", "Example")],
+            people: vec![SeedPerson::workspace(
+                "ann@example.com",
+                "1001",
+                "Ann",
+                "Example",
+            )],
         },
         "127.0.0.1:0".parse().unwrap(),
     )
@@ -69,24 +83,39 @@ async fn login_callback_session_assertion_logout() {
     };
     let rp = RelyingParty::new(idp, &public, http_client().unwrap()).unwrap();
     let states = LoginStates::new("_usher", &session_settings.secret, &[], true).unwrap();
-    let sessions = Sessions::from_settings(&session_settings, true).await.unwrap();
+    let sessions = Sessions::from_settings(&session_settings, true)
+        .await
+        .unwrap();
     let signer = Arc::new(AssertionSigner::generate(public.as_str()).unwrap());
     let assertions = AssertionCache::new(signer.clone(), "jira");
-    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let now = SystemTime::now();
 
     // GET /_usher/login?rd=/browse/X-1
-    let rd = validate_redirect("/browse/X-1", &["jira.example.com".to_string()]).unwrap_or_else(|_| SafeRedirect::root());
+    let rd = validate_redirect("/browse/X-1", &["jira.example.com".to_string()])
+        .unwrap_or_else(|_| SafeRedirect::root());
     let (auth_url, login) = rp.begin(&rd, now).await.unwrap();
-    let mut jar = apply("JSESSIONID=abc", &states.issue(&login, "JSESSIONID=abc", now).unwrap());
+    let mut jar = apply(
+        "JSESSIONID=abc",
+        &states.issue(&login, "JSESSIONID=abc", now).unwrap(),
+    );
 
     // The browser at the IdP (non-interactive sandbox login).
-    let resp = browser.get(format!("{auth_url}&login_hint=ann%40example.com&auto=1")).send().await.unwrap();
+    let resp = browser
+        .get(format!("{auth_url}&login_hint=ann%40example.com&auto=1"))
+        .send()
+        .await
+        .unwrap();
     let callback = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
 
     // GET /_usher/callback?code=..&state=..
     let params = CallbackParams::from_query(callback.query().unwrap());
-    let (login, clear) = states.take(&jar, params.state.as_deref().unwrap(), now).unwrap();
+    let (login, clear) = states
+        .take(&jar, params.state.as_deref().unwrap(), now)
+        .unwrap();
     jar = apply(&jar, &clear);
     let identity = rp.complete(&login, &params, now).await.unwrap();
     assert_eq!(login.redirect().as_str(), "/browse/X-1");
@@ -95,7 +124,10 @@ async fn login_callback_session_assertion_logout() {
     jar = apply(&jar, &sessions.issue(&session, now).await.unwrap());
 
     // Every later request: resolve, assertion, identity values, strip our cookies.
-    let resolved = sessions.resolve(&jar, now + Duration::from_secs(5)).await.unwrap();
+    let resolved = sessions
+        .resolve(&jar, now + Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(resolved, session);
     let header = assertions.header_for(&resolved, now).unwrap();
     assert_eq!(header.to_str().unwrap().split('.').count(), 3);
@@ -103,7 +135,10 @@ async fn login_callback_session_assertion_logout() {
     assert_eq!(values.user, "ann");
     assert_eq!(values.email, "ann@example.com");
     let names = sessions.cookie_names(&states.prefix());
-    assert_eq!(strip_usher_cookies(&jar, &names).as_deref(), Some("JSESSIONID=abc"));
+    assert_eq!(
+        strip_usher_cookies(&jar, &names).as_deref(),
+        Some("JSESSIONID=abc")
+    );
     let jwks: serde_json::Value = serde_json::from_str(signer.jwks_json()).unwrap();
     assert_eq!(jwks["keys"][0]["alg"], "ES256");
 
