@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use futures_util::FutureExt;
 use usher::auth::assertion::{AssertionCache, AssertionSigner};
 use usher::config::Secret;
@@ -85,12 +85,43 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// `USHER_BENCH_LOOP=N`: run the full check N times and exit, for measuring CPU time
+/// with `perf stat -e task-clock` (immune to preemption on a busy shared machine):
+/// (task-clock(N) - task-clock(0)) / N is the per-request cost.
+fn fixed_loop(n: u64) {
+    let (sessions, session, header) = fixture();
+    let signer = Arc::new(AssertionSigner::generate("https://jira.example.com").expect("signer"));
+    let cache = AssertionCache::new(signer, "jira");
+    cache
+        .headers_for(&session, SystemTime::now())
+        .expect("warm cache");
+    for _ in 0..n {
+        let now = SystemTime::now();
+        let s = sessions
+            .resolve(black_box(&header), now)
+            .now_or_never()
+            .flatten()
+            .expect("valid session");
+        black_box(cache.headers_for(&s, now).expect("assertion"));
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
     targets = bench, pieces
 }
-criterion_main!(benches);
+fn main() {
+    if let Some(n) = std::env::var("USHER_BENCH_LOOP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        fixed_loop(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
 
 #[allow(dead_code)]
 fn pieces(c: &mut Criterion) {

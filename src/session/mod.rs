@@ -246,6 +246,23 @@ impl Sessions {
             .map_err(StoreError::Cookie)
     }
 
+    /// Records activity: when `last_seen` is stale (see [`Session::touch_due`]), moves
+    /// it to `now`, saves the session and returns the `Set-Cookie` values to send (the
+    /// cookie store re-issues the cookie; server-side stores refresh the record and
+    /// return the same small reference cookie). `Ok(None)` when nothing is due, which
+    /// is the common case on the hot path.
+    pub async fn touch_if_due(
+        &self,
+        session: &mut Session,
+        now: SystemTime,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        if !session.touch_due(&self.policy, now) {
+            return Ok(None);
+        }
+        session.touch(now);
+        self.issue(session, now).await.map(Some)
+    }
+
     /// Ends the session referenced by the cookie (revoking it in shared stores) and
     /// returns `Set-Cookie` values that clear every chunk.
     pub async fn end(&self, cookie_header: &str) -> Vec<String> {

@@ -176,3 +176,30 @@ async fn from_settings_builds_each_store() {
     let header = header_from(&old.issue(&session, now).await.unwrap());
     assert_eq!(s.resolve(&header, now).await, Some(session));
 }
+
+#[tokio::test]
+async fn activity_keeps_a_cookie_session_alive_past_the_idle_timeout() {
+    let s = sessions(Arc::new(store::CookieStore));
+    let t0 = SystemTime::now();
+    let mut session = Session::new("google", "sub-a", "a@example.com", "a", t0);
+    let mut header = header_from(&s.issue(&session, t0).await.unwrap());
+    // Not due yet: nothing to send.
+    assert_eq!(
+        s.touch_if_due(&mut session, t0 + Duration::from_secs(10))
+            .await
+            .unwrap(),
+        None
+    );
+    // A request every 30 minutes for 3 hours (idle timeout is 2 h).
+    for step in 1..=6u64 {
+        let now = t0 + Duration::from_secs(step * 1800);
+        let mut current = s.resolve(&header, now).await.expect("still signed in");
+        if let Some(set) = s.touch_if_due(&mut current, now).await.unwrap() {
+            header = header_from(&set);
+        }
+        assert_eq!(current.last_seen, crate::session::unix_secs(now));
+    }
+    // Then silence longer than the idle timeout ends it.
+    let later = t0 + Duration::from_secs(6 * 1800 + 7201);
+    assert_eq!(s.resolve(&header, later).await, None);
+}
