@@ -3,7 +3,16 @@
 //! paths (request, login, sync) through them.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod auth;
 pub mod config;
+pub mod directory;
+pub mod error;
+pub mod identity;
+pub mod proxy;
 pub mod sandbox;
+
 pub mod session;
+pub mod telemetry;
+
+pub use app::App;

@@ -1,1 +1,178 @@
-fn main() {}
+//! The `usher` command line: parse arguments, load and validate the config (exit
+//! 64 when it is invalid), install the one TLS crypto provider (ring), and run
+//! the chosen command. `anyhow` is allowed here and nowhere else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use usher::config::{self, Settings};
+use usher::telemetry::{self, LogFormat};
+use usher::App;
+
+/// EX_USAGE from sysexits.h: the configuration is invalid.
+const EXIT_BAD_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "usher",
+    version,
+    about = "Login-time provisioning reverse proxy for Atlassian Data Center"
+)]
+struct Cli {
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// Config file (default: $USHER_CONFIG, else config/usher.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the config file and report every problem with file:line:column.
+    CheckConfig {
+        /// Config file (default: $USHER_CONFIG, else config/usher.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Print a fresh random 32-byte secret (base64) for `[session] secret`.
+    Keygen {
+        /// Instead, write a self-signed development certificate (tls.crt, tls.key) into DIR.
+        #[arg(long, value_name = "DIR")]
+        tls_dev: Option<PathBuf>,
+        /// Host names for the development certificate.
+        #[arg(long = "name", default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()])]
+        names: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        eprintln!("usher: a TLS crypto provider was already installed; continuing with it");
+    }
+    match cli.command {
+        Command::Serve { config } => serve(config, cli.log_format),
+        Command::CheckConfig { config } => check_config(config),
+        Command::Keygen { tls_dev, names } => keygen(tls_dev, &names),
+    }
+}
+
+fn load(path: Option<PathBuf>) -> Result<Settings, ExitCode> {
+    let path = path.unwrap_or_else(config::default_path);
+    config::load(&path).map_err(|errors| {
+        eprintln!("{errors}");
+        eprintln!(
+            "usher: {} problem(s) in {}; nothing was started",
+            errors.len(),
+            path.display()
+        );
+        ExitCode::from(EXIT_BAD_CONFIG)
+    })
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    match load(path) {
+        Ok(s) => {
+            let file = s
+                .source
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            println!(
+                "{file}: OK ({} identity provider(s), {} upstream(s), {} target(s))",
+                s.idps.len(),
+                s.upstreams.len(),
+                s.targets.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn keygen(tls_dev: Option<PathBuf>, names: &[String]) -> ExitCode {
+    if let Some(dir) = tls_dev {
+        return match usher::proxy::tls::write_dev_certificate(&dir, names) {
+            Ok((cert, key)) => {
+                println!(
+                    "wrote {} and {} (self-signed for {}; development only)",
+                    cert.display(),
+                    key.display(),
+                    names.join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("usher: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let mut key = [0u8; 32];
+    rand::Rng::fill(&mut rand::rngs::OsRng, &mut key);
+    println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
+    ExitCode::SUCCESS
+}
+
+fn serve(path: Option<PathBuf>, format: LogFormat) -> ExitCode {
+    let settings = match load(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let _guard = telemetry::init(format);
+    match run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "usher stopped");
+            eprintln!("usher: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(settings: Settings) -> anyhow::Result<()> {
+    let app = App::build(settings)?;
+    let addr = app.local_addr();
+    let (stop, stopped) = watch::channel(false);
+    let workers = app.run(stopped)?;
+    tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "usher is serving");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(wait_for_signal())?;
+    tracing::info!("shutdown requested; draining in-flight requests");
+    let _ = stop.send(true);
+    workers.join();
+    tracing::info!("usher stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}

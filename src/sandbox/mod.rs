@@ -4,5 +4,6 @@
 //! never be reachable from a production `usher serve`.
 
 pub mod faults;
+pub mod google_directory;
 pub mod google_oidc;
 pub mod http;

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Load benchmark: usher vs nginx as reverse proxies in front of the same nginx
+# upstream (1 KiB file), wrk -t2 -c64 --latency, rounds interleaved. Prints per
+# proxy requests/s, p50, p99, CPU time per request (all threads, from
+# /proc/PID/task/*/schedstat) and usher's RSS, then the median ratios usher/nginx.
+# Loopback only; bounded in time (ROUNDS x DURATION x 2 + start-up).
+#
+#   bash bench/proxy.sh                 # 5 rounds of 10 s
+#   ROUNDS=7 DURATION=15 bash bench/proxy.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wrk; then
+  echo "installing nginx and wrk from Debian..." >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk) >/dev/null 2>&1 \
+    || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx wrk) >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet
+USHER=target/release/usher
+
+WORK=$(mktemp -d /tmp/usher-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+UP_PORT=$(free_port); NGX_PORT=$(free_port); USH_PORT=$(free_port)
+
+mkdir -p "$WORK/www" "$WORK/up" "$WORK/ngx"
+chmod 755 "$WORK" "$WORK/www"
+head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 > "$WORK/www/1k.bin"
+chmod 644 "$WORK/www/1k.bin"
+
+cat > "$WORK/up/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/up/nginx.pid;
+error_log $WORK/up/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  server {
+    listen 127.0.0.1:$UP_PORT reuseport;
+    location / { root $WORK/www; }
+  }
+}
+CONF
+
+cat > "$WORK/ngx/nginx.conf" <<CONF
+daemon off;
+worker_processes auto;
+pid $WORK/ngx/nginx.pid;
+error_log $WORK/ngx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $WORK/ngx/access.log;
+  upstream backend { server 127.0.0.1:$UP_PORT; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGX_PORT reuseport;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+}
+CONF
+
+SECRET=$(head -c 32 /dev/urandom | base64)
+cat > "$WORK/usher.toml" <<CONF
+[server]
+listen = "127.0.0.1:$USH_PORT"
+public_url = "http://127.0.0.1:$USH_PORT"
+[session]
+secret = "$SECRET"
+[[idp]]
+name = "google"
+kind = "google"
+client_id = "bench"
+client_secret = "bench"
+allowed_domains = ["example.com"]
+[[upstream]]
+name = "bench"
+host = "127.0.0.1"
+url = "http://127.0.0.1:$UP_PORT"
+CONF
+
+"$NGINX" -p "$WORK/up" -c "$WORK/up/nginx.conf" -e "$WORK/up/error.log" & PIDS+=($!)
+"$NGINX" -p "$WORK/ngx" -c "$WORK/ngx/nginx.conf" -e "$WORK/ngx/error.log" & NGX_PID=$!; PIDS+=($NGX_PID)
+# The access log goes to a file, as nginx's does.
+RUST_LOG=info "$USHER" serve -c "$WORK/usher.toml" > "$WORK/usher.log" 2>&1 & USH_PID=$!; PIDS+=($USH_PID)
+
+wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$USH_PORT"
+
+# Sum of on-CPU nanoseconds of a process tree (all threads of the process and its children).
+cpu_ns() {
+  local root=$1 total=0 pid t
+  for pid in $root $(pgrep -P "$root" || true); do
+    for t in /proc/$pid/task/*/schedstat; do
+      [ -r "$t" ] && total=$(( total + $(cut -d' ' -f1 "$t") ))
+    done
+  done
+  echo $total
+}
+
+RESULTS="$WORK/results.tsv"
+: > "$RESULTS"
+run_one() { # name port pid
+  local name=$1 port=$2 pid=$3 before after out
+  before=$(cpu_ns "$pid")
+  out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$port/1k.bin")
+  after=$(cpu_ns "$pid")
+  python3 - "$name" "$before" "$after" "$out" >> "$RESULTS" <<'PY'
+import re, sys
+name, before, after, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+def lat(label):
+    m = re.search(r'^\s*' + label + r'\s+([\d.]+)(us|ms|s)\s*$', out, re.M)
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == 'us' else v * 1000 if u == 's' else v
+reqs = int(re.search(r'(\d+) requests in', out).group(1))
+rps = float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1))
+errs = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
+if errs: sys.exit(f"{name}: {errs.group(1)} non-2xx responses; the benchmark is invalid")
+print(f"{name}\t{rps:.0f}\t{lat('50%'):.3f}\t{lat('99%'):.3f}\t{(after-before)/reqs/1000:.2f}")
+PY
+}
+
+# Warm-up (pools, page cache), not recorded.
+wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$NGX_PORT/1k.bin" >/dev/null
+wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$USH_PORT/1k.bin" >/dev/null
+
+for r in $(seq "$ROUNDS"); do
+  if (( r % 2 )); then
+    run_one nginx "$NGX_PORT" "$NGX_PID"; run_one usher "$USH_PORT" "$USH_PID"
+  else
+    run_one usher "$USH_PORT" "$USH_PID"; run_one nginx "$NGX_PORT" "$NGX_PID"
+  fi
+  echo "round $r/$ROUNDS done" >&2
+done
+RSS=$(awk '/VmRSS/{print $2}' /proc/$USH_PID/status)
+HWM=$(awk '/VmHWM/{print $2}' /proc/$USH_PID/status)
+
+python3 - "$RESULTS" "$RSS" "$HWM" "$ROUNDS" "$DURATION" "$CONNS" <<'PY'
+import statistics, sys
+path, rss, hwm, rounds, dur, conns = sys.argv[1:]
+rows = [l.split('\t') for l in open(path).read().split('\n') if l.strip()]
+by = {}
+for name, rps, p50, p99, cpu in rows:
+    by.setdefault(name, []).append((float(rps), float(p50), float(p99), float(cpu)))
+print(f"wrk -t2 -c{conns} -d{dur}s --latency, {rounds} interleaved rounds, 1 KiB file, nginx upstream")
+print(f"{'proxy':<8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU us/req':>12}   (medians; per round below)")
+med = {}
+for name in ('nginx', 'usher'):
+    v = by[name]
+    m = tuple(statistics.median(x[i] for x in v) for i in range(4))
+    med[name] = m
+    print(f"{name:<8}{m[0]:>10.0f}{m[1]:>10.3f}{m[2]:>10.3f}{m[3]:>12.2f}")
+    for x in v:
+        print(f"{'':<8}{x[0]:>10.0f}{x[1]:>10.3f}{x[2]:>10.3f}{x[3]:>12.2f}")
+n, u = med['nginx'], med['usher']
+print(f"ratio usher/nginx: req/s {u[0]/n[0]:.2f}  p99 {u[2]/n[2]:.2f}  CPU/req {u[3]/n[3]:.2f}")
+print(f"usher RSS {int(rss)/1024:.1f} MiB (peak {int(hwm)/1024:.1f} MiB)")
+PY

@@ -1,0 +1,87 @@
+//! The assembled service: from validated settings to bound listeners and running
+//! workers. `usher serve`, `usher demo` and the integration tests all start usher
+//! through [`App`], so what the tests run is what production runs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::proxy::server::{self, ServeError, ServerOptions, Workers};
+use crate::proxy::{tls, BuildError, Proxy};
+
+/// Why usher could not start with a valid config.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Building the request path failed (TLS files, upstream URLs).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Listening failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The public listener's certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// usher, built and bound but not yet serving.
+pub struct App {
+    /// The shared request-path state.
+    pub proxy: Arc<Proxy>,
+    listeners: Vec<std::net::TcpListener>,
+    options: ServerOptions,
+    addr: SocketAddr,
+}
+
+impl App {
+    /// Builds the proxy and binds the public listeners (so the port is known
+    /// before any request can arrive).
+    pub fn build(settings: Settings) -> Result<App, StartError> {
+        let settings = Arc::new(settings);
+        let s = &settings.server;
+        let tls = match &s.tls {
+            Some(files) => Some(tls::acceptor(&files.cert, &files.key)?),
+            None => None,
+        };
+        let workers = if s.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            s.workers
+        };
+        let listeners = server::bind_listeners(s.listen, workers)?;
+        let addr = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or(s.listen);
+        let options = ServerOptions {
+            tls,
+            max_connections: s.max_connections,
+            max_header_bytes: s.max_header_bytes,
+            header_read_timeout: s.header_read_timeout,
+            shutdown_grace: s.shutdown_grace,
+        };
+        let proxy = Proxy::build(settings)?;
+        Ok(App {
+            proxy,
+            listeners,
+            options,
+            addr,
+        })
+    }
+
+    /// The bound public address (resolves port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts the workers; they stop when `shutdown` becomes true.
+    pub fn run(self, shutdown: watch::Receiver<bool>) -> Result<Workers, StartError> {
+        Ok(server::start(
+            self.proxy,
+            self.listeners,
+            self.options,
+            shutdown,
+        )?)
+    }
+}

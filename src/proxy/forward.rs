@@ -1,0 +1,124 @@
+//! Sends one prepared request to its upstream over a pooled HTTP/1.1 connection
+//! and turns the answer into the client response: bodies stream both ways,
+//! `101 Switching Protocols` becomes a byte tunnel, hop-by-hop response headers
+//! are dropped. Failures become [`RequestError`]s; nothing here logs.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::body::ProxyBody;
+use super::headers::strip_hop_by_hop;
+use super::pool::{ConnectError, UpstreamPool};
+use crate::error::RequestError;
+
+/// Forwards `req` (already cleaned and rewritten to origin-form) to the pool's
+/// upstream. `client_upgrade` is the client side of a requested protocol switch.
+pub async fn forward(
+    pool: &Arc<UpstreamPool>,
+    req: Request<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Response<ProxyBody>, RequestError> {
+    let target = &pool.target;
+    let mut checkout = pool
+        .checkout()
+        .await
+        .map_err(|e| connect_error(target.name, e))?;
+    let sent = tokio::time::timeout(
+        target.response_timeout,
+        checkout.sender.try_send_request(req),
+    )
+    .await
+    .map_err(|_| RequestError::GatewayTimeout {
+        upstream: target.name.to_owned(),
+        phase: "response",
+    })?;
+    let mut resp = match sent {
+        Ok(resp) => resp,
+        Err(mut e) => match e.take_message() {
+            // Nothing was written on a reused connection that the upstream had
+            // already closed: safe to send on a fresh one, whatever the method.
+            Some(req) if checkout.reused => {
+                checkout = pool
+                    .connect()
+                    .await
+                    .map_err(|e| connect_error(target.name, e))?;
+                tokio::time::timeout(target.response_timeout, checkout.sender.send_request(req))
+                    .await
+                    .map_err(|_| RequestError::GatewayTimeout {
+                        upstream: target.name.to_owned(),
+                        phase: "response",
+                    })?
+                    .map_err(|e| bad_gateway(target.name, &e))?
+            }
+            _ => return Err(bad_gateway(target.name, e.error())),
+        },
+    };
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(RequestError::BadGateway {
+                upstream: target.name.to_owned(),
+                cause: "upstream switched protocols without being asked".into(),
+            });
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+        let (parts, body) = resp.into_parts();
+        return Ok(Response::from_parts(parts, ProxyBody::upstream(body, None)));
+    }
+
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::upstream(body, Some(checkout)),
+    ))
+}
+
+/// Marks a request as a protocol switch towards the upstream after the client's
+/// own `Connection`/`Upgrade` headers were removed.
+pub fn request_upgrade(req: &mut Request<Incoming>, protocol: HeaderValue) {
+    let h = req.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, protocol);
+}
+
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "protocol upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection closed with an error");
+    }
+}
+
+fn connect_error(upstream: &str, e: ConnectError) -> RequestError {
+    match e {
+        ConnectError::Timeout => RequestError::GatewayTimeout {
+            upstream: upstream.to_owned(),
+            phase: "connect",
+        },
+        other => RequestError::BadGateway {
+            upstream: upstream.to_owned(),
+            cause: other.to_string(),
+        },
+    }
+}
+
+fn bad_gateway(upstream: &str, e: &hyper::Error) -> RequestError {
+    RequestError::BadGateway {
+        upstream: upstream.to_owned(),
+        cause: e.to_string(),
+    }
+}

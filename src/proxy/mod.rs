@@ -1,0 +1,316 @@
+//! The request path: a client request comes in on a worker, is checked and
+//! cleaned at the trust boundary, routed to usher's own endpoints or an upstream,
+//! and the answer streams back. `Proxy` is the immutable, compiled form of the
+//! config that every worker shares; each worker owns its upstream pools.
+
+pub mod body;
+pub mod forward;
+pub mod headers;
+pub mod pool;
+pub mod reserved;
+pub mod route;
+pub mod server;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use ipnet::IpNet;
+
+use crate::config::Settings;
+use crate::error::{rescue, wants_json, RequestError};
+use body::{AccessRecord, ProxyBody};
+use headers::ForbiddenHeaders;
+use pool::{UpstreamPool, UpstreamTarget};
+use route::HostTable;
+
+/// Facts about the client connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the client connected over TLS.
+    pub tls: bool,
+    /// Forwarding-header values for this connection (cached across its requests).
+    pub forwarding: Arc<headers::ConnForwarding>,
+}
+
+impl ConnInfo {
+    /// Describes a freshly accepted connection.
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        ConnInfo {
+            peer,
+            tls,
+            forwarding: Arc::new(headers::ConnForwarding::new(peer.ip(), tls)),
+        }
+    }
+}
+
+/// One configured upstream, compiled.
+pub struct UpstreamRoute {
+    /// How to reach it (shared by every worker's pool).
+    pub target: Arc<UpstreamTarget>,
+}
+
+/// Everything a worker needs to handle requests, built once from [`Settings`].
+pub struct Proxy {
+    /// The validated configuration this proxy was built from.
+    pub settings: Arc<Settings>,
+    /// Upstreams in config order (index 0 is the default).
+    pub upstreams: Vec<UpstreamRoute>,
+    hosts: HostTable,
+    forbidden: ForbiddenHeaders,
+    trusted: Vec<IpNet>,
+    /// Readiness probe state for `/_usher/readyz`.
+    pub readiness: reserved::Readiness,
+}
+
+/// Why the proxy could not be built from a valid config (files, certificates).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// TLS material could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// An upstream URL cannot be used for connections.
+    #[error("upstream {name}: {reason}")]
+    Upstream {
+        /// Config name of the upstream.
+        name: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+}
+
+impl Proxy {
+    /// Compiles the config into the shared request-path state.
+    pub fn build(settings: Arc<Settings>) -> Result<Arc<Proxy>, BuildError> {
+        let mut upstreams = Vec::with_capacity(settings.upstreams.len());
+        let mut forbidden_names: Vec<String> = Vec::new();
+        for u in &settings.upstreams {
+            let ih = &u.identity_headers;
+            for h in [&ih.user, &ih.email, &ih.groups, &u.assertion_header]
+                .into_iter()
+                .flatten()
+            {
+                forbidden_names.push(h.as_str().to_owned());
+            }
+            let https = u.url.scheme() == "https";
+            let host = u.url.host_str().ok_or_else(|| BuildError::Upstream {
+                name: u.name.clone(),
+                reason: "the url has no host; write it as http://HOST:PORT".into(),
+            })?;
+            let connect_host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = u
+                .url
+                .port_or_known_default()
+                .unwrap_or(if https { 443 } else { 80 });
+            let tls = if https {
+                Some(tls::upstream_connector(
+                    &connect_host,
+                    u.ca_file.as_deref(),
+                )?)
+            } else {
+                None
+            };
+            // Names live for the whole process; leaking them once lets every log
+            // line and metric label borrow them without a per-request copy.
+            let name: &'static str = Box::leak(u.name.clone().into_boxed_str());
+            upstreams.push(UpstreamRoute {
+                target: Arc::new(UpstreamTarget {
+                    name,
+                    connect_host,
+                    port,
+                    tls,
+                    connect_timeout: u.connect_timeout,
+                    response_timeout: u.response_timeout,
+                    idle_timeout: u.idle_timeout,
+                    max_idle: u.max_idle_per_worker,
+                }),
+            });
+        }
+        let hosts = HostTable::new(settings.upstreams.iter().map(|u| u.host.as_str()));
+        let forbidden = ForbiddenHeaders::new(forbidden_names.iter().map(String::as_str));
+        let trusted = settings.server.trusted_proxies.clone();
+        Ok(Arc::new(Proxy {
+            settings,
+            upstreams,
+            hosts,
+            forbidden,
+            trusted,
+            readiness: reserved::Readiness::default(),
+        }))
+    }
+
+    /// Fresh per-worker pools, index-aligned with `upstreams`.
+    pub fn new_pools(&self) -> Arc<[Arc<UpstreamPool>]> {
+        self.upstreams
+            .iter()
+            .map(|u| UpstreamPool::new(u.target.clone()))
+            .collect()
+    }
+
+    /// Handles one request end to end; never fails (failures become error pages).
+    pub async fn handle(
+        self: Arc<Self>,
+        pools: Arc<[Arc<UpstreamPool>]>,
+        conn: ConnInfo,
+        req: Request<Incoming>,
+    ) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let request_id = headers::request_id(req.headers());
+        let host = request_host(&req);
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let json = wants_json(req.headers());
+        let (result, upstream) = self
+            .dispatch(&pools, conn, req, &uri, &request_id, &host)
+            .await;
+        let mut resp = match result {
+            Ok(resp) => resp,
+            Err(err) => {
+                tracing::warn!(
+                    error = %err,
+                    request_id = request_id.to_str().unwrap_or("-"),
+                    method = %method,
+                    path = uri.path(),
+                    upstream,
+                    "request failed"
+                );
+                rescue(&err, json, &request_id).map(ProxyBody::full)
+            }
+        };
+        resp.headers_mut()
+            .insert(headers::request_id_header(), request_id.clone());
+        let record = AccessRecord {
+            start,
+            method,
+            host,
+            uri,
+            status: resp.status(),
+            upstream,
+            request_id,
+            user: None,
+        };
+        let (parts, body) = resp.into_parts();
+        Response::from_parts(parts, body.with_log(record))
+    }
+
+    async fn dispatch(
+        &self,
+        pools: &Arc<[Arc<UpstreamPool>]>,
+        conn: ConnInfo,
+        mut req: Request<Incoming>,
+        uri: &Uri,
+        request_id: &HeaderValue,
+        host: &HeaderValue,
+    ) -> (Result<Response<ProxyBody>, RequestError>, &'static str) {
+        // Forged identity headers go first, on every request and every path.
+        headers::strip_forged(req.headers_mut(), &self.forbidden);
+        // Decided on a copy of the URI so the path stays borrowed while the
+        // request is rewritten below.
+        let path = match route::normalized_path(uri.path()) {
+            Ok(p) => p,
+            Err(e) => return (Err(e.into()), "usher"),
+        };
+        if route::is_reserved(&path) {
+            let resp = reserved::handle(self, &path, &req).await;
+            return (resp.map(|r| r.map(ProxyBody::full)), "usher");
+        }
+        let host_str = host.to_str().unwrap_or("");
+        let index = self.hosts.pick(host_str);
+        let (Some(route), Some(pool)) = (self.upstreams.get(index), pools.get(index)) else {
+            return (Err(RequestError::NotFound), "usher");
+        };
+        let name = route.target.name;
+
+        let upgrade = headers::strip_hop_by_hop(req.headers_mut());
+        let trusted = headers::is_trusted(conn.peer.ip(), &self.trusted);
+        headers::set_forwarded(req.headers_mut(), &conn.forwarding, host, trusted);
+        req.headers_mut()
+            .insert(headers::request_id_header(), request_id.clone());
+        if let Err(e) = to_origin_form(&mut req, host) {
+            return (Err(e), name);
+        }
+        let client_upgrade = match upgrade {
+            Some(up) => {
+                let on = hyper::upgrade::on(&mut req);
+                forward::request_upgrade(&mut req, up.protocol);
+                Some(on)
+            }
+            None => None,
+        };
+        (forward::forward(pool, req, client_upgrade).await, name)
+    }
+}
+
+/// The host the client addressed: the URI authority (HTTP/2, absolute-form) wins
+/// over `Host`, as RFC 9112 §3.2.2 requires.
+fn request_host<B>(req: &Request<B>) -> HeaderValue {
+    if let Some(a) = req.uri().authority() {
+        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+            return v;
+        }
+    }
+    req.headers()
+        .get(header::HOST)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(""))
+}
+
+/// Rewrites the request for an HTTP/1.1 upstream: origin-form target, `Host` kept
+/// as the client sent it (Atlassian products build links from it).
+fn to_origin_form<B>(req: &mut Request<B>, host: &HeaderValue) -> Result<(), RequestError> {
+    if req.uri().authority().is_some() || req.uri().scheme().is_some() {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .ok_or(RequestError::BadRequest("request target has no path"))?;
+        *req.uri_mut() = Uri::from(pq);
+    }
+    *req.version_mut() = Version::HTTP_11;
+    if !host.is_empty() {
+        req.headers_mut().insert(header::HOST, host.clone());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_comes_from_authority_first() {
+        let req = Request::get("http://a.example/x")
+            .header("host", "b.example")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req), "a.example");
+        let req = Request::get("/x")
+            .header("host", "b.example")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req), "b.example");
+        let req = Request::get("/x").body(()).unwrap();
+        assert_eq!(request_host(&req), "");
+    }
+
+    #[test]
+    fn origin_form_rewrite() {
+        let mut req = Request::get("https://a.example/p?q=1")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap();
+        to_origin_form(&mut req, &HeaderValue::from_static("a.example")).unwrap();
+        assert_eq!(req.uri(), "/p?q=1");
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.headers()["host"], "a.example");
+    }
+}

@@ -1,0 +1,12 @@
+//! The one integration test binary (one link step on 2 cores). Each module is
+//! one area; `harness` starts usher exactly as `usher serve` does.
+
+// Test support code may panic: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod harness;
+mod oidc_peer;
+mod peers;
+mod proxy;
+mod upstream;

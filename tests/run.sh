@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs the real peers the tests
+# talk to (loopback only), then runs every unit and integration test.
+#   bash tests/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Peers: each install step is idempotent and bounded; tests that need a peer
+# run only when USHER_PEERS=1 says the peers are installed.
+bash tests/peers/install.sh
+export USHER_PEERS=1
+
+cargo test --all-targets --no-fail-fast
