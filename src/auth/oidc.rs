@@ -67,6 +67,8 @@ pub struct CallbackParams {
     pub error: Option<String>,
     /// IdP error text.
     pub error_description: Option<String>,
+    /// RFC 9207 `iss` (sent by some providers, not by Google); must equal the issuer.
+    pub iss: Option<String>,
 }
 
 impl std::fmt::Debug for CallbackParams {
@@ -88,6 +90,7 @@ impl CallbackParams {
                 "state" => &mut p.state,
                 "error" => &mut p.error,
                 "error_description" => &mut p.error_description,
+                "iss" => &mut p.iss,
                 _ => continue,
             };
             if slot.is_none() {
@@ -364,6 +367,15 @@ impl RelyingParty {
             ));
         };
         let provider = self.provider_fresh().await?;
+        if let Some(iss) = &callback.iss {
+            // RFC 9207 mix-up defence: the response must come from the provider we sent the person to.
+            if iss.trim_end_matches('/') != provider.issuer.as_str().trim_end_matches('/') {
+                return Err(AuthError::new(
+                    DenialReason::IdpError,
+                    "callback iss does not match the configured issuer",
+                ));
+            }
+        }
         let id_token = self
             .exchange_code(&provider, code, &login.pkce_verifier)
             .await?;
