@@ -9,10 +9,12 @@ pub mod config;
 pub mod directory;
 pub mod error;
 pub mod identity;
+pub mod provision;
 pub mod proxy;
 pub mod sandbox;
-
 pub mod session;
+pub mod sync;
+pub mod target;
 pub mod telemetry;
 
 pub use app::App;

@@ -3,7 +3,13 @@
 //! Emulators follow the wire formats in `shared/reference/` exactly; they must
 //! never be reachable from a production `usher serve`.
 
+pub mod atlassian;
+pub mod bitbucket;
+pub mod confluence;
+pub mod crowd;
 pub mod faults;
 pub mod google_directory;
 pub mod google_oidc;
 pub mod http;
+pub mod jira;
+pub mod scim;

@@ -10,4 +10,5 @@ mod harness;
 mod oidc_peer;
 mod peers;
 mod proxy;
+mod targets;
 mod upstream;

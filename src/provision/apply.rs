@@ -1,0 +1,354 @@
+//! Applying a plan: runs its operations against a `Target` phase by phase with
+//! bounded concurrency, records every outcome (ok / already-done / failed / skipped),
+//! keeps going past independent failures, skips what depends on a failure, records
+//! identity links and audit lines. Decides nothing about *what* to change.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::target::{NewUser, Outcome, Target, TargetError, UserUpdate};
+
+use super::audit::{Actor, AuditContext, AuditEntry, AuditLog, AuditResult};
+use super::links::{LinkStore, LinkedAccount};
+use super::plan::{Operation, Plan};
+use super::state::fold;
+
+/// After this many transient failures in a row (target down, rate limited beyond
+/// the client's retries) the remaining operations are skipped instead of each
+/// waiting for its own timeout; the next sync picks them up.
+pub const GIVE_UP_AFTER: usize = 25;
+
+/// How to run a plan and where to record it.
+#[derive(Clone, Copy)]
+pub struct ApplyContext<'a> {
+    /// Operations in flight at once (`[sync] concurrency`); at least 1.
+    pub concurrency: usize,
+    /// Where created, adopted and renamed accounts are linked (None = not recorded).
+    pub links: Option<&'a dyn LinkStore>,
+    /// Where audit lines go (None = not written).
+    pub audit: Option<&'a AuditLog>,
+    pub actor: Actor,
+    /// Admin e-mail or signed-in person, for the audit line.
+    pub by: Option<&'a str>,
+    pub sync_id: Option<&'a str>,
+}
+
+impl std::fmt::Debug for ApplyContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyContext")
+            .field("concurrency", &self.concurrency)
+            .field("actor", &self.actor)
+            .field("sync_id", &self.sync_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How one operation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum OpOutcome {
+    /// The target changed.
+    Done,
+    /// It was already so.
+    AlreadyDone,
+    Failed {
+        error: String,
+        /// A later attempt may succeed unchanged (rate limit, outage).
+        transient: bool,
+    },
+    /// Not attempted because something it depends on failed.
+    Skipped { reason: String },
+}
+
+/// One operation and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpResult {
+    pub op: Operation,
+    #[serde(flatten)]
+    pub outcome: OpOutcome,
+}
+
+/// Totals of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyCounts {
+    pub done: usize,
+    pub already_done: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+/// Everything that happened, in plan order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    pub target: String,
+    pub results: Vec<OpResult>,
+    pub counts: ApplyCounts,
+    /// Links or audit lines that could not be written (the target changes stand).
+    pub record_errors: Vec<String>,
+}
+
+impl ApplyReport {
+    /// True when nothing failed or was skipped.
+    pub fn succeeded(&self) -> bool {
+        self.counts.failed == 0 && self.counts.skipped == 0
+    }
+}
+
+/// Names whose failure blocks later operations.
+#[derive(Default)]
+struct Blocked {
+    groups: HashSet<String>,
+    users: HashSet<String>,
+}
+
+impl Blocked {
+    fn reason(&self, op: &Operation) -> Option<String> {
+        let user = op.username().map(fold);
+        if let Some(u) = user.filter(|u| self.users.contains(u)) {
+            return Some(format!("the account {u} could not be created or renamed"));
+        }
+        match op {
+            Operation::AddMember { group, .. } if self.groups.contains(&fold(group)) => {
+                Some(format!("the group {group} could not be created"))
+            }
+            _ => None,
+        }
+    }
+
+    fn record_failure(&mut self, op: &Operation) {
+        match op {
+            Operation::CreateGroup { group } => {
+                self.groups.insert(fold(group));
+            }
+            Operation::CreateUser { account, .. } => {
+                self.users.insert(fold(&account.username));
+            }
+            Operation::UpdateUser { changes, .. } => {
+                if let Some(c) = &changes.username {
+                    self.users.insert(fold(&c.after));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs `plan` against `target`. Never panics on target errors: every error becomes
+/// an outcome in the report.
+pub async fn run(target: Arc<dyn Target>, plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyReport {
+    let name = target.name().to_string();
+    let audit_cx = AuditContext {
+        actor: ctx.actor,
+        by: ctx.by.map(str::to_string),
+        sync_id: ctx.sync_id.map(str::to_string),
+        target: name.clone(),
+    };
+    let mut report = ApplyReport {
+        target: name,
+        results: Vec::with_capacity(plan.operations.len()),
+        counts: ApplyCounts::default(),
+        record_errors: Vec::new(),
+    };
+    let mut blocked = Blocked::default();
+    let transient_in_a_row = AtomicUsize::new(0);
+    let ops = &plan.operations;
+    let mut start = 0;
+    while start < ops.len() {
+        let phase = ops[start].phase();
+        let end = ops[start..]
+            .iter()
+            .position(|o| o.phase() != phase)
+            .map_or(ops.len(), |n| start + n);
+        let batch = &ops[start..end];
+        let skips: Vec<Option<String>> = batch.iter().map(|o| blocked.reason(o)).collect();
+        let outcomes: Vec<(OpOutcome, Option<String>)> = stream::iter(batch.iter().zip(skips))
+            .map(|(op, skip)| {
+                let target = target.clone();
+                let streak = &transient_in_a_row;
+                async move {
+                    if let Some(reason) = skip {
+                        return (OpOutcome::Skipped { reason }, None);
+                    }
+                    if streak.load(Ordering::Relaxed) >= GIVE_UP_AFTER {
+                        let reason = format!("gave up after {GIVE_UP_AFTER} transient failures in a row; the target looks unavailable");
+                        return (OpOutcome::Skipped { reason }, None);
+                    }
+                    let r = execute(target.as_ref(), op, ctx.links).await;
+                    match &r.0 {
+                        OpOutcome::Failed { transient: true, .. } => {
+                            streak.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => streak.store(0, Ordering::Relaxed),
+                    }
+                    r
+                }
+            })
+            .buffered(ctx.concurrency.max(1))
+            .collect()
+            .await;
+        let now = SystemTime::now();
+        let mut lines = Vec::new();
+        for (op, (outcome, record_error)) in batch.iter().zip(outcomes) {
+            if let Some(e) = record_error {
+                report.record_errors.push(e);
+            }
+            let audit = match &outcome {
+                OpOutcome::Done => {
+                    report.counts.done += 1;
+                    AuditResult::Ok
+                }
+                OpOutcome::AlreadyDone => {
+                    report.counts.already_done += 1;
+                    AuditResult::Unchanged
+                }
+                OpOutcome::Failed { error, transient } => {
+                    tracing::warn!(target_name = %report.target, op = op.kind(), user = op.username().unwrap_or(""), transient, %error, "provisioning operation failed");
+                    report.counts.failed += 1;
+                    blocked.record_failure(op);
+                    AuditResult::Failed {
+                        error: error.clone(),
+                    }
+                }
+                OpOutcome::Skipped { reason } => {
+                    report.counts.skipped += 1;
+                    blocked.record_failure(op);
+                    AuditResult::Skipped {
+                        reason: reason.clone(),
+                    }
+                }
+            };
+            if ctx.audit.is_some() {
+                lines.push(AuditEntry::for_operation(&audit_cx, now, op, audit));
+            }
+            report.results.push(OpResult {
+                op: op.clone(),
+                outcome,
+            });
+        }
+        if let Some(log) = ctx.audit {
+            if let Err(e) = log.append(&lines) {
+                tracing::error!(error = %e, "audit lines not written");
+                report.record_errors.push(e.to_string());
+            }
+        }
+        start = end;
+    }
+    report
+}
+
+fn outcome_of(r: Result<Outcome, TargetError>) -> OpOutcome {
+    match r {
+        Ok(Outcome::Changed) => OpOutcome::Done,
+        Ok(Outcome::Unchanged) => OpOutcome::AlreadyDone,
+        Err(e) => failed(e),
+    }
+}
+
+fn failed(e: TargetError) -> OpOutcome {
+    OpOutcome::Failed {
+        transient: e.is_transient(),
+        error: e.to_string(),
+    }
+}
+
+fn put_link(
+    links: Option<&dyn LinkStore>,
+    target: &str,
+    person: &crate::identity::ExternalId,
+    account: LinkedAccount,
+) -> Option<String> {
+    let store = links?;
+    store.put(target, person, &account).err().map(|e| {
+        tracing::error!(error = %e, "identity link not recorded");
+        e.to_string()
+    })
+}
+
+/// Runs one operation; returns its outcome and any link-recording error.
+async fn execute(
+    t: &dyn Target,
+    op: &Operation,
+    links: Option<&dyn LinkStore>,
+) -> (OpOutcome, Option<String>) {
+    match op {
+        Operation::CreateGroup { group } => (outcome_of(t.create_group(group).await), None),
+        Operation::CreateUser { person, account } => {
+            let new = NewUser {
+                username: account.username.clone(),
+                email: account.email.clone(),
+                display_name: account.display_name.clone(),
+                given_name: Some(account.given_name.clone()).filter(|s| !s.is_empty()),
+                family_name: Some(account.family_name.clone()).filter(|s| !s.is_empty()),
+            };
+            match t.create_user(&new).await {
+                Ok(u) => {
+                    let link = LinkedAccount {
+                        username: u.username,
+                        key: u.key,
+                    };
+                    (OpOutcome::Done, put_link(links, t.name(), person, link))
+                }
+                Err(e) => (failed(e), None),
+            }
+        }
+        Operation::Link {
+            person,
+            username,
+            key,
+        } => {
+            let link = LinkedAccount {
+                username: username.clone(),
+                key: key.clone(),
+            };
+            match put_link(links, t.name(), person, link) {
+                None => (OpOutcome::Done, None),
+                Some(e) => (
+                    OpOutcome::Failed {
+                        error: e,
+                        transient: false,
+                    },
+                    None,
+                ),
+            }
+        }
+        Operation::Reactivate { username, .. } => {
+            (outcome_of(t.reactivate_user(username).await), None)
+        }
+        Operation::Deactivate { username, .. } => {
+            (outcome_of(t.deactivate_user(username).await), None)
+        }
+        Operation::UpdateUser {
+            person,
+            username,
+            changes,
+        } => {
+            let update = UserUpdate {
+                email: changes.email.as_ref().map(|c| c.after.clone()),
+                display_name: changes.display_name.as_ref().map(|c| c.after.clone()),
+                new_username: changes.username.as_ref().map(|c| c.after.clone()),
+            };
+            match t.update_user(username, &update).await {
+                Ok(u) if changes.username.is_some() => {
+                    let link = LinkedAccount {
+                        username: u.username,
+                        key: u.key,
+                    };
+                    (OpOutcome::Done, put_link(links, t.name(), person, link))
+                }
+                Ok(_) => (OpOutcome::Done, None),
+                Err(e) => (failed(e), None),
+            }
+        }
+        Operation::AddMember { group, username } => {
+            (outcome_of(t.add_member(group, username).await), None)
+        }
+        Operation::RemoveMember {
+            group, username, ..
+        } => (outcome_of(t.remove_member(group, username).await), None),
+    }
+}

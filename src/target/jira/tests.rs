@@ -1,0 +1,280 @@
+//! Jira client tests beyond the shared contract: lead hand-over, old Jira, truncation,
+//! permissions, renames and the token-bucket rate limit.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::sandbox::faults::FaultPlan;
+use crate::sandbox::jira::{JiraEmulator, JiraSeed};
+use crate::target::contract::{basic, jira::client};
+use crate::target::http::RecordingClock;
+
+fn seed_with_leads() -> JiraSeed {
+    JiraSeed {
+        users: vec![
+            (
+                "jira-admin".into(),
+                "jira-admin@example.com".into(),
+                "Jira Admin".into(),
+            ),
+            (
+                "lead".into(),
+                "lead@example.com".into(),
+                "Lead Person".into(),
+            ),
+        ],
+        projects: vec![
+            ("PRJ".into(), "lead".into()),
+            ("OTH".into(), "jira-admin".into()),
+        ],
+        components: vec![
+            (10, "PRJ".into(), "backend".into(), Some("lead".into())),
+            (11, "OTH".into(), "ui".into(), Some("lead".into())),
+            (12, "OTH".into(), "docs".into(), None),
+        ],
+        ..JiraSeed::default()
+    }
+}
+
+#[tokio::test]
+async fn deactivating_a_lead_hands_projects_and_components_over() {
+    let (emu, running) = JiraEmulator::start(seed_with_leads()).await.unwrap();
+    let t = client(
+        &running.url(),
+        basic("usher-bot", "bot-password"),
+        Arc::default(),
+        50,
+    )
+    .await;
+    assert_eq!(t.deactivate_user("lead").await.unwrap(), Outcome::Changed);
+    let s = emu.state();
+    assert!(!s.user("lead").unwrap().active);
+    assert_eq!(s.projects["PRJ"].lead, "jira-admin");
+    assert_eq!(s.components[&10].lead.as_deref(), Some("jira-admin"));
+    assert_eq!(s.components[&11].lead.as_deref(), Some("jira-admin"));
+    assert_eq!(s.components[&12].lead, None);
+}
+
+#[tokio::test]
+async fn emulator_refuses_to_deactivate_a_project_lead() {
+    let (_emu, running) = JiraEmulator::start(seed_with_leads()).await.unwrap();
+    let resp = reqwest::Client::new()
+        .put(format!("{}/rest/api/2/user?username=lead", running.url()))
+        .basic_auth("usher-bot", Some("bot-password"))
+        .json(&json!({"active": "false"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["errors"]["active"]
+        .as_str()
+        .unwrap()
+        .contains("project lead"));
+}
+
+#[tokio::test]
+async fn no_default_lead_is_a_clear_rejection() {
+    let (emu, running) = JiraEmulator::start(seed_with_leads()).await.unwrap();
+    let mut s = crate::target::contract::settings(
+        TargetKind::Jira,
+        &running.url(),
+        basic("usher-bot", "bot-password"),
+    );
+    s.default_project_lead = None;
+    let rest = RestClient::new(&s, super::super::http::Flavor::Jira).unwrap();
+    let t = JiraTarget::new(&s, rest);
+    let err = t.deactivate_user("lead").await.unwrap_err();
+    assert!(err.to_string().contains("default_project_lead"), "{err}");
+    assert!(emu.state().user("lead").unwrap().active, "nothing changed");
+}
+
+#[tokio::test]
+async fn old_jira_without_active_support_is_unsupported() {
+    let seed = JiraSeed {
+        honours_active: false,
+        ..JiraSeed::default()
+    };
+    let (emu, running) = JiraEmulator::start(seed).await.unwrap();
+    let t = client(
+        &running.url(),
+        basic("usher-bot", "bot-password"),
+        Arc::default(),
+        50,
+    )
+    .await;
+    let err = t.deactivate_user("jira-admin").await.unwrap_err();
+    assert!(matches!(err, TargetError::Unsupported { .. }), "{err:?}");
+    assert!(err.to_string().contains("8.3"));
+    assert!(emu.state().user("jira-admin").unwrap().active);
+}
+
+#[tokio::test]
+async fn truncated_member_page_is_detected() {
+    let (emu, running) = JiraEmulator::start(JiraSeed::default()).await.unwrap();
+    emu.with_state(|s| {
+        for k in 0..6 {
+            s.insert_user(&format!("m{k}"), &format!("m{k}@example.com"), "M", true);
+            s.insert_member("big", &format!("m{k}"));
+        }
+    });
+    emu.gate.faults.set(FaultPlan {
+        truncate_pages: true,
+        ..FaultPlan::default()
+    });
+    let t = client(
+        &running.url(),
+        basic("usher-bot", "bot-password"),
+        Arc::default(),
+        4,
+    )
+    .await;
+    let err = t.list_members_page("big", None).await.unwrap_err();
+    assert!(matches!(err, TargetError::Protocol { .. }), "{err:?}");
+    assert!(err.to_string().contains("truncated"));
+}
+
+#[tokio::test]
+async fn non_admin_gets_forbidden_naming_the_permission() {
+    let seed = JiraSeed {
+        basic: vec![
+            ("usher-bot".into(), "bot-password".into()),
+            ("joe".into(), "pw".into()),
+        ],
+        ..JiraSeed::default()
+    };
+    let (_emu, running) = JiraEmulator::start(seed).await.unwrap();
+    let t = client(
+        &running.url(),
+        basic("joe", "pw"),
+        Arc::new(RecordingClock::default()),
+        50,
+    )
+    .await;
+    let err = t.create_group("x").await.unwrap_err();
+    assert!(matches!(err, TargetError::Forbidden { .. }), "{err:?}");
+    assert!(err.to_string().contains("Jira Administrators"), "{err}");
+}
+
+#[tokio::test]
+async fn rename_keeps_the_key_and_memberships() {
+    let (emu, running) = JiraEmulator::start(JiraSeed::default()).await.unwrap();
+    let t = client(
+        &running.url(),
+        basic("usher-bot", "bot-password"),
+        Arc::default(),
+        50,
+    )
+    .await;
+    let before = t.get_user("jira-admin").await.unwrap().unwrap();
+    t.add_member("jira-software-users", "jira-admin")
+        .await
+        .unwrap();
+    let update = UserUpdate {
+        new_username: Some("jadmin".into()),
+        ..UserUpdate::default()
+    };
+    let after = t.update_user("jira-admin", &update).await.unwrap();
+    assert_eq!(after.username, "jadmin");
+    assert_eq!(after.key, before.key);
+    assert!(emu
+        .state()
+        .members("jira-software-users")
+        .contains("jadmin"));
+    // An update that changes nothing is not an error.
+    let same = UserUpdate {
+        display_name: Some(after.display_name.clone()),
+        ..UserUpdate::default()
+    };
+    assert_eq!(
+        t.update_user("jadmin", &same).await.unwrap().username,
+        "jadmin"
+    );
+}
+
+/// The emulator's DC token bucket (with `X-RateLimit-*` and `Retry-After`) and the
+/// client's real clock: a burst over the limit is slowed down, not failed.
+#[tokio::test]
+async fn token_bucket_rate_limit_is_waited_out_with_the_real_clock() {
+    use crate::sandbox::atlassian::RateLimit;
+    let (emu, running) = JiraEmulator::start(JiraSeed::default()).await.unwrap();
+    emu.gate.set_rate_limit(
+        Some(RateLimit {
+            capacity: 2,
+            fill_rate: 1,
+            interval: std::time::Duration::from_secs(1),
+        }),
+        &[],
+    );
+    let s = crate::target::contract::settings(
+        TargetKind::Jira,
+        &running.url(),
+        basic("usher-bot", "bot-password"),
+    );
+    let t = JiraTarget::new(
+        &s,
+        RestClient::new(&s, super::super::http::Flavor::Jira).unwrap(),
+    );
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        assert!(t.get_user("jira-admin").await.unwrap().is_some());
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        emu.gate.requests() > 4,
+        "some requests were answered 429 and retried"
+    );
+}
+
+/// Seraph's CAPTCHA lockout: after failed logins the right password is refused too,
+/// and the error tells the operator to sign in once in a browser.
+#[tokio::test]
+async fn captcha_lockout_is_unauthorized_with_the_browser_fix() {
+    let (emu, running) = JiraEmulator::start(JiraSeed::default()).await.unwrap();
+    emu.gate.set_captcha_after(2);
+    let url = running.url();
+    let bad = client(&url, basic("usher-bot", "typo"), Arc::default(), 50).await;
+    for _ in 0..2 {
+        let err = bad.get_user("jira-admin").await.unwrap_err();
+        assert!(!err.to_string().contains("CAPTCHA"), "{err}");
+    }
+    let good = client(&url, basic("usher-bot", "bot-password"), Arc::default(), 50).await;
+    let err = good.get_user("jira-admin").await.unwrap_err();
+    assert!(matches!(err, TargetError::Unauthorized { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("sign in once in a browser"),
+        "{err}"
+    );
+}
+
+/// Injected latency beyond the client's timeout: each attempt times out, the GET is
+/// retried a bounded number of times, and the caller gets a transient error.
+#[tokio::test]
+async fn slow_answers_time_out_and_are_retried_boundedly() {
+    let (emu, running) = JiraEmulator::start(JiraSeed::default()).await.unwrap();
+    emu.gate.faults.set(FaultPlan {
+        latency: std::time::Duration::from_millis(400),
+        ..FaultPlan::default()
+    });
+    let mut s = crate::target::contract::settings(
+        TargetKind::Jira,
+        &running.url(),
+        basic("usher-bot", "bot-password"),
+    );
+    s.timeout = std::time::Duration::from_millis(100);
+    let clock = Arc::new(RecordingClock::default());
+    let rest = RestClient::new(&s, super::super::http::Flavor::Jira)
+        .unwrap()
+        .with_clock(clock.clone());
+    let t = JiraTarget::new(&s, rest);
+    let err = t.get_user("jira-admin").await.unwrap_err();
+    assert!(
+        err.is_transient() && err.to_string().contains("timed out"),
+        "{err}"
+    );
+    assert_eq!(clock.sleeps().len(), 5);
+}

@@ -1,0 +1,309 @@
+//! Targets: the Atlassian products (and SCIM directories) usher provisions into.
+//! Owns the source-neutral `Target` trait, its plain data types and the typed
+//! `TargetError`; must not decide *what* to change (that is `provision::plan`).
+
+pub mod bitbucket;
+pub mod confluence;
+pub mod crowd;
+pub mod dialect;
+pub mod http;
+pub mod jira;
+pub mod retry;
+pub mod scim;
+
+#[cfg(test)]
+mod contract;
+#[cfg(test)]
+mod peers;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{TargetKind, TargetSettings};
+
+/// A boxed future returned by [`Target`] methods; boxing keeps the trait object-safe
+/// so the provisioner can hold `Arc<dyn Target>` for any product.
+pub type TargetFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, TargetError>> + Send + 'a>>;
+
+/// A user as a target reports it, in product-neutral terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetUser {
+    /// Login name (Jira `name`, Confluence `username`, Crowd `name`, SCIM `userName`).
+    pub username: String,
+    /// The product's stable id (Jira/Confluence user key, Bitbucket numeric id, SCIM `id`);
+    /// `None` when the product does not expose one (Crowd without `key`).
+    pub key: Option<String>,
+    /// E-mail, when the product shows it to the bot account.
+    pub email: Option<String>,
+    pub display_name: String,
+    /// `false` once deactivated. Bitbucket always reports its directory flag (see
+    /// [`bitbucket`]).
+    pub active: bool,
+}
+
+/// A group in a target. Groups are identified by name everywhere usher writes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TargetGroup {
+    pub name: String,
+}
+
+/// Everything needed to create an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub display_name: String,
+    /// Given name, used where the product stores names separately (Crowd, SCIM).
+    pub given_name: Option<String>,
+    /// Family name, used where the product stores names separately (Crowd, SCIM).
+    pub family_name: Option<String>,
+}
+
+/// A partial update: `None` fields are left as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserUpdate {
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    /// Rename the login name; only where [`Capabilities::can_rename`].
+    pub new_username: Option<String>,
+}
+
+impl UserUpdate {
+    /// True when nothing would change (callers skip the request).
+    pub fn is_empty(&self) -> bool {
+        self.email.is_none() && self.display_name.is_none() && self.new_username.is_none()
+    }
+}
+
+/// Opaque position in a paged listing; pass back what the previous page returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(pub String);
+
+/// One page of a listing. Readers loop until `next` is `None`, so big instances are
+/// never held in one allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// This page's entries.
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<Cursor>,
+}
+
+/// Whether an idempotent write changed anything, for reports and audit lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The target changed.
+    Changed,
+    /// It was already so (existing group, existing membership, already (in)active).
+    Unchanged,
+}
+
+/// What a target can do; the planner reads this instead of matching on the kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Real account deactivation. `false` for Bitbucket, whose `deactivate_user`
+    /// only strips groups and the licence (see [`bitbucket`]).
+    pub can_deactivate: bool,
+    /// `UserUpdate::new_username` is supported.
+    pub can_rename: bool,
+    /// `UserUpdate::email` is supported.
+    pub can_update_email: bool,
+    /// `UserUpdate::display_name` is supported.
+    pub can_update_display_name: bool,
+    /// `create_group` is supported.
+    pub can_create_groups: bool,
+    /// Finding a user by e-mail reads every user (no server-side e-mail search).
+    pub email_lookup_scans: bool,
+    /// Largest page the product serves; listings never ask for more.
+    pub max_page_size: usize,
+}
+
+/// A target failure, typed so callers can decide (retry later, skip, stop the sync).
+/// Every message names the target, the product's own words and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("target {target}: {what} not found ({message})")]
+    /// The user, group or membership does not exist.
+    NotFound {
+        target: String,
+        what: String,
+        message: String,
+    },
+    #[error("target {target}: {what} already exists ({message})")]
+    /// It already exists (creating a user that exists: adopting it is a policy decision).
+    Conflict {
+        target: String,
+        what: String,
+        message: String,
+    },
+    #[error("target {target}: the credentials were rejected ({message}); check the bot account and token in the [[target]] auth setting")]
+    /// The product rejected the credentials (or served the call as anonymous).
+    Unauthorized { target: String, message: String },
+    #[error(
+        "target {target}: not allowed to {what} ({message}); the bot account needs {permission}"
+    )]
+    /// The bot account lacks a permission (or a licence seat is missing).
+    Forbidden {
+        target: String,
+        what: String,
+        permission: String,
+        message: String,
+    },
+    #[error("target {target}: {what} was refused ({status}: {message}); fix the value or the product setting it names")]
+    /// The product refused the values (validation, licence limit): fix the data or setting.
+    Rejected {
+        target: String,
+        what: String,
+        status: u16,
+        message: String,
+    },
+    #[error("target {target}: rate limited ({message}); usher gave up after waiting, lower sync.concurrency or exempt the bot account from rate limiting")]
+    /// Still rate limited after the bounded retries; `retry_after` is the last hint.
+    RateLimited {
+        target: String,
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    #[error("target {target}: unavailable ({message}); check that the product is up and reachable at its url")]
+    /// Unreachable, timed out or 5xx after the bounded retries.
+    Unavailable { target: String, message: String },
+    #[error("target {target}: unexpected answer to {what} ({message}); check that the url points at the product's REST API and not at a login page or proxy")]
+    /// An answer that is not the product's API (HTML login page, redirect, bad JSON, truncated listing).
+    Protocol {
+        target: String,
+        what: String,
+        message: String,
+    },
+    #[error("target {target}: {what} is not supported by this product")]
+    /// The product cannot do this (see [`Capabilities`]).
+    Unsupported { target: String, what: String },
+    #[error("target {target}: cannot set up the HTTP client ({message})")]
+    /// The client could not be built (unreadable `ca_file`, token not a valid header).
+    Setup { target: String, message: String },
+}
+
+impl TargetError {
+    /// Whether a later attempt may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TargetError::RateLimited { .. } | TargetError::Unavailable { .. }
+        )
+    }
+}
+
+/// A user/group store usher provisions into. Implementations are thin REST clients;
+/// all share [`http::RestClient`] for auth, retries and the concurrency cap.
+/// Writes are idempotent where the product allows: an existing group or membership is
+/// `Outcome::Unchanged`, not an error. Creating a user that exists is a
+/// [`TargetError::Conflict`] because taking over an account is a policy decision.
+pub trait Target: Send + Sync {
+    /// The `[[target]] name`.
+    fn name(&self) -> &str;
+    /// Which product this speaks to.
+    fn kind(&self) -> TargetKind;
+    /// What this product supports.
+    fn capabilities(&self) -> Capabilities;
+    /// The user with this login name, or `None`.
+    fn get_user<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Option<TargetUser>>;
+    /// The user whose e-mail equals `email` (case-insensitive), or `None`.
+    fn find_user_by_email<'a>(&'a self, email: &'a str) -> TargetFuture<'a, Option<TargetUser>>;
+    /// Creates an active account.
+    fn create_user<'a>(&'a self, user: &'a NewUser) -> TargetFuture<'a, TargetUser>;
+    /// Changes e-mail / display name / login name.
+    fn update_user<'a>(
+        &'a self,
+        username: &'a str,
+        update: &'a UserUpdate,
+    ) -> TargetFuture<'a, TargetUser>;
+    /// Stops the account from signing in (never deletes it).
+    fn deactivate_user<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Outcome>;
+    /// Undoes [`Target::deactivate_user`].
+    fn reactivate_user<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Outcome>;
+    /// One page of all users (active and inactive).
+    fn list_users_page<'a>(
+        &'a self,
+        cursor: Option<&'a Cursor>,
+    ) -> TargetFuture<'a, Page<TargetUser>>;
+    /// One page of all groups.
+    fn list_groups_page<'a>(
+        &'a self,
+        cursor: Option<&'a Cursor>,
+    ) -> TargetFuture<'a, Page<TargetGroup>>;
+    /// Creates a group; an existing one is `Unchanged`.
+    fn create_group<'a>(&'a self, name: &'a str) -> TargetFuture<'a, Outcome>;
+    /// One page of a group's members (login names).
+    fn list_members_page<'a>(
+        &'a self,
+        group: &'a str,
+        cursor: Option<&'a Cursor>,
+    ) -> TargetFuture<'a, Page<String>>;
+    /// The groups the user is a direct member of (login-time provisioning reads one
+    /// person's memberships without listing every group). Unknown user: `NotFound`.
+    fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>>;
+    /// Adds a member; an existing membership is `Unchanged`.
+    fn add_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome>;
+    /// Removes a member; a missing membership is `Unchanged`.
+    fn remove_member<'a>(&'a self, group: &'a str, username: &'a str) -> TargetFuture<'a, Outcome>;
+}
+
+impl fmt::Debug for dyn Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Target({}, {:?})", self.name(), self.kind())
+    }
+}
+
+/// Builds the client for one `[[target]]` with the real clock.
+pub fn build(settings: &TargetSettings) -> Result<Arc<dyn Target>, TargetError> {
+    let rest = http::RestClient::new(settings, flavor_of(settings.kind))?;
+    Ok(from_client(settings, rest))
+}
+
+/// Wraps an already-built REST client (tests inject a fake clock through it).
+pub fn from_client(settings: &TargetSettings, rest: http::RestClient) -> Arc<dyn Target> {
+    match settings.kind {
+        TargetKind::Jira => Arc::new(jira::JiraTarget::new(settings, rest)),
+        TargetKind::Confluence => Arc::new(confluence::ConfluenceTarget::new(rest)),
+        TargetKind::Bitbucket => Arc::new(bitbucket::BitbucketTarget::new(rest)),
+        TargetKind::Crowd => Arc::new(crowd::CrowdTarget::new(rest)),
+        TargetKind::Scim => Arc::new(scim::ScimTarget::new(rest)),
+    }
+}
+
+/// The error dialect a product speaks.
+pub fn flavor_of(kind: TargetKind) -> http::Flavor {
+    match kind {
+        TargetKind::Jira => http::Flavor::Jira,
+        TargetKind::Confluence => http::Flavor::Confluence,
+        TargetKind::Bitbucket => http::Flavor::Bitbucket,
+        TargetKind::Crowd => http::Flavor::Crowd,
+        TargetKind::Scim => http::Flavor::Scim,
+    }
+}
+
+/// A random password for products that insist on one at creation (Crowd, Bitbucket,
+/// Confluence); people sign in through usher, so nobody ever learns it.
+pub(crate) fn random_password() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    let mut s = Alphanumeric.sample_string(&mut rand::thread_rng(), 32);
+    s.push_str("-A1!");
+    s
+}
+
+/// Splits "Ada Lovelace" into ("Ada", "Lovelace") for products with separate name fields.
+pub(crate) fn split_name(user: &NewUser) -> (String, String) {
+    let mut parts = user.display_name.trim().splitn(2, ' ');
+    let first = parts.next().unwrap_or_default().to_string();
+    let last = parts.next().unwrap_or_default().trim().to_string();
+    (
+        user.given_name.clone().unwrap_or(first),
+        user.family_name.clone().unwrap_or(if last.is_empty() {
+            user.username.clone()
+        } else {
+            last
+        }),
+    )
+}
