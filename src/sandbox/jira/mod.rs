@@ -128,7 +128,7 @@ pub struct JiraSeed {
     pub components: Vec<(u64, String, String, Option<String>)>,
     /// Emulate Jira >= 8.3 (`active` honoured in PUT /user).
     pub honours_active: bool,
-    /// Emulate Jira Software 10 (GET /group removed -> 404).
+    /// Emulate Jira 10.3+ (GET /group removed -> 404; cursor-paged GET /user/list).
     pub v10: bool,
 }
 
@@ -296,7 +296,7 @@ impl JiraEmulator {
                 Err(r) => r,
             },
             (Method::GET, ["user", "search"]) => search_users(&s, &q, truncate),
-            (Method::GET, ["user", "list"]) => list_users(&s, &q),
+            (Method::GET, ["user", "list"]) if self.v10 => list_users(&s, &q),
             (Method::GET, ["group"]) if self.v10 => error(StatusCode::NOT_FOUND, "null for uri"),
             (Method::GET, ["group"]) => {
                 match param(&q, "groupname").filter(|g| s.groups.contains_key(g)) {

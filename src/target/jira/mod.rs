@@ -58,6 +58,14 @@ struct MemberPage {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserList {
+    values: Vec<JiraUserJson>,
+    is_last: bool,
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
 struct Picker {
     total: usize,
     groups: Vec<NameOnly>,
@@ -245,6 +253,74 @@ impl JiraTarget {
         }
     }
 
+    /// One `/user/list` page; `None` when this Jira has no such endpoint (before 10.3).
+    async fn user_list_page(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<Option<Page<TargetUser>>, TargetError> {
+        let what = "list users";
+        let max = self.page_size.to_string();
+        let mut query = vec![("maxResults", max.as_str())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c));
+        }
+        let reply = self
+            .rest
+            .send(Method::GET, &format!("{API}/user/list"), &query, None, what)
+            .await?;
+        if reply.status == StatusCode::NOT_FOUND && cursor.is_none() {
+            return Ok(None);
+        }
+        if reply.status != StatusCode::OK {
+            return Err(self.rest.error(&reply, what));
+        }
+        let page: UserList = self.rest.json(&reply, what)?;
+        let next = match (page.is_last, page.next_cursor) {
+            (true, _) => None,
+            (false, Some(c)) => Some(Cursor(format!("list:{c}"))),
+            (false, None) => {
+                return Err(self
+                    .rest
+                    .protocol(what, "isLast is false but nextCursor is missing".into()))
+            }
+        };
+        Ok(Some(Page {
+            items: page.values.into_iter().map(Into::into).collect(),
+            next,
+        }))
+    }
+
+    /// One `/user/search?username=.` page (active and inactive users).
+    async fn user_search_page(&self, start: usize) -> Result<Page<TargetUser>, TargetError> {
+        let what = "list users";
+        let (s, m) = (start.to_string(), self.page_size.to_string());
+        let query = [
+            ("username", "."),
+            ("includeActive", "true"),
+            ("includeInactive", "true"),
+            ("startAt", s.as_str()),
+            ("maxResults", m.as_str()),
+        ];
+        let reply = self
+            .rest
+            .expect(
+                Method::GET,
+                &format!("{API}/user/search"),
+                &query,
+                None,
+                &[StatusCode::OK],
+                what,
+            )
+            .await?;
+        let list: Vec<JiraUserJson> = self.rest.json(&reply, what)?;
+        let next = (list.len() >= self.page_size)
+            .then(|| Cursor(format!("search:{}", start + list.len())));
+        Ok(Page {
+            items: list.into_iter().map(Into::into).collect(),
+            next,
+        })
+    }
+
     async fn get(&self, username: &str) -> Result<Option<TargetUser>, TargetError> {
         let what = format!("get user {username}");
         let reply = self
@@ -395,38 +471,29 @@ impl Target for JiraTarget {
         Box::pin(self.set_active(username, true))
     }
 
+    /// Jira 10.3+ has the cursor-paged `/user/list`; older Jira answers 404 there and
+    /// is paged through `/user/search?username=.` instead. The cursor says which.
     fn list_users_page<'a>(
         &'a self,
         cursor: Option<&'a Cursor>,
     ) -> TargetFuture<'a, Page<TargetUser>> {
         Box::pin(async move {
-            let what = "list users";
-            let start = start_of(cursor);
-            let (s, m) = (start.to_string(), self.page_size.to_string());
-            let reply = self
-                .rest
-                .expect(
-                    Method::GET,
-                    &format!("{API}/user/search"),
-                    &[
-                        ("username", "."),
-                        ("includeActive", "true"),
-                        ("includeInactive", "true"),
-                        ("startAt", &s),
-                        ("maxResults", &m),
-                    ],
-                    None,
-                    &[StatusCode::OK],
-                    what,
-                )
-                .await?;
-            let list: Vec<JiraUserJson> = self.rest.json(&reply, what)?;
-            let next =
-                (list.len() >= self.page_size).then(|| Cursor((start + list.len()).to_string()));
-            Ok(Page {
-                items: list.into_iter().map(Into::into).collect(),
-                next,
-            })
+            match cursor.map(|c| c.0.as_str()) {
+                None => match self.user_list_page(None).await? {
+                    Some(page) => Ok(page),
+                    None => self.user_search_page(0).await,
+                },
+                Some(c) => match c.strip_prefix("list:") {
+                    Some(next) => self.user_list_page(Some(next)).await?.ok_or_else(|| {
+                        self.rest
+                            .protocol("list users", "/user/list disappeared while paging".into())
+                    }),
+                    None => {
+                        let start = c.trim_start_matches("search:").parse().unwrap_or(0);
+                        self.user_search_page(start).await
+                    }
+                },
+            }
         })
     }
 

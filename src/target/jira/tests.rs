@@ -278,3 +278,51 @@ async fn slow_answers_time_out_and_are_retried_boundedly() {
     );
     assert_eq!(clock.sleeps().len(), 5);
 }
+
+/// Before Jira 10.3 there is no `/user/list`: listing falls back to `/user/search`
+/// paging, and both modes list every user (active and inactive) exactly once.
+#[tokio::test]
+async fn user_listing_works_with_and_without_user_list() {
+    for v10 in [true, false] {
+        let seed = JiraSeed {
+            v10,
+            ..JiraSeed::default()
+        };
+        let (emu, running) = JiraEmulator::start(seed).await.unwrap();
+        emu.with_state(|s| {
+            for k in 0..7 {
+                s.insert_user(
+                    &format!("p{k}"),
+                    &format!("p{k}@example.com"),
+                    "P",
+                    k % 2 == 0,
+                );
+            }
+        });
+        let t = client(
+            &running.url(),
+            basic("usher-bot", "bot-password"),
+            Arc::default(),
+            3,
+        )
+        .await;
+        let (mut names, mut cursor, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let page = t.list_users_page(cursor.as_ref()).await.unwrap();
+            pages += 1;
+            if let Some(c) = &page.next {
+                assert_eq!(c.0.starts_with("list:"), v10, "{c:?}");
+            }
+            names.extend(page.items.into_iter().map(|u| u.username));
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        names.sort();
+        let mut want: Vec<String> = emu.state().users.values().map(|u| u.name.clone()).collect();
+        want.sort();
+        assert_eq!(names, want, "v10={v10}");
+        assert!(pages >= 3);
+    }
+}
