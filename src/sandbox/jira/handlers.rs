@@ -424,3 +424,48 @@ pub(super) fn set_component_lead(s: &mut JiraState, id: &str, b: &Value) -> Resp
     let c = c.clone();
     json(StatusCode::OK, &component_json(s, &c))
 }
+
+/// DELETE /user: 204; a project lead cannot be deleted (400).
+pub(super) fn delete_user(s: &mut JiraState, q: &[(String, String)]) -> Response<Bytes> {
+    let Some(u) = find(s, q).cloned() else {
+        return error(StatusCode::NOT_FOUND, "The user does not exist.");
+    };
+    if let Some(p) = s
+        .projects
+        .values()
+        .find(|p| p.lead.eq_ignore_ascii_case(&u.name))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Cannot delete user '{}' because they are the lead of project '{}'.",
+                u.name, p.key
+            ),
+        );
+    }
+    s.users.remove(&u.name.to_lowercase());
+    for members in s.groups.values_mut() {
+        members.remove(&u.key);
+    }
+    empty(StatusCode::NO_CONTENT)
+}
+
+/// DELETE /group?groupname=[&swapGroup=]: 200 with an empty body.
+pub(super) fn delete_group(s: &mut JiraState, q: &[(String, String)]) -> Response<Bytes> {
+    let g = param(q, "groupname").unwrap_or_default();
+    if let Some(swap) = param(q, "swapGroup") {
+        if !s.groups.contains_key(&swap) || swap == g {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("The swap group '{swap}' is not valid."),
+            );
+        }
+    }
+    if s.groups.remove(&g).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("Group '{g}' does not exist."),
+        );
+    }
+    empty(StatusCode::OK)
+}

@@ -295,6 +295,8 @@ impl JiraEmulator {
                 Ok(b) => update_user(&mut s, &q, &b, self.honours_active),
                 Err(r) => r,
             },
+            (Method::DELETE, ["user"]) => delete_user(&mut s, &q),
+            (Method::DELETE, ["group"]) => delete_group(&mut s, &q),
             (Method::GET, ["user", "search"]) => search_users(&s, &q, truncate),
             (Method::GET, ["user", "list"]) if self.v10 => list_users(&s, &q),
             (Method::GET, ["group"]) if self.v10 => error(StatusCode::NOT_FOUND, "null for uri"),

@@ -326,3 +326,35 @@ async fn user_listing_works_with_and_without_user_list() {
         assert!(pages >= 3);
     }
 }
+
+/// Checklist statuses the client does not use itself: delete user 204 (refused for a
+/// project lead), delete group 200 with an empty body.
+#[tokio::test]
+async fn emulator_delete_statuses() {
+    let (emu, running) = JiraEmulator::start(seed_with_leads()).await.unwrap();
+    let http = reqwest::Client::new();
+    let del = |q: &str| {
+        http.delete(format!("{}/rest/api/2/{q}", running.url()))
+            .basic_auth("usher-bot", Some("bot-password"))
+            .send()
+    };
+    assert_eq!(del("user?username=lead").await.unwrap().status(), 400);
+    assert_eq!(
+        del("user?username=jira-admin").await.unwrap().status(),
+        400,
+        "leads OTH"
+    );
+    emu.with_state(|s| s.insert_user("temp", "t@example.com", "T", true));
+    assert_eq!(del("user?username=temp").await.unwrap().status(), 204);
+    assert_eq!(del("user?username=temp").await.unwrap().status(), 404);
+    let g = del("group?groupname=jira-software-users").await.unwrap();
+    assert_eq!(g.status(), 200);
+    assert!(g.bytes().await.unwrap().is_empty());
+    assert_eq!(
+        del("group?groupname=jira-software-users")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
