@@ -469,3 +469,66 @@ pub(super) fn delete_group(s: &mut JiraState, q: &[(String, String)]) -> Respons
     }
     empty(StatusCode::OK)
 }
+
+fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '&' => "&amp;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&#39;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// The demo upstream page: the identity headers the proxy set (`X-Forwarded-User`,
+/// `-Email`, `-Groups`) and the Jira account and groups provisioning produced.
+pub(super) fn whoami_page(s: &JiraState, headers: &http::HeaderMap) -> String {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let user = header("x-forwarded-user");
+    let mut body = String::from("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Jira (usher sandbox)</title></head><body><h1>Jira (usher sandbox)</h1>");
+    if user.is_empty() {
+        body.push_str(
+            "<p>No identity header: you reached Jira without signing in through usher.</p>",
+        );
+    } else {
+        body.push_str(&format!(
+            "<p>Signed in as <b>{}</b> ({}).</p><p>Groups from the proxy: {}</p>",
+            escape(&user),
+            escape(&header("x-forwarded-email")),
+            escape(&header("x-forwarded-groups"))
+        ));
+        match s.user(&user) {
+            Some(u) => {
+                let groups: Vec<String> = s
+                    .groups
+                    .iter()
+                    .filter(|(_, m)| m.contains(&u.key))
+                    .map(|(g, _)| escape(g))
+                    .collect();
+                body.push_str(&format!(
+                    "<p>Jira account: {} &lt;{}&gt;, {}.</p><p>Jira groups: {}</p>",
+                    escape(&u.display_name),
+                    escape(&u.email),
+                    if u.active { "active" } else { "deactivated" },
+                    if groups.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        groups.join(", ")
+                    }
+                ));
+            }
+            None => body.push_str("<p>No Jira account with this username.</p>"),
+        }
+    }
+    body.push_str("</body></html>");
+    body
+}

@@ -252,6 +252,21 @@ impl JiraEmulator {
     }
 
     async fn respond(&self, req: Request<Bytes>) -> Response<Bytes> {
+        // Outside the REST API the emulator is the demo's upstream web app: a page
+        // showing who the proxy says you are and what Jira knows about you.
+        if !req.uri().path().starts_with("/rest/") {
+            let page = self
+                .state
+                .lock()
+                .map(|s| whoami_page(&s, req.headers()))
+                .unwrap_or_default();
+            let mut resp = Response::new(Bytes::from(page));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            return resp;
+        }
         let caller = match self.gate.admit(&req, error).await {
             Ok(c) => c,
             Err(resp) => return resp,

@@ -358,3 +358,37 @@ async fn emulator_delete_statuses() {
         404
     );
 }
+
+/// Outside `/rest/` the emulator is the demo upstream: it shows the identity headers
+/// and the provisioned account, HTML-escaped.
+#[tokio::test]
+async fn emulator_whoami_page_shows_the_provisioned_account() {
+    let (emu, running) = JiraEmulator::start(JiraSeed::default()).await.unwrap();
+    emu.with_state(|s| {
+        s.insert_user("eve", "eve@example.com", "Eve <script>", true);
+        s.insert_member("jira-software-users", "eve");
+    });
+    let page = reqwest::Client::new()
+        .get(format!("{}/secure/Dashboard.jspa", running.url()))
+        .header("x-forwarded-user", "eve")
+        .header("x-forwarded-email", "eve@example.com")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Signed in as <b>eve</b>"), "{page}");
+    assert!(page.contains("Jira groups: jira-software-users"), "{page}");
+    assert!(
+        page.contains("Eve &lt;script&gt;") && !page.contains("<script>"),
+        "{page}"
+    );
+    let anonymous = reqwest::get(format!("{}/", running.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(anonymous.contains("No identity header"));
+}
