@@ -6,7 +6,9 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod directory;
 pub mod error;
+pub mod identity;
 pub mod proxy;
 pub mod sandbox;
 

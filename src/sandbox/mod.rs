@@ -8,6 +8,7 @@ pub mod bitbucket;
 pub mod confluence;
 pub mod crowd;
 pub mod faults;
+pub mod google_directory;
 pub mod google_oidc;
 pub mod http;
 pub mod jira;

@@ -6,6 +6,8 @@
 
 mod cli;
 mod harness;
+mod oidc_peer;
+mod peers;
 mod proxy;
 mod targets;
 mod upstream;

@@ -4,10 +4,50 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# True when Debian package $1 is installed.
+deb_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
 APT_PKGS=()
 command -v redis-server >/dev/null 2>&1 || APT_PKGS+=(redis-server)
+
+# --- sign-in peers (branch peers): Chromium + panva oidc-provider + playwright-core ---
+# Headless Chromium for tests/browser/login.mjs; fonts so pages render text.
+[ -x /usr/bin/chromium ] || APT_PKGS+=(chromium)
+deb_installed fonts-dejavu-core || APT_PKGS+=(fonts-dejavu-core)
+# --- end sign-in peers (apt) ---
+
 if [ ${#APT_PKGS[@]} -gt 0 ]; then
   echo "installing ${APT_PKGS[*]} from Debian" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PKGS[@]}" >/dev/null
 fi
+
+# --- sign-in peers (branch peers): npm packages, exactly as locked ---
+# `npm ci` in each directory whose node_modules does not match its package-lock.json
+# (a stamp of the lock's hash). playwright-core downloads no browser; never run
+# `npx playwright install` (there is no internet): the tests use /usr/bin/chromium.
+npm_ci() {
+  local dir=$1 stamp="$1/node_modules/.usher-lock-sha256" want
+  command -v npm >/dev/null 2>&1 || { echo "install.sh: npm is missing (needed for $dir)" >&2; exit 1; }
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  echo "installing npm packages in $dir" >&2
+  local log
+  log=$(mktemp)
+  if ! (cd "$dir" && timeout 300 npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
+    echo "install.sh: npm ci failed in $dir:" >&2
+    cat "$log" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
+  echo "$want" >"$stamp"
+}
+npm_ci tests/peers/oidc-provider
+npm_ci tests/browser
+[ -x /usr/bin/chromium ] || { echo "install.sh: /usr/bin/chromium is missing after install" >&2; exit 1; }
+# --- end sign-in peers (npm) ---
