@@ -22,6 +22,8 @@ use crate::session::{unix_secs, Session};
 pub const ASSERTION_TTL_SECS: u64 = 60;
 /// A cached assertion is re-signed when it has fewer than this many seconds left.
 pub const REFRESH_BEFORE_SECS: u64 = 20;
+/// Above this many cached tokens, expired ones are swept before inserting.
+const MAX_CACHED: usize = 100_000;
 /// File name of the signing key inside `[state] dir` (PKCS#8 DER, mode 0600).
 pub const KEY_FILE: &str = "assertion-es256.p8";
 
@@ -209,8 +211,18 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
+/// Everything the proxy inserts for one signed-in request, built once per token.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    /// The signed assertion (value of `assertion_header`).
+    pub assertion: HeaderValue,
+    /// The plain identity header values; `None` when the session holds a value that
+    /// cannot be sent safely (then send no identity header and log it).
+    pub values: Option<IdentityValues>,
+}
+
 struct Cached {
-    header: HeaderValue,
+    headers: Arc<IdentityHeaders>,
     exp: u64,
     version: (u64, u64),
 }
@@ -233,31 +245,49 @@ impl AssertionCache {
         }
     }
 
-    /// The header value for `session` at `now`: cached, or freshly signed.
+    /// The assertion header value for `session` at `now`: cached, or freshly signed.
     pub fn header_for(
         &self,
         session: &Session,
         now: SystemTime,
     ) -> Result<HeaderValue, AssertionError> {
+        Ok(self.headers_for(session, now)?.assertion.clone())
+    }
+
+    /// The assertion and identity header values for `session` at `now`, cached per
+    /// session until the token nears expiry or the session is re-validated. The hot
+    /// path is one map lookup and one reference-count increment.
+    pub fn headers_for(
+        &self,
+        session: &Session,
+        now: SystemTime,
+    ) -> Result<Arc<IdentityHeaders>, AssertionError> {
         let t = unix_secs(now);
         let version = (session.issued_at, session.revalidated_at);
         if let Some(c) = self.entries.get(session.id.as_str()) {
             if c.version == version && c.exp > t + REFRESH_BEFORE_SECS {
-                return Ok(c.header.clone());
+                return Ok(c.headers.clone());
             }
         }
         let claims = self.signer.claims(session, &self.audience, now);
         let token = self.signer.sign(&claims)?;
-        let header = HeaderValue::from_str(&token).map_err(|_| AssertionError::Header)?;
+        let assertion = HeaderValue::from_str(&token).map_err(|_| AssertionError::Header)?;
+        let headers = Arc::new(IdentityHeaders {
+            assertion,
+            values: identity_values(session),
+        });
+        if self.entries.len() >= MAX_CACHED {
+            self.sweep(now);
+        }
         self.entries.insert(
             session.id.clone(),
             Cached {
-                header: header.clone(),
+                headers: headers.clone(),
                 exp: claims.exp,
                 version,
             },
         );
-        Ok(header)
+        Ok(headers)
     }
 
     /// Drops the entry of a session that ended (logout).

@@ -127,7 +127,15 @@ fn cache_reuses_until_near_expiry_and_after_revalidation_resigns() {
     assert_eq!(cache.len(), 1);
     assert_eq!(cache.sweep(t0 + Duration::from_secs(200)), 1);
     assert!(cache.is_empty());
-    cache.header_for(&s, t0).unwrap();
+    let both = cache.headers_for(&s, t0).unwrap();
+    assert!(Arc::ptr_eq(
+        &both,
+        &cache.headers_for(&s, t0 + Duration::from_secs(1)).unwrap()
+    ));
+    assert_eq!(
+        both.values.as_ref().unwrap().groups,
+        "eng,jira-users,new-group"
+    );
     cache.forget(&s.id);
     assert!(cache.is_empty());
 }

@@ -32,6 +32,14 @@ pub enum DenialReason {
     ProviderUnavailable,
     /// usher's own configuration prevents sign-in (e.g. a non-loopback http issuer).
     Misconfigured,
+    /// The `[provisioning] username` rule maps this person to an invalid username.
+    InvalidUsername,
+    /// The person is suspended or archived in the directory.
+    Suspended,
+    /// An existing account in a target belongs to someone else (`link_existing`).
+    AccountConflict,
+    /// The account could not be prepared in the target and `on_failure = "deny"`.
+    ProvisioningFailed,
 }
 
 impl DenialReason {
@@ -51,6 +59,10 @@ impl DenialReason {
             DenialReason::InvalidIdToken => "invalid_id_token",
             DenialReason::ProviderUnavailable => "provider_unavailable",
             DenialReason::Misconfigured => "misconfigured",
+            DenialReason::InvalidUsername => "invalid_username",
+            DenialReason::Suspended => "suspended",
+            DenialReason::AccountConflict => "account_conflict",
+            DenialReason::ProvisioningFailed => "provisioning_failed",
         }
     }
 
@@ -86,6 +98,16 @@ impl DenialReason {
                 "The identity provider is unavailable. Please try again shortly."
             }
             DenialReason::Misconfigured => "Sign-in is misconfigured; contact your administrator.",
+            DenialReason::InvalidUsername => {
+                "Your account cannot be given a valid username here; contact your administrator."
+            }
+            DenialReason::Suspended => "Your account is suspended.",
+            DenialReason::AccountConflict => {
+                "An existing account conflicts with yours; contact your administrator."
+            }
+            DenialReason::ProvisioningFailed => {
+                "Your account could not be prepared in the application. Please try again shortly."
+            }
         }
     }
 
@@ -99,6 +121,9 @@ impl DenialReason {
                 | DenialReason::InvalidEmail
                 | DenialReason::NotInAllowedGroups
                 | DenialReason::IdpError
+                | DenialReason::InvalidUsername
+                | DenialReason::Suspended
+                | DenialReason::AccountConflict
         )
     }
 }

@@ -7,4 +7,5 @@ pub mod error;
 pub mod id_token;
 pub mod login_state;
 pub mod oidc;
+pub mod policy;
 pub mod redirect;

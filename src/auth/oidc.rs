@@ -21,6 +21,7 @@ use serde_json::Value;
 pub use super::error::{AuthError, DenialReason};
 use super::id_token::{self, Expected, TokenError};
 use super::login_state::{random_value, LoginState};
+pub use super::policy::{check_allowed_groups, claim_strings, parse_email};
 use super::redirect::SafeRedirect;
 use crate::config::{IdpKind, IdpSettings};
 use crate::session::unix_secs;
@@ -66,6 +67,8 @@ pub struct CallbackParams {
     pub error: Option<String>,
     /// IdP error text.
     pub error_description: Option<String>,
+    /// RFC 9207 `iss` (sent by some providers, not by Google); must equal the issuer.
+    pub iss: Option<String>,
 }
 
 impl std::fmt::Debug for CallbackParams {
@@ -87,6 +90,7 @@ impl CallbackParams {
                 "state" => &mut p.state,
                 "error" => &mut p.error,
                 "error_description" => &mut p.error_description,
+                "iss" => &mut p.iss,
                 _ => continue,
             };
             if slot.is_none() {
@@ -363,6 +367,15 @@ impl RelyingParty {
             ));
         };
         let provider = self.provider_fresh().await?;
+        if let Some(iss) = &callback.iss {
+            // RFC 9207 mix-up defence: the response must come from the provider we sent the person to.
+            if iss.trim_end_matches('/') != provider.issuer.as_str().trim_end_matches('/') {
+                return Err(AuthError::new(
+                    DenialReason::IdpError,
+                    "callback iss does not match the configured issuer",
+                ));
+            }
+        }
         let id_token = self
             .exchange_code(&provider, code, &login.pkce_verifier)
             .await?;
@@ -574,64 +587,6 @@ impl RelyingParty {
             check_allowed_groups(&id.groups, &self.settings.allowed_groups)?;
         }
         Ok(id)
-    }
-}
-
-/// `Ok` when `allowed` is empty or `groups` shares a member with it (case-insensitive).
-pub fn check_allowed_groups(groups: &[String], allowed: &[String]) -> Result<(), AuthError> {
-    if allowed.is_empty()
-        || groups
-            .iter()
-            .any(|g| allowed.iter().any(|a| a.eq_ignore_ascii_case(g)))
-    {
-        Ok(())
-    } else {
-        Err(AuthError::new(
-            DenialReason::NotInAllowedGroups,
-            "person is in none of allowed_groups",
-        ))
-    }
-}
-
-/// Splits an email strictly: exactly one `@`, non-empty parts, no whitespace or
-/// control characters, a domain of letters/digits/`-`/`.`; returns (local, lower-case domain).
-pub fn parse_email(email: &str) -> Option<(String, String)> {
-    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return None;
-    }
-    let mut parts = email.split('@');
-    let (local, domain) = (parts.next()?, parts.next()?);
-    if parts.next().is_some() || local.is_empty() || domain.is_empty() {
-        return None;
-    }
-    let domain = domain.to_ascii_lowercase();
-    let domain_ok = domain
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..");
-    domain_ok.then(|| (local.to_string(), domain))
-}
-
-/// Strings at a dotted claim path (`groups`, `realm_access.roles`): an array of
-/// strings or a single string; anything else gives no groups.
-pub fn claim_strings(claims: &Value, path: &str) -> Vec<String> {
-    let mut cur = claims;
-    for key in path.split('.').filter(|k| !k.is_empty()) {
-        match cur.get(key) {
-            Some(v) => cur = v,
-            None => return Vec::new(),
-        }
-    }
-    match cur {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        Value::String(s) => vec![s.clone()],
-        _ => Vec::new(),
     }
 }
 

@@ -247,6 +247,15 @@ async fn state_mismatch_replay_and_single_use_code() {
             .reason,
         DenialReason::CodeExchangeFailed
     );
+    // RFC 9207: an `iss` on the callback must be our issuer (checked before the exchange).
+    let mut mixed = b.params.clone();
+    mixed.iss = Some("https://other-idp.example.com".into());
+    let err = rp
+        .complete(&b.login, &mixed, SystemTime::now())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, DenialReason::IdpError);
+    assert!(err.detail.contains("iss"));
     // A login for another IdP.
     let mut other = b.login.clone();
     other.idp = "okta".into();

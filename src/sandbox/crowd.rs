@@ -2,7 +2,7 @@
 //! search, with Crowd's statuses and `{reason,message}` errors (reference §4 and the
 //! §9 checklist: application Basic auth, JSON only when asked for, full-object PUT
 //! whose `name` must match, 201 + Location with no body, CWD-4433 empty-200 for an
-//! unknown user's groups). No IP allowlist (the test server sees only loopback).
+//! unknown user's groups, and the application's allowed remote addresses).
 // Emulator answers travel as `Err(Response)`; their size does not matter off the hot path.
 #![allow(clippy::result_large_err)]
 
@@ -15,7 +15,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::atlassian::{body_json, num, param, BadCredentials, Caller, Gate};
-use super::http::{empty, json, query_pairs, serve, Handler, Running};
+use super::http::{empty, json, query_pairs, serve, Handler, PeerAddr, Running};
 
 /// One Crowd user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +76,8 @@ pub struct CrowdSeed {
     pub users: Vec<(String, String, String)>,
     /// `(group, member usernames)`.
     pub groups: Vec<(String, Vec<String>)>,
+    /// Addresses the application may call from (Crowd's "remote addresses").
+    pub allowed_addresses: Vec<ipnet::IpNet>,
 }
 
 impl CrowdSeed {
@@ -92,6 +94,10 @@ impl Default for CrowdSeed {
             applications: vec![("usher".into(), "app-password".into())],
             users: vec![],
             groups: vec![("crowd-users".into(), vec![])],
+            allowed_addresses: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
         }
     }
 }
@@ -100,6 +106,7 @@ impl Default for CrowdSeed {
 #[derive(Debug)]
 pub struct CrowdEmulator {
     state: Mutex<CrowdState>,
+    allowed: Vec<ipnet::IpNet>,
     /// Credentials, faults, rate limit and garbling.
     pub gate: Gate,
 }
@@ -134,6 +141,7 @@ impl CrowdEmulator {
             .collect();
         let emu = Arc::new(CrowdEmulator {
             state: Mutex::new(state),
+            allowed: seed.allowed_addresses.clone(),
             gate: Gate::new(&apps, &[], BadCredentials::Reject),
         });
         let e = emu.clone();
@@ -162,7 +170,17 @@ impl CrowdEmulator {
                 "APPLICATION_ACCESS_DENIED",
                 "Application failed to authenticate",
             ),
-            Ok(Caller::User(_)) => self.route(&req),
+            Ok(Caller::User(app)) => {
+                let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+                match peer {
+                    Some(ip) if !self.allowed.iter().any(|n| n.contains(&ip)) => error(
+                        StatusCode::FORBIDDEN,
+                        "APPLICATION_ACCESS_DENIED",
+                        &format!("Client with address \"{ip}\" is forbidden from making requests to the application, {app}."),
+                    ),
+                    _ => self.route(&req),
+                }
+            }
         };
         let wants_json = req
             .headers()
@@ -308,6 +326,10 @@ impl CrowdEmulator {
                     created(&link("group", name))
                 }
                 Err(r) => r,
+            },
+            (Method::DELETE, "group") => match s.groups.remove(&groupname) {
+                Some(_) => empty(StatusCode::NO_CONTENT),
+                None => group_not_found(&groupname),
             },
             (Method::GET, "search") => search(&s, &q, truncate),
             _ => error(StatusCode::NOT_FOUND, "ILLEGAL_ARGUMENT", "Not found"),

@@ -19,6 +19,10 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// The client's socket address, put into every request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// Largest request body an emulator accepts (its peers send small JSON/forms).
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
@@ -58,13 +62,15 @@ pub async fn serve(addr: SocketAddr, handler: Handler) -> std::io::Result<Runnin
                 a = listener.accept() => a,
                 _ = stopped.changed() => break,
             };
-            let Ok((stream, _peer)) = accepted else {
+            let Ok((stream, peer)) = accepted else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
             let handler = handler.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
+                let svc = service_fn(move |mut req: Request<Incoming>| {
+                    // Emulators that check the caller's address (Crowd) read it here.
+                    req.extensions_mut().insert(PeerAddr(peer));
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(dispatch(handler, req).await) }
                 });

@@ -12,6 +12,8 @@ use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::config::{SessionSettings, SessionStoreKind};
+
 pub use self::cookie::{strip_usher_cookies, CookieCodec, CookieError, UsherCookieNames};
 pub use self::store::{CookiePayload, SessionStore, StoreError};
 
@@ -19,26 +21,34 @@ pub use self::store::{CookiePayload, SessionStore, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// Random 256-bit id (base64url); the key in server-side stores.
+    #[serde(rename = "i")]
     pub id: String,
     /// `[[idp]] name` that signed the person in.
+    #[serde(rename = "p")]
     pub idp: String,
     /// The IdP's stable subject (`sub`).
+    #[serde(rename = "s")]
     pub sub: String,
     /// Verified email at sign-in.
+    #[serde(rename = "e")]
     pub email: String,
     /// Target username (after mapping), sent in the user identity header.
+    #[serde(rename = "u")]
     pub username: String,
     /// Group names sent upstream (BTree order kept by the caller).
-    #[serde(default)]
+    #[serde(default, rename = "g")]
     pub groups: Vec<String>,
     /// Human name for pages and the assertion.
-    #[serde(default)]
+    #[serde(default, rename = "n")]
     pub display_name: String,
     /// Unix seconds when the session was created (absolute `ttl` counts from here).
+    #[serde(rename = "t")]
     pub issued_at: u64,
     /// Unix seconds of the last request seen (idle timeout counts from here).
+    #[serde(rename = "l")]
     pub last_seen: u64,
     /// Unix seconds of the last directory re-check of the person.
+    #[serde(rename = "r")]
     pub revalidated_at: u64,
 }
 
@@ -154,12 +164,64 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// Builds codec, store and policy from `[session]`; `secure` is true when the public
+    /// URL is https (adds `__Host-` and `Secure`). Connects to Redis for store = "redis"
+    /// and starts the sweeper for store = "memory" (needs a Tokio runtime).
+    pub async fn from_settings(
+        settings: &SessionSettings,
+        secure: bool,
+    ) -> Result<Self, StoreError> {
+        let codec = CookieCodec::new(
+            &settings.cookie_name,
+            "session",
+            &settings.secret,
+            &settings.previous_secrets,
+            secure,
+        )?;
+        let policy = SessionPolicy {
+            ttl: settings.ttl,
+            idle_timeout: settings.idle_timeout,
+            revalidate_after: settings.revalidate_after,
+        };
+        let store: Arc<dyn SessionStore> = match settings.store {
+            SessionStoreKind::Cookie => Arc::new(store::CookieStore),
+            SessionStoreKind::Memory => {
+                let memory = store::MemoryStore::new();
+                let every = (policy.idle_timeout / 4)
+                    .clamp(Duration::from_secs(1), Duration::from_secs(60));
+                // The sweeper holds a weak reference and ends when the store is dropped.
+                drop(memory.spawn_sweeper(policy, every));
+                memory
+            }
+            SessionStoreKind::Redis => {
+                let url = settings
+                    .redis_url
+                    .clone()
+                    .ok_or(StoreError::MissingRedisUrl)?;
+                Arc::new(store::RedisStore::connect(&url).await?)
+            }
+        };
+        Ok(Sessions {
+            codec: Arc::new(codec),
+            store,
+            policy,
+        })
+    }
+
+    /// The names of usher's own cookies, for stripping them before forwarding.
+    pub fn cookie_names(&self, login_prefix: &str) -> UsherCookieNames {
+        UsherCookieNames {
+            session: self.codec.name().to_string(),
+            login_prefix: login_prefix.to_string(),
+        }
+    }
+
     /// Resolves the request's session: decode the cookie, load from the store, check
     /// ttl/idle at `now`. Any failure (garbage, tampering, foreign key, expiry,
     /// revocation, store error) is `None`, so the caller starts a sign-in.
     pub async fn resolve(&self, cookie_header: &str, now: SystemTime) -> Option<Session> {
         let payload: CookiePayload = self.codec.decode(cookie_header)?;
-        let session = match self.store.load(&payload).await {
+        let session = match self.store.load(payload).await {
             Ok(Some(s)) => s,
             Ok(None) => return None,
             Err(e) => {
@@ -182,6 +244,23 @@ impl Sessions {
         self.codec
             .encode(&payload, Some(max_age))
             .map_err(StoreError::Cookie)
+    }
+
+    /// Records activity: when `last_seen` is stale (see [`Session::touch_due`]), moves
+    /// it to `now`, saves the session and returns the `Set-Cookie` values to send (the
+    /// cookie store re-issues the cookie; server-side stores refresh the record and
+    /// return the same small reference cookie). `Ok(None)` when nothing is due, which
+    /// is the common case on the hot path.
+    pub async fn touch_if_due(
+        &self,
+        session: &mut Session,
+        now: SystemTime,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        if !session.touch_due(&self.policy, now) {
+            return Ok(None);
+        }
+        session.touch(now);
+        self.issue(session, now).await.map(Some)
     }
 
     /// Ends the session referenced by the cookie (revoking it in shared stores) and

@@ -128,3 +128,78 @@ async fn facade_with_cookie_store_needs_no_server_state() {
     assert_eq!(s.resolve("", now).await, None);
     assert_eq!(s.resolve("__Host-_usher=garbage", now).await, None);
 }
+
+fn settings(store: crate::config::SessionStoreKind) -> crate::config::SessionSettings {
+    crate::config::SessionSettings {
+        secret: Secret::new("n".repeat(32)),
+        previous_secrets: vec![Secret::new("o".repeat(32))],
+        cookie_name: "_usher".into(),
+        ttl: Duration::from_secs(3600),
+        idle_timeout: Duration::from_secs(600),
+        revalidate_after: Duration::from_secs(60),
+        store,
+        redis_url: None,
+    }
+}
+
+#[tokio::test]
+async fn from_settings_builds_each_store() {
+    use crate::config::SessionStoreKind;
+    let s = Sessions::from_settings(&settings(SessionStoreKind::Cookie), true)
+        .await
+        .unwrap();
+    assert_eq!(s.store.kind(), "cookie");
+    assert_eq!(s.codec.name(), "__Host-_usher");
+    assert_eq!(s.policy.idle_timeout, Duration::from_secs(600));
+    let names = s.cookie_names("__Host-_usher_login_");
+    assert!(names.is_ours("__Host-_usher_2") && names.is_ours("__Host-_usher_login_abc"));
+    let m = Sessions::from_settings(&settings(SessionStoreKind::Memory), false)
+        .await
+        .unwrap();
+    assert_eq!(m.store.kind(), "memory");
+    assert_eq!(m.codec.name(), "_usher");
+    let now = SystemTime::now();
+    let session = Session::new("google", "s", "e@example.com", "e", now);
+    let header = header_from(&m.issue(&session, now).await.unwrap());
+    assert_eq!(m.resolve(&header, now).await, Some(session));
+    let err = Sessions::from_settings(&settings(SessionStoreKind::Redis), true)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::MissingRedisUrl), "{err}");
+    // Rotation: a cookie made with the previous secret still resolves.
+    let mut old = settings(SessionStoreKind::Cookie);
+    old.secret = Secret::new("o".repeat(32));
+    old.previous_secrets.clear();
+    let old = Sessions::from_settings(&old, true).await.unwrap();
+    let session = Session::new("google", "s2", "f@example.com", "f", now);
+    let header = header_from(&old.issue(&session, now).await.unwrap());
+    assert_eq!(s.resolve(&header, now).await, Some(session));
+}
+
+#[tokio::test]
+async fn activity_keeps_a_cookie_session_alive_past_the_idle_timeout() {
+    let s = sessions(Arc::new(store::CookieStore));
+    let t0 = SystemTime::now();
+    let mut session = Session::new("google", "sub-a", "a@example.com", "a", t0);
+    let mut header = header_from(&s.issue(&session, t0).await.unwrap());
+    // Not due yet: nothing to send.
+    assert_eq!(
+        s.touch_if_due(&mut session, t0 + Duration::from_secs(10))
+            .await
+            .unwrap(),
+        None
+    );
+    // A request every 30 minutes for 3 hours (idle timeout is 2 h).
+    for step in 1..=6u64 {
+        let now = t0 + Duration::from_secs(step * 1800);
+        let mut current = s.resolve(&header, now).await.expect("still signed in");
+        if let Some(set) = s.touch_if_due(&mut current, now).await.unwrap() {
+            header = header_from(&set);
+        }
+        assert_eq!(current.last_seen, crate::session::unix_secs(now));
+    }
+    // Then silence longer than the idle timeout ends it.
+    let later = t0 + Duration::from_secs(6 * 1800 + 7201);
+    assert_eq!(s.resolve(&header, later).await, None);
+}

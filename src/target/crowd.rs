@@ -592,4 +592,28 @@ mod tests {
             .unwrap();
         assert_eq!(groups["groups"], json!([]));
     }
+
+    /// Crowd refuses an application calling from an address it does not allow; the
+    /// error names the allowlist.
+    #[tokio::test]
+    async fn caller_address_outside_the_allowlist_is_forbidden() {
+        let seed = CrowdSeed {
+            allowed_addresses: vec!["10.0.0.0/8".parse().unwrap()],
+            ..CrowdSeed::default()
+        };
+        let (_emu, running) = CrowdEmulator::start(seed).await.unwrap();
+        let t = client(
+            &running.url(),
+            basic("usher", "app-password"),
+            Arc::default(),
+            50,
+        );
+        let err = t.get_user("ada").await.unwrap_err();
+        assert!(matches!(err, TargetError::Forbidden { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("127.0.0.1") && text.contains("IP address"),
+            "{text}"
+        );
+    }
 }

@@ -51,3 +51,7 @@ npm_ci tests/peers/oidc-provider
 npm_ci tests/browser
 [ -x /usr/bin/chromium ] || { echo "install.sh: /usr/bin/chromium is missing after install" >&2; exit 1; }
 # --- end sign-in peers (npm) ---
+
+# --- SCIM peers (branch targets): scim2-server, scim2-tester, scim2-cli in target/peers-venv ---
+timeout 300 bash tests/peers/scim2_server.sh install
+# --- end SCIM peers ---

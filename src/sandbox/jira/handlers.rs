@@ -424,3 +424,111 @@ pub(super) fn set_component_lead(s: &mut JiraState, id: &str, b: &Value) -> Resp
     let c = c.clone();
     json(StatusCode::OK, &component_json(s, &c))
 }
+
+/// DELETE /user: 204; a project lead cannot be deleted (400).
+pub(super) fn delete_user(s: &mut JiraState, q: &[(String, String)]) -> Response<Bytes> {
+    let Some(u) = find(s, q).cloned() else {
+        return error(StatusCode::NOT_FOUND, "The user does not exist.");
+    };
+    if let Some(p) = s
+        .projects
+        .values()
+        .find(|p| p.lead.eq_ignore_ascii_case(&u.name))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Cannot delete user '{}' because they are the lead of project '{}'.",
+                u.name, p.key
+            ),
+        );
+    }
+    s.users.remove(&u.name.to_lowercase());
+    for members in s.groups.values_mut() {
+        members.remove(&u.key);
+    }
+    empty(StatusCode::NO_CONTENT)
+}
+
+/// DELETE /group?groupname=[&swapGroup=]: 200 with an empty body.
+pub(super) fn delete_group(s: &mut JiraState, q: &[(String, String)]) -> Response<Bytes> {
+    let g = param(q, "groupname").unwrap_or_default();
+    if let Some(swap) = param(q, "swapGroup") {
+        if !s.groups.contains_key(&swap) || swap == g {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("The swap group '{swap}' is not valid."),
+            );
+        }
+    }
+    if s.groups.remove(&g).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("Group '{g}' does not exist."),
+        );
+    }
+    empty(StatusCode::OK)
+}
+
+fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '&' => "&amp;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&#39;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// The demo upstream page: the identity headers the proxy set (`X-Forwarded-User`,
+/// `-Email`, `-Groups`) and the Jira account and groups provisioning produced.
+pub(super) fn whoami_page(s: &JiraState, headers: &http::HeaderMap) -> String {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let user = header("x-forwarded-user");
+    let mut body = String::from("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Jira (usher sandbox)</title></head><body><h1>Jira (usher sandbox)</h1>");
+    if user.is_empty() {
+        body.push_str(
+            "<p>No identity header: you reached Jira without signing in through usher.</p>",
+        );
+    } else {
+        body.push_str(&format!(
+            "<p>Signed in as <b>{}</b> ({}).</p><p>Groups from the proxy: {}</p>",
+            escape(&user),
+            escape(&header("x-forwarded-email")),
+            escape(&header("x-forwarded-groups"))
+        ));
+        match s.user(&user) {
+            Some(u) => {
+                let groups: Vec<String> = s
+                    .groups
+                    .iter()
+                    .filter(|(_, m)| m.contains(&u.key))
+                    .map(|(g, _)| escape(g))
+                    .collect();
+                body.push_str(&format!(
+                    "<p>Jira account: {} &lt;{}&gt;, {}.</p><p>Jira groups: {}</p>",
+                    escape(&u.display_name),
+                    escape(&u.email),
+                    if u.active { "active" } else { "deactivated" },
+                    if groups.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        groups.join(", ")
+                    }
+                ));
+            }
+            None => body.push_str("<p>No Jira account with this username.</p>"),
+        }
+    }
+    body.push_str("</body></html>");
+    body
+}

@@ -128,7 +128,7 @@ pub struct JiraSeed {
     pub components: Vec<(u64, String, String, Option<String>)>,
     /// Emulate Jira >= 8.3 (`active` honoured in PUT /user).
     pub honours_active: bool,
-    /// Emulate Jira Software 10 (GET /group removed -> 404).
+    /// Emulate Jira 10.3+ (GET /group removed -> 404; cursor-paged GET /user/list).
     pub v10: bool,
 }
 
@@ -252,6 +252,21 @@ impl JiraEmulator {
     }
 
     async fn respond(&self, req: Request<Bytes>) -> Response<Bytes> {
+        // Outside the REST API the emulator is the demo's upstream web app: a page
+        // showing who the proxy says you are and what Jira knows about you.
+        if !req.uri().path().starts_with("/rest/") {
+            let page = self
+                .state
+                .lock()
+                .map(|s| whoami_page(&s, req.headers()))
+                .unwrap_or_default();
+            let mut resp = Response::new(Bytes::from(page));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            return resp;
+        }
         let caller = match self.gate.admit(&req, error).await {
             Ok(c) => c,
             Err(resp) => return resp,
@@ -295,8 +310,10 @@ impl JiraEmulator {
                 Ok(b) => update_user(&mut s, &q, &b, self.honours_active),
                 Err(r) => r,
             },
+            (Method::DELETE, ["user"]) => delete_user(&mut s, &q),
+            (Method::DELETE, ["group"]) => delete_group(&mut s, &q),
             (Method::GET, ["user", "search"]) => search_users(&s, &q, truncate),
-            (Method::GET, ["user", "list"]) => list_users(&s, &q),
+            (Method::GET, ["user", "list"]) if self.v10 => list_users(&s, &q),
             (Method::GET, ["group"]) if self.v10 => error(StatusCode::NOT_FOUND, "null for uri"),
             (Method::GET, ["group"]) => {
                 match param(&q, "groupname").filter(|g| s.groups.contains_key(g)) {

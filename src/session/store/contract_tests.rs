@@ -42,7 +42,7 @@ async fn contract(store: &dyn SessionStore, peer: &dyn SessionStore) {
         .join("; ");
     let decoded: CookiePayload = codec().decode(&header).unwrap();
     assert_eq!(
-        store.load(&decoded).await.unwrap(),
+        store.load(decoded.clone()).await.unwrap(),
         Some(s.clone()),
         "{}",
         store.kind()
@@ -53,7 +53,11 @@ async fn contract(store: &dyn SessionStore, peer: &dyn SessionStore) {
     later.touch(now + Duration::from_secs(120));
     let payload2 = store.save(&later, &p, now).await.unwrap();
     assert_eq!(
-        store.load(&payload2).await.unwrap().map(|x| x.last_seen),
+        store
+            .load(payload2.clone())
+            .await
+            .unwrap()
+            .map(|x| x.last_seen),
         Some(later.last_seen)
     );
 
@@ -62,7 +66,7 @@ async fn contract(store: &dyn SessionStore, peer: &dyn SessionStore) {
         id: crate::session::new_session_id(),
     };
     assert_eq!(
-        store.load(&unknown).await.unwrap(),
+        store.load(unknown.clone()).await.unwrap(),
         None,
         "{}",
         store.kind()
@@ -76,7 +80,7 @@ async fn contract(store: &dyn SessionStore, peer: &dyn SessionStore) {
     store.revoke(&s.id).await.unwrap();
     if store.kind() != "cookie" {
         assert_eq!(
-            store.load(&payload2).await.unwrap(),
+            store.load(payload2.clone()).await.unwrap(),
             None,
             "{}",
             store.kind()
@@ -84,17 +88,20 @@ async fn contract(store: &dyn SessionStore, peer: &dyn SessionStore) {
     }
     if store.shares_revocation() {
         assert_eq!(
-            peer.load(&payload2).await.unwrap(),
+            peer.load(payload2.clone()).await.unwrap(),
             None,
             "{}",
             store.kind()
         );
         assert_eq!(
-            peer.load(&other_payload).await.unwrap(),
+            peer.load(other_payload.clone()).await.unwrap(),
             Some(other.clone())
         );
     }
-    assert_eq!(store.load(&other_payload).await.unwrap(), Some(other));
+    assert_eq!(
+        store.load(other_payload.clone()).await.unwrap(),
+        Some(other)
+    );
 }
 
 #[tokio::test]
@@ -226,7 +233,7 @@ async fn redis_store_contract_with_two_replicas() {
         .await
         .unwrap();
     assert!(a
-        .load(&CookiePayload::Ref { id: "bad".into() })
+        .load(CookiePayload::Ref { id: "bad".into() })
         .await
         .is_err());
 }

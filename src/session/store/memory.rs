@@ -76,12 +76,9 @@ impl SessionStore for MemoryStore {
         false
     }
 
-    fn load<'a>(
-        &'a self,
-        payload: &'a CookiePayload,
-    ) -> BoxFuture<'a, Result<Option<Session>, StoreError>> {
+    fn load(&self, payload: CookiePayload) -> BoxFuture<'_, Result<Option<Session>, StoreError>> {
         let out = match payload {
-            CookiePayload::Ref { id } => self.sessions.get(id).map(|s| s.value().clone()),
+            CookiePayload::Ref { id } => self.sessions.get(&id).map(|s| s.value().clone()),
             CookiePayload::Full(_) => None,
         };
         Box::pin(std::future::ready(Ok(out)))

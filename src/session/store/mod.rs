@@ -17,8 +17,8 @@ pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
 /// What the encrypted session cookie carries.
+/// Externally tagged (`{"s":{..}}` / `{"r":{"id":..}}`): parsed without buffering.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "t")]
 pub enum CookiePayload {
     /// The whole session (store = "cookie").
     #[serde(rename = "s")]
@@ -50,6 +50,9 @@ pub enum StoreError {
     /// A stored record could not be (de)serialised.
     #[error("session record could not be (de)serialised: {0}")]
     Serde(#[from] serde_json::Error),
+    /// store = "redis" without `redis_url`.
+    #[error("[session] store = \"redis\" needs redis_url (e.g. redis://127.0.0.1:6379)")]
+    MissingRedisUrl,
     /// The cookie could not be built.
     #[error(transparent)]
     Cookie(#[from] super::CookieError),
@@ -65,10 +68,7 @@ pub trait SessionStore: Send + Sync {
 
     /// Resolves a decoded cookie payload to a session; `Ok(None)` when unknown,
     /// revoked or expired in the store.
-    fn load<'a>(
-        &'a self,
-        payload: &'a CookiePayload,
-    ) -> BoxFuture<'a, Result<Option<Session>, StoreError>>;
+    fn load(&self, payload: CookiePayload) -> BoxFuture<'_, Result<Option<Session>, StoreError>>;
 
     /// Stores `session` (until its absolute expiry) and returns what the cookie carries.
     fn save<'a>(
@@ -96,12 +96,9 @@ impl SessionStore for CookieStore {
         false
     }
 
-    fn load<'a>(
-        &'a self,
-        payload: &'a CookiePayload,
-    ) -> BoxFuture<'a, Result<Option<Session>, StoreError>> {
+    fn load(&self, payload: CookiePayload) -> BoxFuture<'_, Result<Option<Session>, StoreError>> {
         let out = match payload {
-            CookiePayload::Full(s) => Some(s.clone()),
+            CookiePayload::Full(s) => Some(s),
             CookiePayload::Ref { .. } => None,
         };
         Box::pin(std::future::ready(Ok(out)))

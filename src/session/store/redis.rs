@@ -54,17 +54,14 @@ impl SessionStore for RedisStore {
         true
     }
 
-    fn load<'a>(
-        &'a self,
-        payload: &'a CookiePayload,
-    ) -> BoxFuture<'a, Result<Option<Session>, StoreError>> {
+    fn load(&self, payload: CookiePayload) -> BoxFuture<'_, Result<Option<Session>, StoreError>> {
         Box::pin(async move {
             let CookiePayload::Ref { id } = payload else {
                 return Ok(None);
             };
             let mut conn = self.conn.clone();
             let raw: Option<String> = redis::cmd("GET")
-                .arg(key(id))
+                .arg(key(&id))
                 .query_async(&mut conn)
                 .await?;
             match raw {

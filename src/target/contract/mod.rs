@@ -149,6 +149,10 @@ pub(crate) async fn run(h: Harness) {
     assert_eq!(seen.email.as_deref(), Some("alice@example.com"));
     assert_eq!(seen.display_name, "ALICE Tester");
 
+    // Futures are Send: the planner fans calls out on spawned tasks.
+    let shared = h.target.clone();
+    let spawned = tokio::spawn(async move { shared.get_user("alice").await });
+    assert!(spawned.await.unwrap().unwrap().is_some());
     let got = t.get_user("alice").await.unwrap().expect("get alice");
     assert_eq!(got.username, "alice");
     assert_eq!(got.display_name, "ALICE Tester");

@@ -6,7 +6,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{seg, Reply, RestClient};
+use super::http::{Reply, RestClient};
 use super::{
     Capabilities, Cursor, NewUser, Outcome, Page, Target, TargetError, TargetFuture, TargetGroup,
     TargetUser, UserUpdate,
@@ -58,6 +58,14 @@ struct MemberPage {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserList {
+    values: Vec<JiraUserJson>,
+    is_last: bool,
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
 struct Picker {
     total: usize,
     groups: Vec<NameOnly>,
@@ -66,20 +74,6 @@ struct Picker {
 #[derive(Debug, Deserialize)]
 struct NameOnly {
     name: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ProjectJson {
-    key: String,
-    lead: Option<NameOnly>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ComponentJson {
-    id: String,
-    lead_user_name: Option<String>,
-    lead: Option<NameOnly>,
 }
 
 /// A Jira DC target. Deactivation sets `active:false` (Jira >= 8.3) after moving
@@ -140,83 +134,6 @@ impl JiraTarget {
         }
     }
 
-    /// Hands projects and components led by `username` to the configured defaults.
-    async fn reassign_leads(&self, username: &str) -> Result<(), TargetError> {
-        let what = format!("reassign the project and component leads of {username}");
-        let reply = self
-            .rest
-            .expect(
-                Method::GET,
-                &format!("{API}/project"),
-                &[("expand", "lead")],
-                None,
-                &[StatusCode::OK],
-                &what,
-            )
-            .await?;
-        let projects: Vec<ProjectJson> = self.rest.json(&reply, &what)?;
-        for p in &projects {
-            let leads = p
-                .lead
-                .as_ref()
-                .is_some_and(|l| l.name.eq_ignore_ascii_case(username));
-            if leads {
-                let Some(new_lead) = &self.default_project_lead else {
-                    return Err(TargetError::Rejected {
-                        target: self.rest.target().to_string(),
-                        what: format!("deactivate {username}"),
-                        status: 400,
-                        message: format!("{username} leads project {}; set default_project_lead in the [[target]] so usher can hand the project over", p.key),
-                    });
-                };
-                let body = json!({"lead": new_lead});
-                let w = format!("make {new_lead} lead of project {}", p.key);
-                self.rest
-                    .expect(
-                        Method::PUT,
-                        &format!("{API}/project/{}", seg(&p.key)),
-                        &[],
-                        Some(&body),
-                        &[StatusCode::OK],
-                        &w,
-                    )
-                    .await?;
-                tracing::info!(target_name = %self.rest.target(), project = %p.key, from = %username, to = %new_lead, "project lead reassigned");
-            }
-            let cpath = format!("{API}/project/{}/components", seg(&p.key));
-            let reply = self
-                .rest
-                .expect(Method::GET, &cpath, &[], None, &[StatusCode::OK], &what)
-                .await?;
-            let components: Vec<ComponentJson> = self.rest.json(&reply, &what)?;
-            for c in components {
-                let lead = c.lead_user_name.or(c.lead.map(|l| l.name));
-                if !lead.is_some_and(|l| l.eq_ignore_ascii_case(username)) {
-                    continue;
-                }
-                // Without a default the project lead takes over, as Jira itself does.
-                let new_lead = self
-                    .default_component_lead
-                    .clone()
-                    .or_else(|| self.default_project_lead.clone())
-                    .unwrap_or_default();
-                let body = json!({"leadUserName": new_lead});
-                let w = format!("make {new_lead} lead of component {}", c.id);
-                self.rest
-                    .expect(
-                        Method::PUT,
-                        &format!("{API}/component/{}", seg(&c.id)),
-                        &[],
-                        Some(&body),
-                        &[StatusCode::OK],
-                        &w,
-                    )
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
     async fn set_active(&self, username: &str, active: bool) -> Result<Outcome, TargetError> {
         let verb = if active { "reactivate" } else { "deactivate" };
         let what = format!("{verb} user {username}");
@@ -243,6 +160,74 @@ impl JiraTarget {
                 "{what}: this Jira ignores `active` in PUT /user (needs Jira 8.3 or later)"
             ))),
         }
+    }
+
+    /// One `/user/list` page; `None` when this Jira has no such endpoint (before 10.3).
+    async fn user_list_page(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<Option<Page<TargetUser>>, TargetError> {
+        let what = "list users";
+        let max = self.page_size.to_string();
+        let mut query = vec![("maxResults", max.as_str())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c));
+        }
+        let reply = self
+            .rest
+            .send(Method::GET, &format!("{API}/user/list"), &query, None, what)
+            .await?;
+        if reply.status == StatusCode::NOT_FOUND && cursor.is_none() {
+            return Ok(None);
+        }
+        if reply.status != StatusCode::OK {
+            return Err(self.rest.error(&reply, what));
+        }
+        let page: UserList = self.rest.json(&reply, what)?;
+        let next = match (page.is_last, page.next_cursor) {
+            (true, _) => None,
+            (false, Some(c)) => Some(Cursor(format!("list:{c}"))),
+            (false, None) => {
+                return Err(self
+                    .rest
+                    .protocol(what, "isLast is false but nextCursor is missing".into()))
+            }
+        };
+        Ok(Some(Page {
+            items: page.values.into_iter().map(Into::into).collect(),
+            next,
+        }))
+    }
+
+    /// One `/user/search?username=.` page (active and inactive users).
+    async fn user_search_page(&self, start: usize) -> Result<Page<TargetUser>, TargetError> {
+        let what = "list users";
+        let (s, m) = (start.to_string(), self.page_size.to_string());
+        let query = [
+            ("username", "."),
+            ("includeActive", "true"),
+            ("includeInactive", "true"),
+            ("startAt", s.as_str()),
+            ("maxResults", m.as_str()),
+        ];
+        let reply = self
+            .rest
+            .expect(
+                Method::GET,
+                &format!("{API}/user/search"),
+                &query,
+                None,
+                &[StatusCode::OK],
+                what,
+            )
+            .await?;
+        let list: Vec<JiraUserJson> = self.rest.json(&reply, what)?;
+        let next = (list.len() >= self.page_size)
+            .then(|| Cursor(format!("search:{}", start + list.len())));
+        Ok(Page {
+            items: list.into_iter().map(Into::into).collect(),
+            next,
+        })
     }
 
     async fn get(&self, username: &str) -> Result<Option<TargetUser>, TargetError> {
@@ -395,38 +380,29 @@ impl Target for JiraTarget {
         Box::pin(self.set_active(username, true))
     }
 
+    /// Jira 10.3+ has the cursor-paged `/user/list`; older Jira answers 404 there and
+    /// is paged through `/user/search?username=.` instead. The cursor says which.
     fn list_users_page<'a>(
         &'a self,
         cursor: Option<&'a Cursor>,
     ) -> TargetFuture<'a, Page<TargetUser>> {
         Box::pin(async move {
-            let what = "list users";
-            let start = start_of(cursor);
-            let (s, m) = (start.to_string(), self.page_size.to_string());
-            let reply = self
-                .rest
-                .expect(
-                    Method::GET,
-                    &format!("{API}/user/search"),
-                    &[
-                        ("username", "."),
-                        ("includeActive", "true"),
-                        ("includeInactive", "true"),
-                        ("startAt", &s),
-                        ("maxResults", &m),
-                    ],
-                    None,
-                    &[StatusCode::OK],
-                    what,
-                )
-                .await?;
-            let list: Vec<JiraUserJson> = self.rest.json(&reply, what)?;
-            let next =
-                (list.len() >= self.page_size).then(|| Cursor((start + list.len()).to_string()));
-            Ok(Page {
-                items: list.into_iter().map(Into::into).collect(),
-                next,
-            })
+            match cursor.map(|c| c.0.as_str()) {
+                None => match self.user_list_page(None).await? {
+                    Some(page) => Ok(page),
+                    None => self.user_search_page(0).await,
+                },
+                Some(c) => match c.strip_prefix("list:") {
+                    Some(next) => self.user_list_page(Some(next)).await?.ok_or_else(|| {
+                        self.rest
+                            .protocol("list users", "/user/list disappeared while paging".into())
+                    }),
+                    None => {
+                        let start = c.trim_start_matches("search:").parse().unwrap_or(0);
+                        self.user_search_page(start).await
+                    }
+                },
+            }
         })
     }
 
@@ -611,5 +587,6 @@ impl Target for JiraTarget {
     }
 }
 
+mod leads;
 #[cfg(test)]
 mod tests;

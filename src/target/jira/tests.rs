@@ -278,3 +278,117 @@ async fn slow_answers_time_out_and_are_retried_boundedly() {
     );
     assert_eq!(clock.sleeps().len(), 5);
 }
+
+/// Before Jira 10.3 there is no `/user/list`: listing falls back to `/user/search`
+/// paging, and both modes list every user (active and inactive) exactly once.
+#[tokio::test]
+async fn user_listing_works_with_and_without_user_list() {
+    for v10 in [true, false] {
+        let seed = JiraSeed {
+            v10,
+            ..JiraSeed::default()
+        };
+        let (emu, running) = JiraEmulator::start(seed).await.unwrap();
+        emu.with_state(|s| {
+            for k in 0..7 {
+                s.insert_user(
+                    &format!("p{k}"),
+                    &format!("p{k}@example.com"),
+                    "P",
+                    k % 2 == 0,
+                );
+            }
+        });
+        let t = client(
+            &running.url(),
+            basic("usher-bot", "bot-password"),
+            Arc::default(),
+            3,
+        )
+        .await;
+        let (mut names, mut cursor, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let page = t.list_users_page(cursor.as_ref()).await.unwrap();
+            pages += 1;
+            if let Some(c) = &page.next {
+                assert_eq!(c.0.starts_with("list:"), v10, "{c:?}");
+            }
+            names.extend(page.items.into_iter().map(|u| u.username));
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        names.sort();
+        let mut want: Vec<String> = emu.state().users.values().map(|u| u.name.clone()).collect();
+        want.sort();
+        assert_eq!(names, want, "v10={v10}");
+        assert!(pages >= 3);
+    }
+}
+
+/// Checklist statuses the client does not use itself: delete user 204 (refused for a
+/// project lead), delete group 200 with an empty body.
+#[tokio::test]
+async fn emulator_delete_statuses() {
+    let (emu, running) = JiraEmulator::start(seed_with_leads()).await.unwrap();
+    let http = reqwest::Client::new();
+    let del = |q: &str| {
+        http.delete(format!("{}/rest/api/2/{q}", running.url()))
+            .basic_auth("usher-bot", Some("bot-password"))
+            .send()
+    };
+    assert_eq!(del("user?username=lead").await.unwrap().status(), 400);
+    assert_eq!(
+        del("user?username=jira-admin").await.unwrap().status(),
+        400,
+        "leads OTH"
+    );
+    emu.with_state(|s| s.insert_user("temp", "t@example.com", "T", true));
+    assert_eq!(del("user?username=temp").await.unwrap().status(), 204);
+    assert_eq!(del("user?username=temp").await.unwrap().status(), 404);
+    let g = del("group?groupname=jira-software-users").await.unwrap();
+    assert_eq!(g.status(), 200);
+    assert!(g.bytes().await.unwrap().is_empty());
+    assert_eq!(
+        del("group?groupname=jira-software-users")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+/// Outside `/rest/` the emulator is the demo upstream: it shows the identity headers
+/// and the provisioned account, HTML-escaped.
+#[tokio::test]
+async fn emulator_whoami_page_shows_the_provisioned_account() {
+    let (emu, running) = JiraEmulator::start(JiraSeed::default()).await.unwrap();
+    emu.with_state(|s| {
+        s.insert_user("eve", "eve@example.com", "Eve <script>", true);
+        s.insert_member("jira-software-users", "eve");
+    });
+    let page = reqwest::Client::new()
+        .get(format!("{}/secure/Dashboard.jspa", running.url()))
+        .header("x-forwarded-user", "eve")
+        .header("x-forwarded-email", "eve@example.com")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Signed in as <b>eve</b>"), "{page}");
+    assert!(page.contains("Jira groups: jira-software-users"), "{page}");
+    assert!(
+        page.contains("Eve &lt;script&gt;") && !page.contains("<script>"),
+        "{page}"
+    );
+    let anonymous = reqwest::get(format!("{}/", running.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(anonymous.contains("No identity header"));
+}
