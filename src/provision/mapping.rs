@@ -223,11 +223,17 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Applies a rewrite rule to the whole input; `None` when the regex does not match.
+/// Applies a rewrite rule like `sed 's/regex/replacement/'`: the first match is
+/// replaced (with `$1`-style groups expanded) and the rest of the input kept, so
+/// `(.*)@.*` -> `$1` and `@example\.com$` -> `` both turn `ann@example.com` into
+/// `ann`. `None` when the regex does not match at all (the person or group is skipped).
 fn rewrite(rule: &RewriteRule, input: &str) -> Option<String> {
     let caps = rule.regex.captures(input)?;
-    let mut out = String::new();
+    let whole = caps.get(0)?;
+    let mut out = String::with_capacity(input.len());
+    out.push_str(&input[..whole.start()]);
     caps.expand(&rule.replacement, &mut out);
+    out.push_str(&input[whole.end()..]);
     Some(out)
 }
 
@@ -526,6 +532,27 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn rewrite_replaces_the_match_and_keeps_the_rest() {
+        let r = |re: &str, rep: &str| RewriteRule {
+            regex: regex::Regex::new(re).unwrap(),
+            replacement: rep.into(),
+        };
+        assert_eq!(
+            rewrite(&r("(.*)@.*", "$1"), "ann@example.com").as_deref(),
+            Some("ann")
+        );
+        assert_eq!(
+            rewrite(&r(r"@example\.com$", ""), "ann@example.com").as_deref(),
+            Some("ann")
+        );
+        assert_eq!(
+            rewrite(&r(r"^(\w)\w*\.(\w+)@.*$", "$1$2"), "ann.lee@x.org").as_deref(),
+            Some("alee")
+        );
+        assert_eq!(rewrite(&r(r"@example\.com$", ""), "ann@other.org"), None);
     }
 
     #[test]
