@@ -128,7 +128,7 @@ pub struct Skip {
 
 /// A `display_name` template that names an unknown placeholder or is malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("provisioning.display_name {template:?}: {problem}; use {{given_name}}, {{family_name}}, {{full_name}} or {{email}}")]
+#[error("provisioning.display_name {template:?}: {problem}; use {{given_name}}, {{family_name}}, {{name}}, {{email}} or {{username}}")]
 pub struct TemplateError {
     pub template: String,
     pub problem: String,
@@ -140,6 +140,7 @@ enum Field {
     Family,
     Full,
     Email,
+    Username,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +149,20 @@ enum Piece {
     Field(Field),
 }
 
-/// A parsed `display_name` template such as `{given_name} {family_name}`.
+/// The values a display-name template can use.
+#[derive(Debug, Clone, Copy)]
+pub struct NameFields<'a> {
+    pub given_name: &'a str,
+    pub family_name: &'a str,
+    /// The source's full name (`{name}` or `{full_name}`).
+    pub full_name: &'a str,
+    pub email: &'a str,
+    pub username: &'a str,
+}
+
+/// A parsed `display_name` template such as `{given_name} {family_name}`; the
+/// placeholders are those `config` accepts (`given_name`, `family_name`, `name`,
+/// `email`, `username`) plus `full_name` as another spelling of `name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayTemplate {
     pieces: Vec<Piece>,
@@ -175,8 +189,9 @@ impl DisplayTemplate {
                     let field = match &after[..end] {
                         "given_name" => Field::Given,
                         "family_name" => Field::Family,
-                        "full_name" => Field::Full,
+                        "name" | "full_name" => Field::Full,
                         "email" => Field::Email,
+                        "username" => Field::Username,
                         other => return Err(err(format!("unknown placeholder {{{other}}}"))),
                     };
                     pieces.push(Piece::Field(field));
@@ -193,22 +208,23 @@ impl DisplayTemplate {
     }
 
     /// Fills the template; collapses the doubled spaces left by empty fields.
-    pub fn render(&self, given: &str, family: &str, full: &str, email: &str) -> String {
+    pub fn render(&self, f: &NameFields<'_>) -> String {
         let mut out = String::new();
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Field(Field::Given) => out.push_str(given),
-                Piece::Field(Field::Family) => out.push_str(family),
-                Piece::Field(Field::Full) => out.push_str(full),
-                Piece::Field(Field::Email) => out.push_str(email),
+                Piece::Field(Field::Given) => out.push_str(f.given_name),
+                Piece::Field(Field::Family) => out.push_str(f.family_name),
+                Piece::Field(Field::Full) => out.push_str(f.full_name),
+                Piece::Field(Field::Email) => out.push_str(f.email),
+                Piece::Field(Field::Username) => out.push_str(f.username),
             }
         }
         out.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 }
 
-/// Checks a login or group name: non-empty, no whitespace or control characters,
+/// Checks a login name: non-empty, no whitespace or control characters,
 /// at most [`MAX_NAME_LEN`] characters. Returns the problem in words.
 pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -218,6 +234,24 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err(format!("it is longer than {MAX_NAME_LEN} characters"));
     }
     if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("it contains the character {c:?}"));
+    }
+    Ok(())
+}
+
+/// Checks a target group name: non-empty, no control characters, no leading or
+/// trailing spaces, at most [`MAX_NAME_LEN`] characters (inner spaces are fine).
+pub fn validate_group_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.trim() != name {
+        return Err("it starts or ends with a space".into());
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(format!("it is longer than {MAX_NAME_LEN} characters"));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
         return Err(format!("it contains the character {c:?}"));
     }
     Ok(())
@@ -337,8 +371,11 @@ impl Mapper {
     }
 
     /// Target groups one IdP group leads to, with the rule that did it. Manual
-    /// `[[groups.map]]` entries win; otherwise on-the-fly mode applies `filter` to the
-    /// group e-mail and then the `name` rule (default: the e-mail's local part).
+    /// `[[groups.map]]` entries win; otherwise on-the-fly mode keeps groups whose
+    /// e-mail or display name matches `filter`, then names the target group with the
+    /// `name` rule applied to the group e-mail (no rule: the display name unchanged,
+    /// or the e-mail's local part when there is none). A name the rule does not match
+    /// or that is not a valid group name skips the group.
     pub fn targets_of(&self, group: &GroupRef) -> Vec<(GroupName, Rule)> {
         let email = group.email.to_ascii_lowercase();
         if let Some(t) = self.map.get(&email) {
@@ -348,16 +385,17 @@ impl Mapper {
             return Vec::new();
         }
         if let Some(f) = &self.groups.filter {
-            if !f.is_match(&email) {
+            if !f.is_match(&email) && !f.is_match(&group.name) {
                 return Vec::new();
             }
         }
         let name = match &self.groups.name {
             Some(rule) => rewrite(rule, &email),
+            None if !group.name.trim().is_empty() => Some(group.name.trim().to_string()),
             None => email.split('@').next().map(str::to_string),
         };
         match name {
-            Some(n) if validate_name(&n).is_ok() => {
+            Some(n) if validate_group_name(&n).is_ok() => {
                 vec![(GroupName::from(n.as_str()), Rule::OnTheFly)]
             }
             _ => Vec::new(),
@@ -441,9 +479,13 @@ impl Mapper {
             )));
         }
         let username = self.username_for(&email).map_err(skip)?;
-        let display_name = self
-            .display
-            .render(&p.given_name, &p.family_name, &p.full_name, &email);
+        let display_name = self.display.render(&NameFields {
+            given_name: &p.given_name,
+            family_name: &p.family_name,
+            full_name: &p.full_name,
+            email: &email,
+            username: &username,
+        });
         let display_name = if display_name.is_empty() {
             username.clone()
         } else {
@@ -520,11 +562,20 @@ mod tests {
 
     #[test]
     fn display_template_fields_and_errors() {
+        let f = |given, family, full| NameFields {
+            given_name: given,
+            family_name: family,
+            full_name: full,
+            email: "a@x",
+            username: "ada",
+        };
         let t = DisplayTemplate::parse("{given_name} {family_name}").unwrap();
-        assert_eq!(t.render("Ada", "Lovelace", "", "a@x"), "Ada Lovelace");
-        assert_eq!(t.render("", "Lovelace", "", "a@x"), "Lovelace");
+        assert_eq!(t.render(&f("Ada", "Lovelace", "")), "Ada Lovelace");
+        assert_eq!(t.render(&f("", "Lovelace", "")), "Lovelace");
         let t = DisplayTemplate::parse("{full_name} <{email}>").unwrap();
-        assert_eq!(t.render("", "", "Ada L", "a@x"), "Ada L <a@x>");
+        assert_eq!(t.render(&f("", "", "Ada L")), "Ada L <a@x>");
+        let t = DisplayTemplate::parse("{name} ({username})").unwrap();
+        assert_eq!(t.render(&f("", "", "Ada L")), "Ada L (ada)");
         for bad in ["{nickname}", "{given_name", "given}", "}{"] {
             let e = DisplayTemplate::parse(bad).unwrap_err();
             assert!(
@@ -563,5 +614,9 @@ mod tests {
         assert!(validate_name("a\u{7}b").is_err());
         assert!(validate_name(&"x".repeat(MAX_NAME_LEN)).is_ok());
         assert!(validate_name(&"x".repeat(MAX_NAME_LEN + 1)).is_err());
+        assert!(validate_group_name("Engineering Team").is_ok());
+        assert!(validate_group_name(" eng").is_err());
+        assert!(validate_group_name("").is_err());
+        assert!(validate_group_name("a\nb").is_err());
     }
 }

@@ -305,6 +305,37 @@ fn on_the_fly_filter_and_name_rule() {
 }
 
 #[test]
+fn on_the_fly_without_name_rule_uses_the_display_name_and_filter_sees_both() {
+    let mut g = groups();
+    g.name = None;
+    g.filter = Some(Regex::new("^eng").unwrap());
+    let mapper = Mapper::new("google", &prov(), &g).unwrap();
+    let gr = |email: &str, name: &str| GroupRef {
+        id: "x".into(),
+        email: email.into(),
+        name: name.into(),
+    };
+    let names = |r: Vec<(super::mapping::GroupName, Rule)>| -> Vec<String> {
+        r.into_iter().map(|(n, _)| n.to_string()).collect()
+    };
+    assert_eq!(
+        names(mapper.targets_of(&gr("eng@example.com", "Engineering Team"))),
+        vec!["Engineering Team"]
+    );
+    assert_eq!(
+        names(mapper.targets_of(&gr("x@example.com", "eng-leads"))),
+        vec!["eng-leads"]
+    );
+    assert_eq!(
+        names(mapper.targets_of(&gr("eng2@example.com", " "))),
+        vec!["eng2"]
+    );
+    assert!(mapper
+        .targets_of(&gr("sales@example.com", "Sales"))
+        .is_empty());
+}
+
+#[test]
 fn keep_existing_true_never_removes_false_removes_only_managed() {
     let setup = |keep: bool| {
         let mut w = World::new(vec![person("1", "dan@example.com", &["eng@example.com"])]);
