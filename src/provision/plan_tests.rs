@@ -667,3 +667,43 @@ fn one_account_is_never_given_to_two_people_even_with_a_damaged_link_store() {
     assert_eq!(plan.denied.len(), 1);
     assert_eq!(plan.denied[0].person, Some(xid("2")));
 }
+
+#[test]
+fn a_directory_answering_almost_nobody_trips_the_safety_brake() {
+    use crate::config::Limit;
+    use crate::sync::safety::{check, LimitHit, Limits};
+    // 40 linked people; the source now returns only 30 of them (10 "gone").
+    let all: Vec<PersonWithGroups> = (0..40)
+        .map(|i| {
+            person(
+                &format!("{i:02}"),
+                &format!("p{i:02}@example.com"),
+                &["eng@example.com"],
+            )
+        })
+        .collect();
+    let mut w = World::new(all.clone());
+    w.groups.default_new_users = vec![];
+    w.converge();
+    assert_eq!(w.links.len(), 40);
+    w.people.truncate(30);
+    let plan = w.plan();
+    let limits = Limits {
+        max_deprovision: Limit::Percent(5.0),
+        max_changes: 5000,
+        max_group_removals: Limit::Percent(10.0),
+    };
+    let verdict = check(&plan, &limits);
+    assert_eq!(
+        verdict.hits,
+        vec![LimitHit::Deprovision {
+            count: 10,
+            allowed: 2,
+            base: 40
+        }]
+    );
+    // remove-groups instead: the per-group brake trips as well.
+    w.tweak = |p| p.deprovision = Deprovision::RemoveGroups;
+    let verdict = check(&w.plan(), &limits);
+    assert!(verdict.hits.iter().any(|h| matches!(h, LimitHit::GroupRemovals { group, count: 10, size: 40, .. } if group == "eng")), "{:?}", verdict.hits);
+}
