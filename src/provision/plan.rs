@@ -29,19 +29,26 @@ pub enum Population {
 /// The rules the planner follows for one target.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// `[provisioning] create_users`: create accounts that do not exist.
     pub create_users: bool,
+    /// `[provisioning] update_users`: rename and update e-mail/display name.
     pub update_users: bool,
+    /// `[provisioning] link_existing`: when an unlinked account may be taken over.
     pub link_existing: LinkExisting,
+    /// `[sync] deprovision`: what happens to accounts of people gone or suspended.
     pub deprovision: Deprovision,
     /// `[groups] keep_existing`: never remove memberships of active people.
     pub keep_existing: bool,
     /// `[groups] create_missing`: create managed groups the target lacks.
     pub create_missing_groups: bool,
+    /// What the target can do (rename, deactivate, create groups, ...).
     pub capabilities: Capabilities,
+    /// `[provisioning] protected_users`: never changed, deactivated or stripped.
     pub protected: Vec<UserPattern>,
     /// `false` when reading the source or the target failed part-way: then nothing
     /// is deprovisioned and no membership is removed.
     pub complete_read: bool,
+    /// Whether people missing from `desired` are gone (full sync) or just not listed.
     pub population: Population,
 }
 
