@@ -15,7 +15,7 @@ use super::audit::Actor;
 use super::links::{LinkStore, MemoryLinkStore};
 use super::mapping::Mapper;
 use super::plan::{plan_for, Plan, PlanInput};
-use super::plan_tests::{groups, person, policy, prov};
+use super::plan_tests::{groups, person, policy, prov, xid};
 use super::read::read_actual;
 
 fn target(kind: TargetKind, url: &str, auth: TargetAuth) -> Arc<dyn Target> {
@@ -86,7 +86,7 @@ async fn converges(t: Arc<dyn Target>) {
         sync_id: None,
     };
     let name = t.name().to_string();
-    for round in ["create", "suspend cid"] {
+    for round in ["create", "suspend cid", "rename ann"] {
         let plan = plan_once(&t, &people, &links).await;
         assert!(!plan.is_empty(), "{name} {round}: nothing planned");
         let report = run(t.clone(), &plan, &ctx).await;
@@ -123,7 +123,26 @@ async fn converges(t: Arc<dyn Target>) {
                 );
             }
         }
-        people[2].person.suspended = true;
+        if round == "rename ann" {
+            let caps = t.capabilities();
+            let expect = if caps.can_rename { "ann.b" } else { "ann" };
+            let u = t.get_user(expect).await.unwrap();
+            assert!(u.is_some(), "{name}: no account {expect}");
+            assert_eq!(
+                links.get(&name, &xid("1")).unwrap().unwrap().username,
+                expect
+            );
+            if caps.can_rename {
+                assert!(
+                    t.get_user("ann").await.unwrap().is_none(),
+                    "{name}: old name left behind"
+                );
+            }
+        }
+        match round {
+            "create" => people[2].person.suspended = true,
+            _ => people[0].person.primary_email = "ann.b@example.com".into(),
+        }
     }
     assert_eq!(
         links.for_target(&name).unwrap().len(),
