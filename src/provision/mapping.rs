@@ -502,13 +502,18 @@ impl Mapper {
             ));
         }
         for g in &pg.groups {
-            let key = g.email.to_ascii_lowercase();
-            let (idp, targets) = match cache.get(&key) {
-                Some(hit) => hit,
-                None => {
-                    let v = (Arc::from(key.as_str()), self.targets_of(g));
-                    cache.entry(key).or_insert(v)
-                }
+            let key: std::borrow::Cow<'_, str> = if g.email.bytes().any(|b| b.is_ascii_uppercase())
+            {
+                g.email.to_ascii_lowercase().into()
+            } else {
+                g.email.as_str().into()
+            };
+            if !cache.contains_key(&*key) {
+                let v = (Arc::from(&*key), self.targets_of(g));
+                cache.insert(key.to_string(), v);
+            }
+            let Some((idp, targets)) = cache.get(&*key) else {
+                continue;
             };
             for (t, rule) in targets {
                 groups.push((

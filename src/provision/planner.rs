@@ -16,7 +16,7 @@ use super::plan::{
     AccountChanges, Change, NewAccount, Note, Operation, Plan, PlanInput, PlanStats, Population,
     Removal,
 };
-use super::state::fold;
+use super::state::{fold, folded};
 
 /// One planning run's indexes and output.
 pub(crate) struct Planner<'a> {
@@ -150,19 +150,19 @@ impl<'a> Planner<'a> {
             .i
             .actual
             .users
-            .get(&fold(&d.username))
+            .get(&*folded(&d.username))
             .map(|u| Candidate {
                 user: u,
-                linked_to: self.owner.get(&fold(&u.username)).copied(),
+                linked_to: self.owner.get(&*folded(&u.username)).copied(),
             });
         let candidates = |email: &str| -> Vec<Candidate<'a>> {
             self.by_email
-                .get(&fold(email))
+                .get(&*folded(email))
                 .map(|v| {
                     v.iter()
                         .map(|u| Candidate {
                             user: u,
-                            linked_to: self.owner.get(&fold(&u.username)).copied(),
+                            linked_to: self.owner.get(&*folded(&u.username)).copied(),
                         })
                         .collect()
                 })
@@ -185,8 +185,8 @@ impl<'a> Planner<'a> {
             &by_email,
             self.i.policy.link_existing,
         );
-        let collides = self.wanted.get(&fold(&d.username)).copied().unwrap_or(0) > 1
-            && linked.is_none_or(|u| fold(&u.username) != fold(&d.username));
+        let collides = self.wanted.get(&*folded(&d.username)).copied().unwrap_or(0) > 1
+            && linked.is_none_or(|u| folded(&u.username) != folded(&d.username));
         if collides && !matches!(decision, LinkDecision::Conflict(_)) {
             decision = LinkDecision::Conflict(format!(
                 "several people map to the username {}; adjust provisioning.username so each person gets a distinct one",
@@ -204,9 +204,9 @@ impl<'a> Planner<'a> {
             }
             LinkDecision::Create => None,
             LinkDecision::UseLinked { username } | LinkDecision::Adopt { username } => {
-                self.i.actual.users.get(&fold(username))
+                self.i.actual.users.get(&*folded(username))
             }
-            LinkDecision::Rename { from, .. } => self.i.actual.users.get(&fold(from)),
+            LinkDecision::Rename { from, .. } => self.i.actual.users.get(&*folded(from)),
         };
         let Some(u) = account else {
             return self.create(d);
@@ -292,7 +292,7 @@ impl<'a> Planner<'a> {
         }
         let mut changes = AccountChanges::default();
         let mut final_name = u.username.clone();
-        let renamed = fold(&u.username) != fold(&d.username);
+        let renamed = folded(&u.username) != folded(&d.username);
         if pol.update_users {
             if renamed && caps.can_rename {
                 changes.username = Some(Change {
@@ -344,12 +344,12 @@ impl<'a> Planner<'a> {
         self.plan.accounts.insert(id.clone(), final_name.clone());
         let have: BTreeSet<&str> = self
             .user_groups
-            .get(fold(&u.username).as_str())
+            .get(&*folded(&u.username))
             .map(|v| v.iter().copied().collect())
             .unwrap_or_default();
-        let want: BTreeSet<String> = d.groups().map(|g| fold(g)).collect();
+        let want: BTreeSet<std::borrow::Cow<'_, str>> = d.groups().map(|g| folded(g)).collect();
         for g in d.groups() {
-            if !have.contains(fold(g).as_str()) {
+            if !have.contains(&*folded(g)) {
                 self.add(Some(id), g, &final_name);
             }
         }
@@ -367,14 +367,14 @@ impl<'a> Planner<'a> {
 
     /// Adds a membership, creating the group first if allowed.
     fn add(&mut self, person: Option<&ExternalId>, group: &str, username: &str) {
-        let f = fold(group);
-        let name = match self.i.actual.groups.get(&f) {
+        let f = folded(group);
+        let name = match self.i.actual.groups.get(&*f) {
             Some(actual) => actual.clone(),
-            None if self.new_groups.contains_key(&f) => group.to_string(),
+            None if self.new_groups.contains_key(&*f) => group.to_string(),
             None if self.i.policy.create_missing_groups
                 && self.i.policy.capabilities.can_create_groups =>
             {
-                self.new_groups.insert(f, group.to_string());
+                self.new_groups.insert(f.into_owned(), group.to_string());
                 group.to_string()
             }
             None => {
@@ -447,7 +447,7 @@ impl<'a> Planner<'a> {
         if strip {
             let groups: Vec<&str> = self
                 .user_groups
-                .get(fold(&u.username).as_str())
+                .get(&*folded(&u.username))
                 .map(|v| {
                     v.iter()
                         .copied()

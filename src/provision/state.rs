@@ -2,6 +2,7 @@
 //! in the managed scope), indexed case-insensitively like the Atlassian products,
 //! plus `apply_to_state`: the pure model of what a plan does to it. No I/O.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::identity::ExternalId;
@@ -13,6 +14,16 @@ use super::plan::{Operation, Plan};
 /// Case-folds a username or group name the way Atlassian products compare them.
 pub fn fold(name: &str) -> String {
     name.to_lowercase()
+}
+
+/// [`fold`] without allocating when the name is already lower-case (the usual case);
+/// for lookups on the planner's hot path.
+pub fn folded(name: &str) -> Cow<'_, str> {
+    if name.chars().any(char::is_uppercase) {
+        Cow::Owned(name.to_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// What a target holds right now. Build it from the paged listings with the
