@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -100,16 +100,28 @@ struct Record {
 }
 
 struct FileInner {
+    /// Read + append handle on the file as it was when last (re)loaded.
     file: File,
     map: LinkMap,
+    /// Lines in the current file (live and dead).
     lines: usize,
+    /// Bytes of the current file already replayed into `map`.
+    offset: u64,
+    /// Identity of the current file; a change means another process compacted it.
+    ino: u64,
 }
 
 /// Links in `<state dir>/links.jsonl`: an append-only JSON-lines log, fsynced per
 /// write, replayed at open (a torn last line from a crash is dropped), compacted by
 /// writing a new file, fsyncing it and renaming it over the old one.
+///
+/// Several processes may share the directory (`usher serve` and an `usher sync` run):
+/// each catches up with lines the others appended before every read and write,
+/// appends under a shared `flock` on `links.lock`, and compacts only under an
+/// exclusive one, reloading when another process has replaced the file.
 pub struct FileLinkStore {
     path: PathBuf,
+    lock: File,
     inner: Mutex<FileInner>,
 }
 
@@ -119,9 +131,65 @@ impl std::fmt::Debug for FileLinkStore {
     }
 }
 
+#[cfg(unix)]
+fn ino_of(meta: &fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(meta)
+}
+
+#[cfg(not(unix))]
+fn ino_of(_: &fs::Metadata) -> u64 {
+    0
+}
+
+/// How `with_lock` locks `links.lock`.
+#[derive(Clone, Copy)]
+enum LockMode {
+    /// Appending: many at once, never during a compaction.
+    Shared,
+    /// Compacting: alone; skipped (Ok(None)) when someone else holds the lock.
+    ExclusiveIfFree,
+}
+
+#[cfg(unix)]
+fn lock_file(f: &File, mode: LockMode) -> std::io::Result<bool> {
+    use rustix::fs::{flock, FlockOperation};
+    let op = match mode {
+        LockMode::Shared => FlockOperation::LockShared,
+        LockMode::ExclusiveIfFree => FlockOperation::NonBlockingLockExclusive,
+    };
+    match flock(f, op) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(unix)]
+fn unlock_file(f: &File) {
+    let _ = rustix::fs::flock(f, rustix::fs::FlockOperation::Unlock);
+}
+
+#[cfg(not(unix))]
+fn lock_file(_: &File, _: LockMode) -> std::io::Result<bool> {
+    Ok(true)
+}
+
+#[cfg(not(unix))]
+fn unlock_file(_: &File) {}
+
 impl FileLinkStore {
     /// The log file name inside the state directory.
     pub const FILE: &'static str = "links.jsonl";
+    /// The lock file name inside the state directory.
+    pub const LOCK: &'static str = "links.lock";
+
+    fn io(&self, op: &'static str) -> impl FnOnce(std::io::Error) -> LinkError + '_ {
+        move |source| LinkError::Io {
+            path: self.path.clone(),
+            op,
+            source,
+        }
+    }
 
     /// Opens (creating if needed) the store in `dir` and replays the log.
     pub fn open(dir: &Path) -> Result<Self, LinkError> {
@@ -131,43 +199,68 @@ impl FileLinkStore {
             move |source| LinkError::Io { path, op, source }
         };
         fs::create_dir_all(dir).map_err(io("create the state directory"))?;
-        let mut file = OpenOptions::new()
+        let lock = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
-            .open(&path)
-            .map_err(io("open"))?;
-        let mut text = Vec::new();
-        file.read_to_end(&mut text).map_err(io("read"))?;
-        let (map, lines, good_len) = replay(&path, &text)?;
-        if good_len < text.len() {
-            tracing::warn!(path = %path.display(), dropped = text.len() - good_len, "identity links: dropped a torn last line left by a crash");
-            file.set_len(good_len as u64)
-                .map_err(io("truncate a torn line"))?;
-            file.sync_all().map_err(io("fsync"))?;
-        }
-        let store = FileLinkStore {
+            .truncate(false)
+            .open(dir.join(Self::LOCK))
+            .map_err(io("open the lock file"))?;
+        let inner = load(&path, true)?;
+        Ok(FileLinkStore {
             path,
-            inner: Mutex::new(FileInner { file, map, lines }),
-        };
-        Ok(store)
+            lock,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Catches up with what other processes wrote: a replaced file (compaction) is
+    /// reloaded, lines appended since the last look are replayed.
+    fn refresh(&self, inner: &mut FileInner) -> Result<(), LinkError> {
+        let meta = fs::metadata(&self.path).map_err(self.io("stat"))?;
+        if ino_of(&meta) != inner.ino {
+            *inner = load(&self.path, false)?;
+            return Ok(());
+        }
+        if meta.len() <= inner.offset {
+            return Ok(());
+        }
+        inner
+            .file
+            .seek(SeekFrom::Start(inner.offset))
+            .map_err(self.io("seek"))?;
+        let mut tail = Vec::new();
+        inner.file.read_to_end(&mut tail).map_err(self.io("read"))?;
+        // Only whole lines: a line still being written is picked up next time.
+        let whole = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let (n, _) = replay_into(
+            &self.path,
+            &tail[..whole],
+            &mut inner.map,
+            inner.lines,
+            false,
+        )?;
+        inner.lines += n;
+        inner.offset += whole as u64;
+        Ok(())
     }
 
     fn append(&self, inner: &mut FileInner, rec: &Record) -> Result<(), LinkError> {
-        let io = |op: &'static str| {
-            let path = self.path.clone();
-            move |source| LinkError::Io { path, op, source }
-        };
         let mut line = serde_json::to_vec(rec).map_err(|e| LinkError::Io {
             path: self.path.clone(),
             op: "encode",
             source: std::io::Error::other(e),
         })?;
         line.push(b'\n');
-        inner.file.write_all(&line).map_err(io("append"))?;
-        inner.file.sync_data().map_err(io("fsync"))?;
-        inner.lines += 1;
-        Ok(())
+        lock_file(&self.lock, LockMode::Shared).map_err(self.io("lock"))?;
+        let r = (|| {
+            // Under the shared lock nobody compacts: the file checked is the file written.
+            self.refresh(inner)?;
+            inner.file.write_all(&line).map_err(self.io("append"))?;
+            inner.file.sync_data().map_err(self.io("fsync"))
+        })();
+        unlock_file(&self.lock);
+        r
     }
 
     /// Compacts once dead lines outnumber live ones (plus slack).
@@ -179,16 +272,23 @@ impl FileLinkStore {
     }
 
     /// Rewrites the log with one line per live link (write new, fsync, rename).
+    /// Skipped while another process holds the lock (it will be done later).
     pub fn compact(&self) -> Result<(), LinkError> {
         let mut inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
         self.compact_locked(&mut inner)
     }
 
     fn compact_locked(&self, inner: &mut FileInner) -> Result<(), LinkError> {
-        let io = |op: &'static str| {
-            let path = self.path.clone();
-            move |source| LinkError::Io { path, op, source }
-        };
+        if !lock_file(&self.lock, LockMode::ExclusiveIfFree).map_err(self.io("lock"))? {
+            return Ok(());
+        }
+        let r = self.rewrite(inner);
+        unlock_file(&self.lock);
+        r
+    }
+
+    fn rewrite(&self, inner: &mut FileInner) -> Result<(), LinkError> {
+        self.refresh(inner)?;
         let tmp = self.path.with_extension("jsonl.tmp");
         let mut out = Vec::new();
         for ((target, id), acct) in &inner.map {
@@ -207,49 +307,83 @@ impl FileLinkStore {
             })?;
             out.push(b'\n');
         }
-        let mut f = File::create(&tmp).map_err(io("create the compacted copy"))?;
-        f.write_all(&out).map_err(io("write the compacted copy"))?;
-        f.sync_all().map_err(io("fsync the compacted copy"))?;
-        fs::rename(&tmp, &self.path).map_err(io("rename the compacted copy"))?;
+        let mut f = File::create(&tmp).map_err(self.io("create the compacted copy"))?;
+        f.write_all(&out)
+            .map_err(self.io("write the compacted copy"))?;
+        f.sync_all().map_err(self.io("fsync the compacted copy"))?;
+        fs::rename(&tmp, &self.path).map_err(self.io("rename the compacted copy"))?;
         if let Some(dir) = self.path.parent() {
             // Make the rename itself durable; not every platform can open a directory.
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();
             }
         }
-        inner.file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(io("reopen after compaction"))?;
-        inner.lines = inner.map.len();
+        *inner = load(&self.path, false)?;
         Ok(())
     }
 }
 
-/// Replays the log; returns the map, the number of good lines and the byte length
-/// of the good prefix. Only the last line may be damaged (a torn write).
-fn replay(path: &Path, text: &[u8]) -> Result<(LinkMap, usize, usize), LinkError> {
+/// Opens the log and replays it from the start. `repair` truncates a torn last line
+/// (only at open, when it can only be left by a crash).
+fn load(path: &Path, repair: bool) -> Result<FileInner, LinkError> {
+    let io = |op: &'static str| {
+        let path = path.to_path_buf();
+        move |source| LinkError::Io { path, op, source }
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(io("open"))?;
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).map_err(io("read"))?;
     let mut map = LinkMap::new();
+    let (lines, good_len) = replay_into(path, &text, &mut map, 0, true)?;
+    if good_len < text.len() && repair {
+        tracing::warn!(path = %path.display(), dropped = text.len() - good_len, "identity links: dropped a torn last line left by a crash");
+        file.set_len(good_len as u64)
+            .map_err(io("truncate a torn line"))?;
+        file.sync_all().map_err(io("fsync"))?;
+    }
+    let ino = ino_of(&file.metadata().map_err(io("stat"))?);
+    Ok(FileInner {
+        file,
+        map,
+        lines,
+        offset: good_len as u64,
+        ino,
+    })
+}
+
+/// Replays log text into `map`; returns the number of lines applied and the byte
+/// length of the good prefix. With `last_may_tear`, a damaged last line (a torn
+/// write) ends the replay quietly; any other damaged line is an error naming it.
+/// `first_line` numbers the lines in messages.
+fn replay_into(
+    path: &Path,
+    text: &[u8],
+    map: &mut LinkMap,
+    first_line: usize,
+    last_may_tear: bool,
+) -> Result<(usize, usize), LinkError> {
     let (mut lines, mut pos) = (0, 0);
-    let mut n = 0;
     while pos < text.len() {
-        n += 1;
         let end = text[pos..]
             .iter()
             .position(|b| *b == b'\n')
             .map(|i| pos + i);
         let raw = &text[pos..end.unwrap_or(text.len())];
         let next = end.map_or(text.len(), |e| e + 1);
-        let parsed = serde_json::from_slice::<Record>(raw);
-        let rec = match (parsed, end) {
-            (Ok(r), Some(_)) => r,
-            // The last line, complete or not, that does not parse: a torn write.
-            (_, None) => return Ok((map, lines, pos)),
-            (Err(_), Some(_)) if next >= text.len() => return Ok((map, lines, pos)),
-            (Err(e), Some(_)) => {
+        let rec = match serde_json::from_slice::<Record>(raw) {
+            Ok(r) if end.is_some() => r,
+            Ok(_) if last_may_tear => return Ok((lines, pos)),
+            Err(_) if last_may_tear && next >= text.len() => return Ok((lines, pos)),
+            Ok(_) => return Ok((lines, pos)),
+            Err(e) => {
                 return Err(LinkError::Corrupt {
                     path: path.to_path_buf(),
-                    line: n,
+                    line: first_line + lines + 1,
                     message: e.to_string(),
                 })
             }
@@ -278,20 +412,23 @@ fn replay(path: &Path, text: &[u8]) -> Result<(LinkMap, usize, usize), LinkError
         lines += 1;
         pos = next;
     }
-    Ok((map, lines, pos))
+    Ok((lines, pos))
 }
 
 impl LinkStore for FileLinkStore {
     fn get(&self, target: &str, id: &ExternalId) -> Result<Option<LinkedAccount>, LinkError> {
-        let inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        let mut inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        self.refresh(&mut inner)?;
         Ok(get_in(&inner.map, target, id))
     }
     fn for_target(&self, target: &str) -> Result<BTreeMap<ExternalId, LinkedAccount>, LinkError> {
-        let inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        let mut inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        self.refresh(&mut inner)?;
         Ok(for_target_in(&inner.map, target))
     }
     fn put(&self, target: &str, id: &ExternalId, account: &LinkedAccount) -> Result<(), LinkError> {
         let mut inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        self.refresh(&mut inner)?;
         let k = (target.to_string(), id.clone());
         if inner.map.get(&k) == Some(account) {
             return Ok(());
@@ -310,6 +447,7 @@ impl LinkStore for FileLinkStore {
     }
     fn remove(&self, target: &str, id: &ExternalId) -> Result<(), LinkError> {
         let mut inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        self.refresh(&mut inner)?;
         let k = (target.to_string(), id.clone());
         if !inner.map.contains_key(&k) {
             return Ok(());
@@ -437,5 +575,77 @@ mod tests {
         assert_eq!(s.for_target("jira").unwrap().len(), 1);
         s.remove("jira", &xid("1")).unwrap();
         assert_eq!(s.get("jira", &xid("1")).unwrap(), None);
+    }
+}
+
+#[cfg(test)]
+mod shared_dir_tests {
+    use super::*;
+
+    fn xid(id: &str) -> ExternalId {
+        ExternalId {
+            source: "google".into(),
+            id: id.into(),
+        }
+    }
+
+    fn la(u: &str) -> LinkedAccount {
+        LinkedAccount {
+            username: u.into(),
+            key: None,
+        }
+    }
+
+    /// Two stores on one directory behave like `usher serve` and `usher sync`.
+    #[test]
+    fn two_processes_see_each_others_links_across_a_compaction() {
+        let dir = std::env::temp_dir().join(format!("usher-links-shared-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let serve = FileLinkStore::open(&dir).unwrap();
+        let sync = FileLinkStore::open(&dir).unwrap();
+        serve.put("jira", &xid("a"), &la("ann")).unwrap();
+        assert_eq!(sync.get("jira", &xid("a")).unwrap(), Some(la("ann")));
+        sync.put("jira", &xid("b"), &la("bo")).unwrap();
+        sync.put("jira", &xid("a"), &la("ann.b")).unwrap();
+        assert_eq!(serve.for_target("jira").unwrap().len(), 2);
+        assert_eq!(serve.get("jira", &xid("a")).unwrap(), Some(la("ann.b")));
+        // serve compacts (replaces the file); sync keeps writing and must not lose lines.
+        serve.compact().unwrap();
+        sync.put("jira", &xid("c"), &la("cy")).unwrap();
+        sync.remove("jira", &xid("b")).unwrap();
+        assert_eq!(serve.get("jira", &xid("c")).unwrap(), Some(la("cy")));
+        assert_eq!(serve.get("jira", &xid("b")).unwrap(), None);
+        let fresh = FileLinkStore::open(&dir).unwrap();
+        let all = fresh.for_target("jira").unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[&xid("a")], la("ann.b"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn compaction_waits_for_a_writer_holding_the_lock() {
+        let dir = std::env::temp_dir().join(format!("usher-links-lock-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let a = FileLinkStore::open(&dir).unwrap();
+        let b = FileLinkStore::open(&dir).unwrap();
+        for i in 0..5 {
+            a.put("jira", &xid("a"), &la(&format!("ann{i}"))).unwrap();
+        }
+        let lines = |d: &Path| {
+            fs::read_to_string(d.join(FileLinkStore::FILE))
+                .unwrap()
+                .lines()
+                .count()
+        };
+        assert_eq!(lines(&dir), 5);
+        // b is mid-append (holds the shared lock): a's compaction is skipped, not forced.
+        assert!(lock_file(&b.lock, LockMode::Shared).unwrap());
+        a.compact().unwrap();
+        assert_eq!(lines(&dir), 5);
+        unlock_file(&b.lock);
+        a.compact().unwrap();
+        assert_eq!(lines(&dir), 1);
+        assert_eq!(b.get("jira", &xid("a")).unwrap(), Some(la("ann4")));
+        let _ = fs::remove_dir_all(&dir);
     }
 }
