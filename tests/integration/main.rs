@@ -10,5 +10,6 @@ mod harness;
 mod oidc_peer;
 mod peers;
 mod proxy;
+mod signin;
 mod targets;
 mod upstream;
