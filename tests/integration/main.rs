@@ -11,5 +11,6 @@ mod oidc_peer;
 mod peers;
 mod proxy;
 mod signin;
+mod signin_peer;
 mod targets;
 mod upstream;

@@ -13,7 +13,7 @@ use crate::harness::{self, config_text, settings, NO_ISSUER};
 use crate::upstream;
 
 /// A minimal browser: one host, a cookie jar, no automatic redirects.
-struct Browser {
+pub(crate) struct Browser {
     addr: SocketAddr,
     host: &'static str,
     jar: BTreeMap<String, String>,
@@ -21,7 +21,7 @@ struct Browser {
 }
 
 impl Browser {
-    fn new(addr: SocketAddr) -> Self {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
         Browser {
             addr,
             host: "jira.test",
@@ -75,7 +75,7 @@ impl Browser {
         resp
     }
 
-    async fn get(&mut self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&mut self, path: &str) -> reqwest::Response {
         self.get_with(path, &[]).await
     }
 
@@ -109,11 +109,11 @@ impl Browser {
     }
 }
 
-fn location(r: &reqwest::Response) -> String {
+pub(crate) fn location(r: &reqwest::Response) -> String {
     r.headers()["location"].to_str().unwrap().to_string()
 }
 
-fn echo_headers(echo: &serde_json::Value, name: &str) -> Vec<String> {
+pub(crate) fn echo_headers(echo: &serde_json::Value, name: &str) -> Vec<String> {
     echo["headers"]
         .as_array()
         .unwrap()
