@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::auth::flow::{SignIn, SignInError};
 use crate::config::Settings;
 use crate::proxy::server::{self, ServeError, ServerOptions, Workers};
 use crate::proxy::{tls, BuildError, Proxy};
@@ -17,6 +18,9 @@ pub enum StartError {
     /// Building the request path failed (TLS files, upstream URLs).
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// Sign-in could not be set up (keys, session store, identity providers).
+    #[error(transparent)]
+    SignIn(#[from] SignInError),
     /// Listening failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -36,8 +40,9 @@ pub struct App {
 
 impl App {
     /// Builds the proxy and binds the public listeners (so the port is known
-    /// before any request can arrive).
-    pub fn build(settings: Settings) -> Result<App, StartError> {
+    /// before any request can arrive). Runs on the control runtime: background
+    /// tasks (session sweeping, later the sync scheduler) are spawned there.
+    pub async fn build(settings: Settings) -> Result<App, StartError> {
         let settings = Arc::new(settings);
         let s = &settings.server;
         let tls = match &s.tls {
@@ -61,7 +66,8 @@ impl App {
             header_read_timeout: s.header_read_timeout,
             shutdown_grace: s.shutdown_grace,
         };
-        let proxy = Proxy::build(settings)?;
+        let sign_in = Arc::new(SignIn::build(&settings).await?);
+        let proxy = Proxy::build(settings, sign_in)?;
         Ok(App {
             proxy,
             listeners,

@@ -143,14 +143,18 @@ fn serve(path: Option<PathBuf>, format: LogFormat) -> ExitCode {
 }
 
 fn run(settings: Settings) -> anyhow::Result<()> {
-    let app = App::build(settings)?;
+    // The control runtime: start-up, signals and background jobs. Requests are
+    // served by the per-core worker runtimes that `App::run` starts.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("usher-control")
+        .enable_all()
+        .build()?;
+    let app = rt.block_on(App::build(settings))?;
     let addr = app.local_addr();
     let (stop, stopped) = watch::channel(false);
     let workers = app.run(stopped)?;
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "usher is serving");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     rt.block_on(wait_for_signal())?;
     tracing::info!("shutdown requested; draining in-flight requests");
     let _ = stop.send(true);

@@ -213,6 +213,19 @@ impl LoginStates {
         Ok((login, codec.clear()))
     }
 
+    /// `Set-Cookie` values that clear every pending login cookie the browser sent
+    /// (logout leaves nothing of ours behind).
+    pub fn clear_all(&self, cookie_header: &str) -> Vec<String> {
+        let prefix = self.prefix();
+        cookie_header
+            .split(';')
+            .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.trim()))
+            .filter_map(|name| name.strip_prefix(prefix.as_str()))
+            .take(32)
+            .flat_map(|id| self.codec_for(id).clear())
+            .collect()
+    }
+
     fn remember_consumed(&self, state: &str, t: u64) {
         if self.consumed.len() > 10_000 {
             let horizon = t.saturating_sub(LOGIN_MAX_AGE.as_secs());

@@ -4,6 +4,7 @@
 
 pub mod assertion;
 pub mod error;
+pub mod flow;
 pub mod id_token;
 pub mod login_state;
 pub mod oidc;

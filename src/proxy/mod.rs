@@ -3,6 +3,7 @@
 //! and the answer streams back. `Proxy` is the immutable, compiled form of the
 //! config that every worker shares; each worker owns its upstream pools.
 
+pub mod access;
 pub mod body;
 pub mod forward;
 pub mod headers;
@@ -21,8 +22,13 @@ use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use ipnet::IpNet;
 
+use std::time::SystemTime;
+
+use crate::auth::assertion::AssertionCache;
+use crate::auth::flow::{cookie_header, PageContext, SignIn};
 use crate::config::Settings;
 use crate::error::{rescue, wants_json, RequestError};
+use access::Access;
 use body::{AccessRecord, ProxyBody};
 use headers::ForbiddenHeaders;
 use pool::{UpstreamPool, UpstreamTarget};
@@ -54,6 +60,9 @@ impl ConnInfo {
 pub struct UpstreamRoute {
     /// How to reach it (shared by every worker's pool).
     pub target: Arc<UpstreamTarget>,
+    /// Signed identity assertions for this upstream (`aud` = its name), cached per
+    /// session; `None` when no `assertion_header` is configured.
+    pub assertions: Option<AssertionCache>,
 }
 
 /// Everything a worker needs to handle requests, built once from [`Settings`].
@@ -67,6 +76,8 @@ pub struct Proxy {
     trusted: Vec<IpNet>,
     /// Readiness probe state for `/_usher/readyz`.
     pub readiness: reserved::Readiness,
+    /// Sign-in endpoints and the per-request session check.
+    pub sign_in: Arc<SignIn>,
 }
 
 /// Why the proxy could not be built from a valid config (files, certificates).
@@ -87,7 +98,7 @@ pub enum BuildError {
 
 impl Proxy {
     /// Compiles the config into the shared request-path state.
-    pub fn build(settings: Arc<Settings>) -> Result<Arc<Proxy>, BuildError> {
+    pub fn build(settings: Arc<Settings>, sign_in: Arc<SignIn>) -> Result<Arc<Proxy>, BuildError> {
         let mut upstreams = Vec::with_capacity(settings.upstreams.len());
         let mut forbidden_names: Vec<String> = Vec::new();
         for u in &settings.upstreams {
@@ -133,6 +144,10 @@ impl Proxy {
                     idle_timeout: u.idle_timeout,
                     max_idle: u.max_idle_per_worker,
                 }),
+                assertions: u
+                    .assertion_header
+                    .as_ref()
+                    .map(|_| AssertionCache::new(sign_in.signer.clone(), &u.name)),
             });
         }
         let hosts = HostTable::new(settings.upstreams.iter().map(|u| u.host.as_str()));
@@ -145,6 +160,7 @@ impl Proxy {
             forbidden,
             trusted,
             readiness: reserved::Readiness::default(),
+            sign_in,
         }))
     }
 
@@ -169,8 +185,12 @@ impl Proxy {
         let method = req.method().clone();
         let uri = req.uri().clone();
         let json = wants_json(req.headers());
-        let (result, upstream) = self
-            .dispatch(&pools, conn, req, &uri, &request_id, &host)
+        let Dispatched {
+            result,
+            upstream,
+            user,
+        } = self
+            .dispatch(&pools, conn, req, &uri, &request_id, &host, json)
             .await;
         let mut resp = match result {
             Ok(resp) => resp,
@@ -196,12 +216,13 @@ impl Proxy {
             status: resp.status(),
             upstream,
             request_id,
-            user: None,
+            user,
         };
         let (parts, body) = resp.into_parts();
         Response::from_parts(parts, body.with_log(record))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn dispatch(
         &self,
         pools: &Arc<[Arc<UpstreamPool>]>,
@@ -210,33 +231,84 @@ impl Proxy {
         uri: &Uri,
         request_id: &HeaderValue,
         host: &HeaderValue,
-    ) -> (Result<Response<ProxyBody>, RequestError>, &'static str) {
+        json: bool,
+    ) -> Dispatched {
         // Forged identity headers go first, on every request and every path.
         headers::strip_forged(req.headers_mut(), &self.forbidden);
         // Decided on a copy of the URI so the path stays borrowed while the
         // request is rewritten below.
         let path = match route::normalized_path(uri.path()) {
             Ok(p) => p,
-            Err(e) => return (Err(e.into()), "usher"),
+            Err(e) => return Dispatched::usher(Err(e.into())),
         };
         if route::is_reserved(&path) {
-            let resp = reserved::handle(self, &path, &req).await;
-            return (resp.map(|r| r.map(ProxyBody::full)), "usher");
+            let ctx = PageContext { json, request_id };
+            let resp = reserved::handle(self, &path, &req, &ctx).await;
+            return Dispatched::usher(resp.map(|r| r.map(ProxyBody::full)));
         }
-        let host_str = host.to_str().unwrap_or("");
-        let index = self.hosts.pick(host_str);
-        let (Some(route), Some(pool)) = (self.upstreams.get(index), pools.get(index)) else {
-            return (Err(RequestError::NotFound), "usher");
+        let index = self.hosts.pick(host.to_str().unwrap_or(""));
+        let (Some(route), Some(pool), Some(up)) = (
+            self.upstreams.get(index),
+            pools.get(index),
+            self.settings.upstreams.get(index),
+        ) else {
+            return Dispatched::usher(Err(RequestError::NotFound));
         };
         let name = route.target.name;
+
+        // Who may pass: decided on the normalized path, before anything is rewritten.
+        let access = access::classify(
+            &up.public,
+            &up.passthrough,
+            &path,
+            access::has_authorization(req.headers()),
+        );
+        let now = SystemTime::now();
+        let mut session = None;
+        let mut refreshed_cookies = None;
+        if access == Access::SignedIn {
+            let cookies = cookie_header(req.headers());
+            match self.sign_in.sessions.resolve(&cookies, now).await {
+                Some(mut s) => {
+                    refreshed_cookies = match self.sign_in.sessions.touch_if_due(&mut s, now).await
+                    {
+                        Ok(set) => set,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not refresh the session's activity time");
+                            None
+                        }
+                    };
+                    session = Some(s);
+                }
+                None => {
+                    let resp = signed_out(req.method(), req.headers(), json, uri, request_id);
+                    return Dispatched::usher(Ok(resp.map(ProxyBody::full)));
+                }
+            }
+        }
+        // usher's own cookies never reach the upstream (Tomcat's 8 KB header limit,
+        // and they are none of its business).
+        strip_own_cookies(req.headers_mut(), self.sign_in.cookie_names());
 
         let upgrade = headers::strip_hop_by_hop(req.headers_mut());
         let trusted = headers::is_trusted(conn.peer.ip(), &self.trusted);
         headers::set_forwarded(req.headers_mut(), &conn.forwarding, host, trusted);
         req.headers_mut()
             .insert(headers::request_id_header(), request_id.clone());
+        // Identity last: nothing the client sent (not even `Connection:`) can touch it.
+        let user = match &session {
+            Some(s) => {
+                inject_identity(req.headers_mut(), up, route, s, now);
+                Some(s.username.clone())
+            }
+            None => None,
+        };
         if let Err(e) = to_origin_form(&mut req, host) {
-            return (Err(e), name);
+            return Dispatched {
+                result: Err(e),
+                upstream: name,
+                user,
+            };
         }
         let client_upgrade = match upgrade {
             Some(up) => {
@@ -246,7 +318,130 @@ impl Proxy {
             }
             None => None,
         };
-        (forward::forward(pool, req, client_upgrade).await, name)
+        let mut result = forward::forward(pool, req, client_upgrade).await;
+        if let (Ok(resp), Some(set)) = (&mut result, refreshed_cookies) {
+            for c in set {
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+        }
+        Dispatched {
+            result,
+            upstream: name,
+            user,
+        }
+    }
+}
+
+/// The outcome of routing one request, for the access log.
+struct Dispatched {
+    result: Result<Response<ProxyBody>, RequestError>,
+    upstream: &'static str,
+    user: Option<String>,
+}
+
+impl Dispatched {
+    fn usher(result: Result<Response<ProxyBody>, RequestError>) -> Self {
+        Dispatched {
+            result,
+            upstream: "usher",
+            user: None,
+        }
+    }
+}
+
+/// Sets the identity headers and the signed assertion from the session.
+fn inject_identity(
+    headers: &mut http::HeaderMap,
+    up: &crate::config::UpstreamSettings,
+    route: &UpstreamRoute,
+    session: &crate::session::Session,
+    now: SystemTime,
+) {
+    let ih = &up.identity_headers;
+    let Some(cache) = &route.assertions else {
+        // No assertion configured: plain values only.
+        if let Some(v) = crate::auth::assertion::identity_values(session) {
+            insert_identity(headers, ih, &v);
+        }
+        return;
+    };
+    match cache.headers_for(session, now) {
+        Ok(identity) => {
+            if let Some(v) = &identity.values {
+                insert_identity(headers, ih, v);
+            } else {
+                tracing::warn!(
+                    user = %session.username,
+                    "session holds a value that cannot be sent in a header; no identity headers sent"
+                );
+            }
+            if let Some(name) = &up.assertion_header {
+                headers.insert(name.clone(), identity.assertion.clone());
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not sign the identity assertion"),
+    }
+}
+
+fn insert_identity(
+    headers: &mut http::HeaderMap,
+    names: &crate::config::IdentityHeaders,
+    values: &crate::auth::assertion::IdentityValues,
+) {
+    for (name, value) in [
+        (&names.user, &values.user),
+        (&names.email, &values.email),
+        (&names.groups, &values.groups),
+    ] {
+        if let Some(name) = name {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+fn strip_own_cookies(headers: &mut http::HeaderMap, names: &crate::session::UsherCookieNames) {
+    if !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let all = cookie_header(headers);
+    headers.remove(header::COOKIE);
+    if let Some(kept) = crate::session::strip_usher_cookies(&all, names) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
+/// The answer to a signed-out request that needs a session.
+fn signed_out(
+    method: &http::Method,
+    headers: &http::HeaderMap,
+    json: bool,
+    uri: &Uri,
+    request_id: &HeaderValue,
+) -> Response<bytes::Bytes> {
+    match access::signed_out(method, headers, json) {
+        access::SignedOut::RedirectToLogin => {
+            let original = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let rd: String = url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
+            let mut resp = Response::new(bytes::Bytes::new());
+            *resp.status_mut() = http::StatusCode::FOUND;
+            let location = format!("{}?rd={rd}", crate::auth::flow::LOGIN_PATH);
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        access::SignedOut::Unauthorized => crate::error::page(
+            http::StatusCode::UNAUTHORIZED,
+            "Sign in first: open this site in a browser, or send your own Authorization header to an API path.",
+            true,
+            request_id,
+        ),
     }
 }
 

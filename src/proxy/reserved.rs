@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Empty};
 
 use super::pool::{open, UpstreamTarget};
 use super::Proxy;
+use crate::auth::flow::PageContext;
 use crate::error::RequestError;
 
 /// How long a readiness answer is reused, so probes cannot be turned into load.
@@ -43,27 +44,38 @@ pub async fn handle<B>(
     proxy: &Proxy,
     path: &str,
     req: &Request<B>,
+    ctx: &PageContext<'_>,
 ) -> Result<Response<Bytes>, RequestError> {
     let get_or_head = matches!(*req.method(), Method::GET | Method::HEAD);
+    if let Some(resp) = proxy
+        .sign_in
+        .endpoint(path, req.method(), req.uri().query(), req.headers(), ctx)
+        .await
+    {
+        return Ok(resp);
+    }
     match path {
         "/_usher/healthz" if get_or_head => Ok(text(StatusCode::OK, "ok\n")),
         "/_usher/readyz" if get_or_head => {
             if ready(proxy).await {
                 Ok(text(StatusCode::OK, "ready\n"))
             } else {
-                Err(RequestError::Unavailable("an upstream is not answering"))
+                Err(RequestError::Unavailable(
+                    "an identity provider or upstream is not answering",
+                ))
             }
         }
         _ => Err(RequestError::NotFound),
     }
 }
 
-/// Whether every upstream answers an HTTP request right now (cached for a second).
+/// Whether every identity provider's discovery is loaded and every upstream
+/// answers an HTTP request right now (cached for a second).
 pub async fn ready(proxy: &Proxy) -> bool {
     if let Some(ok) = proxy.readiness.cached() {
         return ok;
     }
-    let mut ok = true;
+    let mut ok = proxy.sign_in.ready().await;
     for u in &proxy.upstreams {
         if !probe(&u.target).await {
             tracing::warn!(upstream = u.target.name, "upstream is not answering");

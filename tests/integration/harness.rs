@@ -5,9 +5,31 @@ use std::net::SocketAddr;
 
 use tokio::sync::watch;
 use usher::config::{self, Settings, StaticEnv};
+use usher::sandbox::google_oidc::{GoogleOidc, GoogleOidcConfig, SeedPerson};
+use usher::sandbox::http::Running;
 use usher::App;
 
+/// The issuer in [`config_text`]: nothing listens there (discovery fails), so
+/// tests that sign in replace it with a sandbox provider's issuer.
+pub const NO_ISSUER: &str = "http://127.0.0.1:9/";
+
+/// The OAuth client the sandbox provider and the test configs share.
+pub const CLIENT_ID: &str = "test-client";
+pub const CLIENT_SECRET: &str = "test-secret";
+/// `public_url` of the test configs; the callback the provider accepts.
+pub const CALLBACK: &str = "http://jira.test/_usher/callback";
+
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
+
+/// A config in front of `upstream_url` where every path is public: for tests of
+/// the proxy core that must not depend on sign-in.
+pub fn open_config(upstream_url: &str, server_extra: &str, extra: &str) -> String {
+    config_text(
+        upstream_url,
+        server_extra,
+        &format!("public = [\"^/\"]\n{extra}"),
+    )
+}
 
 /// A minimal valid config in front of `upstream_url`, with `extra` appended
 /// (more sections) and `server_extra` inside `[server]`.
@@ -26,17 +48,21 @@ secret = "${{USHER_SESSION_SECRET}}"
 [[idp]]
 name = "google"
 kind = "google"
-issuer = "http://127.0.0.1:9/"
-client_id = "test-client"
-client_secret = "test-secret"
+issuer = "{NO_ISSUER}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
 allowed_domains = ["example.com"]
+
+[state]
+dir = "{state_dir}"
 
 [[upstream]]
 name = "jira"
 host = "jira.test"
 url = "{upstream_url}"
 {extra}
-"#
+"#,
+        state_dir = temp_dir("state").display()
     )
 }
 
@@ -77,8 +103,8 @@ impl Drop for Proxy {
 }
 
 /// Starts usher with these settings.
-pub fn start(settings: Settings) -> Proxy {
-    let app = App::build(settings).expect("usher builds");
+pub async fn start(settings: Settings) -> Proxy {
+    let app = App::build(settings).await.expect("usher builds");
     let addr = app.local_addr();
     let (stop, stopped) = watch::channel(false);
     let workers = app.run(stopped).expect("usher runs");
@@ -96,4 +122,26 @@ pub fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// Starts the sandbox Google provider with `people`, accepting [`CALLBACK`].
+pub async fn start_google(people: Vec<SeedPerson>) -> (std::sync::Arc<GoogleOidc>, Running) {
+    GoogleOidc::start(
+        GoogleOidcConfig {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            redirect_uris: vec![CALLBACK.into()],
+            people,
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A fresh directory under the system temp dir (one per test start).
+pub fn temp_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("usher-it-{what}-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

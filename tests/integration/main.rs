@@ -10,5 +10,7 @@ mod harness;
 mod oidc_peer;
 mod peers;
 mod proxy;
+mod signin;
+mod signin_peer;
 mod targets;
 mod upstream;

@@ -150,7 +150,7 @@ impl Jar {
 }
 
 /// How the person answers the OP's login page.
-enum Answer<'a> {
+pub(crate) enum Answer<'a> {
     /// Signs in as this email (`login_hint` on the authorization request).
     As(&'a str),
     /// Presses Cancel (`?deny=1` on the interaction page).
@@ -160,6 +160,12 @@ enum Answer<'a> {
 /// Follows the OP's redirects from `auth_url` like a browser with a cookie jar until
 /// the OP redirects to usher's callback; returns the callback's query.
 async fn to_callback(auth_url: &str, public: &str, answer: Answer<'_>) -> CallbackParams {
+    let url = to_callback_url(auth_url, public, answer).await;
+    CallbackParams::from_query(url.query().unwrap_or(""))
+}
+
+/// Like [`to_callback`] but returns the whole callback URL (for driving usher itself).
+pub(crate) async fn to_callback_url(auth_url: &str, public: &str, answer: Answer<'_>) -> url::Url {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -173,7 +179,7 @@ async fn to_callback(auth_url: &str, public: &str, answer: Answer<'_>) -> Callba
     let mut hops = Vec::new();
     for _ in 0..10 {
         if url.as_str().starts_with(&callback) {
-            return CallbackParams::from_query(url.query().unwrap_or(""));
+            return url;
         }
         if matches!(answer, Answer::Cancel) && url.path().starts_with("/interaction/") {
             url.query_pairs_mut().append_pair("deny", "1");

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{self, client, config_text, settings};
+use crate::harness::{self, client, open_config, settings};
 use crate::upstream;
 
 async fn echo_json(resp: reqwest::Response) -> serde_json::Value {
@@ -50,7 +50,7 @@ async fn raw(addr: std::net::SocketAddr, request: &[u8], wait: Duration) -> Stri
 #[tokio::test]
 async fn forwards_with_forwarding_headers_and_request_id() {
     let up = upstream::start().await;
-    let proxy = harness::start(settings(&config_text(&up.url(), "", "")));
+    let proxy = harness::start(settings(&open_config(&up.url(), "", ""))).await;
     let resp = client()
         .get(proxy.url("/browse/ABC-1?x=1"))
         .header("host", "jira.test")
@@ -91,7 +91,9 @@ async fn forwards_with_forwarding_headers_and_request_id() {
 #[tokio::test]
 async fn reserved_prefix_is_never_forwarded() {
     let up = upstream::start().await;
-    let proxy = harness::start(settings(&config_text(&up.url(), "", "")));
+    let (op, _op_running) = harness::start_google(vec![]).await;
+    let cfg = open_config(&up.url(), "", "").replace(harness::NO_ISSUER, op.issuer());
+    let proxy = harness::start(settings(&cfg)).await;
     let c = client();
     let r = c.get(proxy.url("/_usher/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -123,7 +125,7 @@ async fn readyz_fails_while_the_upstream_is_down_and_requests_get_502() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
-    let proxy = harness::start(settings(&config_text(&url, "", "")));
+    let proxy = harness::start(settings(&open_config(&url, "", ""))).await;
     let c = client();
     let r = c.get(proxy.url("/_usher/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
@@ -149,8 +151,8 @@ async fn readyz_fails_while_the_upstream_is_down_and_requests_get_502() {
 #[tokio::test]
 async fn slow_upstream_gets_504() {
     let up = upstream::start().await;
-    let cfg = config_text(&up.url(), "", "response_timeout = \"300ms\"");
-    let proxy = harness::start(settings(&cfg));
+    let cfg = open_config(&up.url(), "", "response_timeout = \"300ms\"");
+    let proxy = harness::start(settings(&cfg)).await;
     let started = std::time::Instant::now();
     let r = client()
         .get(proxy.url("/slow?ms=3000"))
@@ -193,10 +195,11 @@ name = "wiki"
 host = "wiki.test"
 url = "{}"
 identity_headers = {{ user = "X-Remote-User" }}
+public = ["^/"]
 "#,
         up.url()
     );
-    let proxy = harness::start(settings(&config_text(&up.url(), "", &extra)));
+    let proxy = harness::start(settings(&open_config(&up.url(), "", &extra))).await;
     let c = client();
     for host in ["jira.test", "wiki.test", "other.test"] {
         for name in FORGED {
@@ -234,7 +237,7 @@ identity_headers = {{ user = "X-Remote-User" }}
 #[tokio::test]
 async fn connection_header_cannot_delete_what_usher_sets() {
     let up = upstream::start().await;
-    let proxy = harness::start(settings(&config_text(&up.url(), "", "")));
+    let proxy = harness::start(settings(&open_config(&up.url(), "", ""))).await;
     let resp = client()
         .get(proxy.url("/echo"))
         .header(
@@ -271,7 +274,7 @@ async fn connection_header_cannot_delete_what_usher_sets() {
 #[tokio::test]
 async fn untrusted_forwarding_headers_are_replaced_and_trusted_ones_extended() {
     let up = upstream::start().await;
-    let proxy = harness::start(settings(&config_text(&up.url(), "", "")));
+    let proxy = harness::start(settings(&open_config(&up.url(), "", ""))).await;
     let resp = client()
         .get(proxy.url("/echo"))
         .header("x-forwarded-for", "6.6.6.6")
@@ -287,8 +290,8 @@ async fn untrusted_forwarding_headers_are_replaced_and_trusted_ones_extended() {
     assert!(header_values(&echo, "x-forwarded-uri").is_empty());
     assert!(header_values(&echo, "x_forwarded_host").is_empty());
 
-    let trusted = config_text(&up.url(), "trusted_proxies = [\"127.0.0.0/8\"]", "");
-    let proxy = harness::start(settings(&trusted));
+    let trusted = open_config(&up.url(), "trusted_proxies = [\"127.0.0.0/8\"]", "");
+    let proxy = harness::start(settings(&trusted)).await;
     let resp = client()
         .get(proxy.url("/echo"))
         .header("x-forwarded-for", "6.6.6.6")
@@ -307,7 +310,7 @@ async fn untrusted_forwarding_headers_are_replaced_and_trusted_ones_extended() {
 #[tokio::test]
 async fn hostile_request_lines_are_rejected_with_400() {
     let up = upstream::start().await;
-    let proxy = harness::start(settings(&config_text(&up.url(), "", "")));
+    let proxy = harness::start(settings(&open_config(&up.url(), "", ""))).await;
     for path in [
         "/public/%23/../admin",
         "/a%23b",
@@ -368,7 +371,7 @@ async fn hostile_request_lines_are_rejected_with_400() {
 #[tokio::test]
 async fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
     let up = upstream::start().await;
-    let proxy = harness::start(settings(&config_text(&up.url(), "", "")));
+    let proxy = harness::start(settings(&open_config(&up.url(), "", ""))).await;
     // CL says 4 bytes ("0\r\n\r"), chunked framing ends the body earlier, and the
     // rest is a second request. Transfer-Encoding wins, Content-Length is dropped
     // and the connection is closed after the response (RFC 9112 §6.1), so the
@@ -398,7 +401,7 @@ fn vm_hwm_kib() -> u64 {
 async fn large_bodies_stream_both_ways_in_bounded_memory() {
     const SIZE: u64 = 256 * 1024 * 1024;
     let up = upstream::start().await;
-    let proxy = harness::start(settings(&config_text(&up.url(), "", "")));
+    let proxy = harness::start(settings(&open_config(&up.url(), "", ""))).await;
     let before = vm_hwm_kib();
 
     // Upload: a chunked body generated on the fly.
@@ -438,7 +441,7 @@ async fn large_bodies_stream_both_ways_in_bounded_memory() {
 #[tokio::test]
 async fn websocket_upgrades_are_tunnelled() {
     let up = upstream::start().await;
-    let proxy = harness::start(settings(&config_text(&up.url(), "", "")));
+    let proxy = harness::start(settings(&open_config(&up.url(), "", ""))).await;
     let url = format!("ws://{}/ws", proxy.addr);
     let (mut ws, resp) = tokio_tungstenite::connect_async(url).await.unwrap();
     assert_eq!(resp.status(), 101);
@@ -453,7 +456,7 @@ async fn websocket_upgrades_are_tunnelled() {
 #[tokio::test]
 async fn http2_clients_reach_an_http1_upstream() {
     let up = upstream::start().await;
-    let proxy = harness::start(settings(&config_text(&up.url(), "", "")));
+    let proxy = harness::start(settings(&open_config(&up.url(), "", ""))).await;
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
@@ -492,7 +495,7 @@ async fn tls_listener_speaks_h2_and_http1() {
         cert.display(),
         key.display()
     );
-    let proxy = harness::start(settings(&config_text(&up.url(), &server_extra, "")));
+    let proxy = harness::start(settings(&open_config(&up.url(), &server_extra, ""))).await;
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
     let url = format!("https://localhost:{}/tls", proxy.addr.port());
     for (http1_only, version) in [
@@ -516,8 +519,8 @@ async fn tls_listener_speaks_h2_and_http1() {
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let up = upstream::start().await;
-    let cfg = config_text(&up.url(), "max_header_bytes = 8192", "");
-    let proxy = harness::start(settings(&cfg));
+    let cfg = open_config(&up.url(), "max_header_bytes = 8192", "");
+    let proxy = harness::start(settings(&cfg)).await;
     let big = "a".repeat(16 * 1024);
     let req = format!("GET / HTTP/1.1\r\nHost: jira.test\r\nCookie: {big}\r\n\r\n");
     let out = raw(proxy.addr, req.as_bytes(), Duration::from_secs(5)).await;
@@ -528,9 +531,9 @@ async fn oversized_headers_get_431() {
 #[tokio::test]
 async fn connection_limit_is_enforced() {
     let up = upstream::start().await;
-    let cfg = config_text(&up.url(), "max_connections = 2\nworkers = 1", "");
+    let cfg = open_config(&up.url(), "max_connections = 2\nworkers = 1", "");
     let cfg = cfg.replacen("workers = 2\n", "", 1);
-    let proxy = harness::start(settings(&cfg));
+    let proxy = harness::start(settings(&cfg)).await;
     let _a = TcpStream::connect(proxy.addr).await.unwrap();
     let _b = TcpStream::connect(proxy.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -558,7 +561,7 @@ async fn connection_limit_is_enforced() {
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests() {
     let up = upstream::start().await;
-    let proxy = harness::start(settings(&config_text(&up.url(), "", "")));
+    let proxy = harness::start(settings(&open_config(&up.url(), "", ""))).await;
     let url = proxy.url("/slow?ms=1500");
     let in_flight = tokio::spawn(async move { client().get(url).send().await });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -588,8 +591,8 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
 #[tokio::test]
 async fn keep_alive_reuses_upstream_connections() {
     let up = upstream::start().await;
-    let cfg = config_text(&up.url(), "", "").replacen("workers = 2", "workers = 1", 1);
-    let proxy = harness::start(settings(&cfg));
+    let cfg = open_config(&up.url(), "", "").replacen("workers = 2", "workers = 1", 1);
+    let proxy = harness::start(settings(&cfg)).await;
     let c = client();
     let mut ports = std::collections::BTreeSet::new();
     for _ in 0..20 {

@@ -1,0 +1,471 @@
+//! The sign-in endpoints under `/_usher/`: `login` (start, or pick an IdP),
+//! `callback` (verify, admit, issue the session), `logout` (end the session and
+//! clear every cookie of ours) and `jwks.json`. Owns the order of the login path;
+//! the decisions live in `oidc`, `login_state`, `redirect` and the [`Admission`]
+//! hook (login-time provisioning plugs in there). Never forwards anything.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+
+use super::assertion::AssertionSigner;
+use super::error::{AuthError, DenialReason};
+use super::login_state::LoginStates;
+use super::oidc::{http_client, CallbackParams, Identity, RelyingParty};
+use super::policy::check_allowed_groups;
+use super::redirect::{validate_redirect, SafeRedirect};
+use crate::config::Settings;
+use crate::error::{html_escape, page};
+use crate::provision::mapping::Mapper;
+use crate::session::{Session, Sessions, StoreError, UsherCookieNames};
+
+/// Path of the login endpoint (also the target of the 302 for signed-out browsers).
+pub const LOGIN_PATH: &str = "/_usher/login";
+
+/// What an admitted person becomes: the account name the upstream sees and the
+/// groups sent in the identity headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// Atlassian username.
+    pub username: String,
+    /// Groups for the identity headers (target group names).
+    pub groups: Vec<String>,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// A boxed future returned by [`Admission::admit`].
+pub type AdmitFuture<'a> = Pin<Box<dyn Future<Output = Result<Admitted, AuthError>> + Send + 'a>>;
+
+/// The step between "the IdP vouched for this person" and "issue a session": the
+/// place where login-time provisioning runs. Denials are [`AuthError`]s.
+pub trait Admission: Send + Sync {
+    /// Decides (and, for provisioning implementations, prepares) the account.
+    fn admit<'a>(&'a self, identity: &'a Identity, now: SystemTime) -> AdmitFuture<'a>;
+}
+
+/// Admission from the ID token alone: the username from the `[provisioning]`
+/// username rule (or the IdP's override), groups from the claim, `allowed_groups`
+/// enforced. Used when no directory/targets provision at login.
+pub struct ClaimsAdmission {
+    idps: BTreeMap<String, (Mapper, Vec<String>)>,
+}
+
+impl ClaimsAdmission {
+    /// Compiles one mapper per `[[idp]]`.
+    pub fn new(settings: &Settings) -> Result<Self, String> {
+        let mut idps = BTreeMap::new();
+        for idp in &settings.idps {
+            let mapper = Mapper::for_idp(idp, &settings.provisioning, &settings.groups)
+                .map_err(|e| format!("[[idp]] {}: {e}", idp.name))?;
+            idps.insert(idp.name.clone(), (mapper, idp.allowed_groups.clone()));
+        }
+        Ok(ClaimsAdmission { idps })
+    }
+}
+
+impl Admission for ClaimsAdmission {
+    fn admit<'a>(&'a self, identity: &'a Identity, _now: SystemTime) -> AdmitFuture<'a> {
+        Box::pin(async move {
+            let (mapper, allowed) = self.idps.get(&identity.idp).ok_or_else(|| {
+                AuthError::new(DenialReason::Misconfigured, "identity from an unknown idp")
+            })?;
+            // Google identities carry no groups claim: with allowed_groups set and no
+            // directory to ask, this fails closed.
+            check_allowed_groups(&identity.groups, allowed)?;
+            let username = mapper
+                .username_for(&identity.email)
+                .map_err(|why| AuthError::new(DenialReason::InvalidUsername, why))?;
+            Ok(Admitted {
+                username,
+                groups: identity.groups.clone(),
+                display_name: display_name(identity),
+            })
+        })
+    }
+}
+
+fn display_name(identity: &Identity) -> String {
+    if let Some(n) = identity.name.as_deref().filter(|n| !n.is_empty()) {
+        return n.to_string();
+    }
+    match (&identity.given_name, &identity.family_name) {
+        (Some(g), Some(f)) => format!("{g} {f}"),
+        (Some(g), None) => g.clone(),
+        (None, Some(f)) => f.clone(),
+        (None, None) => identity.email.clone(),
+    }
+}
+
+/// Why the sign-in machinery could not be built (bad keys, store unreachable).
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// An `[[idp]]` cannot be used.
+    #[error("{0}")]
+    Idp(String),
+    /// The session store could not be reached or set up.
+    #[error("session store: {0}")]
+    Store(#[from] StoreError),
+    /// The login-state cookie codec refused the keys.
+    #[error("session keys: {0}")]
+    Keys(String),
+    /// The assertion signing key could not be loaded or created.
+    #[error("assertion key: {0}")]
+    Assertion(String),
+    /// The admission rules could not be compiled.
+    #[error("{0}")]
+    Admission(String),
+}
+
+/// Everything the sign-in endpoints and the per-request session check need.
+pub struct SignIn {
+    rps: Vec<Arc<RelyingParty>>,
+    login_states: LoginStates,
+    /// Session codec, store and policy (used on every proxied request).
+    pub sessions: Sessions,
+    /// The key that signs identity assertions; its JWKS is served publicly.
+    pub signer: Arc<AssertionSigner>,
+    cookie_names: UsherCookieNames,
+    redirect_hosts: Vec<String>,
+    admission: Arc<dyn Admission>,
+}
+
+impl SignIn {
+    /// Builds the relying parties, cookie codecs, session store and signer. No
+    /// network I/O except connecting to Redis for `store = "redis"`; discovery
+    /// happens at the first sign-in (and for readiness).
+    pub async fn build(settings: &Settings) -> Result<SignIn, SignInError> {
+        let secure = settings.server.public_url.scheme() == "https";
+        let http = http_client().map_err(|e| SignInError::Idp(e.to_string()))?;
+        let rps = settings
+            .idps
+            .iter()
+            .map(|idp| {
+                RelyingParty::new(idp.clone(), &settings.server.public_url, http.clone())
+                    .map(Arc::new)
+                    .map_err(|e| SignInError::Idp(e.detail))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let s = &settings.session;
+        let login_states = LoginStates::new(&s.cookie_name, &s.secret, &s.previous_secrets, secure)
+            .map_err(|e| SignInError::Keys(e.to_string()))?;
+        let sessions = Sessions::from_settings(s, secure).await?;
+        let cookie_names = sessions.cookie_names(&login_states.prefix());
+        let issuer = settings.server.public_url.as_str().trim_end_matches('/');
+        let signer = AssertionSigner::load_or_create(issuer, &settings.state.dir)
+            .map_err(|e| SignInError::Assertion(e.to_string()))?;
+        let mut redirect_hosts: Vec<String> =
+            settings.upstreams.iter().map(|u| u.host.clone()).collect();
+        if let Some(h) = settings.server.public_url.host_str() {
+            let host = match settings.server.public_url.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            };
+            redirect_hosts.push(host);
+        }
+        let admission = ClaimsAdmission::new(settings).map_err(SignInError::Admission)?;
+        Ok(SignIn {
+            rps,
+            login_states,
+            sessions,
+            signer: Arc::new(signer),
+            cookie_names,
+            redirect_hosts,
+            admission: Arc::new(admission),
+        })
+    }
+
+    /// Replaces the admission step (login-time provisioning installs itself here).
+    pub fn set_admission(&mut self, admission: Arc<dyn Admission>) {
+        self.admission = admission;
+    }
+
+    /// Names of usher's own cookies, stripped before forwarding.
+    pub fn cookie_names(&self) -> &UsherCookieNames {
+        &self.cookie_names
+    }
+
+    /// The relying parties, in config order.
+    pub fn relying_parties(&self) -> &[Arc<RelyingParty>] {
+        &self.rps
+    }
+
+    /// True when every IdP's discovery document is loaded (tries to load it).
+    pub async fn ready(&self) -> bool {
+        let mut ok = true;
+        for rp in &self.rps {
+            if !rp.is_ready() && rp.discover().await.is_err() {
+                tracing::warn!(idp = rp.name(), "identity provider discovery is not loaded");
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    /// Answers a sign-in endpoint, or `None` when `path` is not one.
+    pub async fn endpoint(
+        &self,
+        path: &str,
+        method: &Method,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        ctx: &PageContext<'_>,
+    ) -> Option<Response<Bytes>> {
+        let cookies = cookie_header(headers);
+        let now = SystemTime::now();
+        let resp = match (path, method) {
+            ("/_usher/login", &Method::GET | &Method::HEAD) => {
+                self.login(query.unwrap_or(""), &cookies, now, ctx).await
+            }
+            ("/_usher/callback", &Method::GET) => {
+                self.callback(query.unwrap_or(""), &cookies, now, ctx).await
+            }
+            ("/_usher/logout", &Method::GET | &Method::POST) => {
+                self.logout(query.unwrap_or(""), &cookies, ctx).await
+            }
+            ("/_usher/jwks.json", &Method::GET | &Method::HEAD) => {
+                let mut r =
+                    Response::new(Bytes::copy_from_slice(self.signer.jwks_json().as_bytes()));
+                let h = r.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                h.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=300"),
+                );
+                r
+            }
+            _ => return None,
+        };
+        Some(resp)
+    }
+
+    fn safe_rd(&self, raw: Option<&str>) -> SafeRedirect {
+        raw.and_then(|r| validate_redirect(r, &self.redirect_hosts).ok())
+            .unwrap_or_else(SafeRedirect::root)
+    }
+
+    async fn login(
+        &self,
+        query: &str,
+        cookies: &str,
+        now: SystemTime,
+        ctx: &PageContext<'_>,
+    ) -> Response<Bytes> {
+        let params = query_map(query);
+        let rd = self.safe_rd(params.get("rd").map(String::as_str));
+        let rp = match params.get("idp") {
+            Some(name) => match self.rps.iter().find(|rp| rp.name() == name) {
+                Some(rp) => rp,
+                None => return self.picker(&rd, ctx),
+            },
+            None if self.rps.len() == 1 => &self.rps[0],
+            None => return self.picker(&rd, ctx),
+        };
+        let (auth_url, login) = match rp.begin(&rd, now).await {
+            Ok(pair) => pair,
+            Err(e) => return self.denied(&e, ctx, Vec::new()),
+        };
+        let set = match self.login_states.issue(&login, cookies, now) {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::error!(error = %e, "could not encode the login state cookie");
+                return page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Sign-in could not start. Please try again.",
+                    ctx.json,
+                    ctx.request_id,
+                );
+            }
+        };
+        redirect(&auth_url, set)
+    }
+
+    async fn callback(
+        &self,
+        query: &str,
+        cookies: &str,
+        now: SystemTime,
+        ctx: &PageContext<'_>,
+    ) -> Response<Bytes> {
+        let params = CallbackParams::from_query(query);
+        let Some(state) = params.state.as_deref() else {
+            let e = AuthError::new(DenialReason::StateMismatch, "callback without state");
+            return self.denied(&e, ctx, Vec::new());
+        };
+        let (login, mut set) = match self.login_states.take(cookies, state, now) {
+            Ok(pair) => pair,
+            Err(e) => return self.denied(&e, ctx, Vec::new()),
+        };
+        let Some(rp) = self.rps.iter().find(|rp| rp.name() == login.idp) else {
+            let e = AuthError::new(DenialReason::StateMismatch, "login names an unknown idp");
+            return self.denied(&e, ctx, set);
+        };
+        let identity = match rp.complete(&login, &params, now).await {
+            Ok(id) => id,
+            Err(e) => return self.denied(&e, ctx, set),
+        };
+        let admitted = match self.admission.admit(&identity, now).await {
+            Ok(a) => a,
+            Err(e) => return self.denied(&e, ctx, set),
+        };
+        let mut session = Session::new(
+            &identity.idp,
+            &identity.sub,
+            &identity.email,
+            &admitted.username,
+            now,
+        );
+        session.groups = admitted.groups;
+        session.display_name = admitted.display_name;
+        match self.sessions.issue(&session, now).await {
+            Ok(cookies) => set.extend(cookies),
+            Err(e) => {
+                tracing::error!(error = %e, "could not save the session");
+                let e = AuthError::new(DenialReason::ProvisioningFailed, "session store failed");
+                return self.denied(&e, ctx, set);
+            }
+        }
+        tracing::info!(
+            idp = %identity.idp,
+            user = %session.username,
+            "signed in"
+        );
+        redirect(login.redirect().as_str(), set)
+    }
+
+    async fn logout(&self, query: &str, cookies: &str, ctx: &PageContext<'_>) -> Response<Bytes> {
+        let params = query_map(query);
+        let mut set = self.sessions.end(cookies).await;
+        set.extend(self.login_states.clear_all(cookies));
+        match params
+            .get("rd")
+            .map(|r| validate_redirect(r, &self.redirect_hosts))
+        {
+            Some(Ok(rd)) => redirect(rd.as_str(), set),
+            _ => {
+                let mut resp = page(
+                    StatusCode::OK,
+                    "You are signed out.",
+                    ctx.json,
+                    ctx.request_id,
+                );
+                append_cookies(resp.headers_mut(), set);
+                resp
+            }
+        }
+    }
+
+    fn picker(&self, rd: &SafeRedirect, ctx: &PageContext<'_>) -> Response<Bytes> {
+        let rd_q: String = url::form_urlencoded::byte_serialize(rd.as_str().as_bytes()).collect();
+        let mut items = String::new();
+        for rp in &self.rps {
+            let name_q: String =
+                url::form_urlencoded::byte_serialize(rp.name().as_bytes()).collect();
+            items.push_str(&format!(
+                "<li><a href=\"{LOGIN_PATH}?idp={name_q}&amp;rd={rd_q}\">Sign in with {}</a></li>",
+                html_escape(rp.name())
+            ));
+        }
+        let body = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title>\
+             <style>body{{font:16px system-ui,sans-serif;max-width:30em;margin:4em auto}}\
+             li{{margin:.6em 0}}</style></head><body><h1>Sign in</h1><ul>{items}</ul>\
+             <p><small>Request id: {}</small></p></body></html>\n",
+            html_escape(ctx.request_id.to_str().unwrap_or(""))
+        );
+        let mut resp = Response::new(Bytes::from(body));
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+
+    /// The denial page: the reason in plain words, details only in the log.
+    fn denied(&self, e: &AuthError, ctx: &PageContext<'_>, set: Vec<String>) -> Response<Bytes> {
+        tracing::warn!(
+            reason = e.reason.code(),
+            detail = %e.detail,
+            request_id = ctx.request_id.to_str().unwrap_or("-"),
+            "sign-in refused"
+        );
+        let status = match e.reason {
+            r if r.is_forbidden() => StatusCode::FORBIDDEN,
+            DenialReason::ProviderUnavailable => StatusCode::BAD_GATEWAY,
+            DenialReason::ProvisioningFailed => StatusCode::SERVICE_UNAVAILABLE,
+            DenialReason::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut resp = page(status, e.reason.message(), ctx.json, ctx.request_id);
+        resp.headers_mut()
+            .insert("x-usher-denial", HeaderValue::from_static(e.reason.code()));
+        append_cookies(resp.headers_mut(), set);
+        resp
+    }
+}
+
+/// Request facts the pages need.
+pub struct PageContext<'a> {
+    /// Answer JSON instead of HTML.
+    pub json: bool,
+    /// Shown on pages and logged.
+    pub request_id: &'a HeaderValue,
+}
+
+/// All `Cookie` header lines joined (HTTP/2 may split them).
+pub fn cookie_header(headers: &HeaderMap) -> String {
+    let mut out = String::new();
+    for v in headers.get_all(header::COOKIE) {
+        if let Ok(s) = v.to_str() {
+            if !out.is_empty() {
+                out.push_str("; ");
+            }
+            out.push_str(s);
+        }
+    }
+    out
+}
+
+fn query_map(query: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        m.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    m
+}
+
+fn append_cookies(headers: &mut HeaderMap, set: Vec<String>) {
+    for c in set {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+}
+
+/// A 302 with `Set-Cookie`s; never cached.
+fn redirect(location: &str, set: Vec<String>) -> Response<Bytes> {
+    let mut resp = Response::new(Bytes::new());
+    *resp.status_mut() = StatusCode::FOUND;
+    let h = resp.headers_mut();
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            h.insert(header::LOCATION, v);
+        }
+        Err(_) => {
+            h.insert(header::LOCATION, HeaderValue::from_static("/"));
+        }
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    append_cookies(h, set);
+    resp
+}
