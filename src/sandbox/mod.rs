@@ -5,6 +5,7 @@
 
 pub mod atlassian;
 pub mod bitbucket;
+pub mod company;
 pub mod confluence;
 pub mod crowd;
 pub mod faults;
