@@ -241,6 +241,9 @@ pub struct ScimDirectory {
     pub token: String,
 }
 
+type Pairs = Vec<(String, String)>;
+type BotAuth = (Pairs, Pairs, Vec<String>);
+
 const BUILT_IN: &str = "<built-in demo seed>";
 
 impl Company {
@@ -613,7 +616,8 @@ impl Company {
         Fixture { users, groups }
     }
 
-    fn bot_auth(&self) -> (Vec<(String, String)>, Vec<(String, String)>, Vec<String>) {
+    /// Basic `(user, password)`, bearer `(token, user)` and admin usernames of the bot.
+    fn bot_auth(&self) -> BotAuth {
         let bot = &self.atlassian.bot;
         let mut admins = vec![bot.username.clone()];
         admins.extend(self.atlassian.admins.iter().cloned());

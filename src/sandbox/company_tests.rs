@@ -129,7 +129,7 @@ fn demo_company_has_the_cases_the_demo_needs() {
     assert_eq!(c.bitbucket_seed().users, fixture_users);
     assert_eq!(c.crowd_seed().users, fixture_users);
     assert_eq!(c.scim_seed().users, fixture_users);
-    assert_eq!(c.scim_seed().tokens, [c.atlassian.scim.token.clone()]);
+    assert_eq!(c.scim_seed().tokens, vec![c.atlassian.scim.token.clone()]);
     assert_eq!(
         c.crowd_seed().applications,
         [(
