@@ -13,4 +13,5 @@ pub mod google_directory;
 pub mod google_oidc;
 pub mod http;
 pub mod jira;
+pub mod run;
 pub mod scim;
