@@ -5,6 +5,7 @@
 
 pub mod atlassian;
 pub mod bitbucket;
+pub mod company;
 pub mod confluence;
 pub mod crowd;
 pub mod faults;
@@ -12,4 +13,5 @@ pub mod google_directory;
 pub mod google_oidc;
 pub mod http;
 pub mod jira;
+pub mod run;
 pub mod scim;

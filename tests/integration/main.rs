@@ -10,6 +10,7 @@ mod harness;
 mod oidc_peer;
 mod peers;
 mod proxy;
+mod sandbox_cmd;
 mod signin;
 mod signin_peer;
 mod targets;
