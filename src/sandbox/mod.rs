@@ -13,5 +13,6 @@ pub mod google_directory;
 pub mod google_oidc;
 pub mod http;
 pub mod jira;
+pub mod demo;
 pub mod run;
 pub mod scim;

@@ -530,7 +530,8 @@ pub fn run_cli(opts: SandboxOptions, format: LogFormat) -> ExitCode {
     })
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
+/// Waits for SIGTERM or SIGINT (Ctrl-C).
+pub async fn wait_for_signal() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
