@@ -221,6 +221,13 @@ impl SandboxHandles {
                 extra.unwrap_or("")
             );
         }
+        let mut protected = vec![q(&at.bot.username)];
+        protected.extend(at.accounts.iter().map(|a| q(&a.username)));
+        let _ = writeln!(
+            s,
+            "# Suggested: accounts usher must never change.\n# [provisioning]\n# protected_users = [{}]",
+            protected.join(", ")
+        );
         s
     }
 }

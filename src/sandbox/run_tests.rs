@@ -120,6 +120,7 @@ async fn describe_names_every_emulator_account_and_credential() {
     assert!(text.contains("usher-bot / password bot-password / token bot-pat"));
     assert!(text.contains("existing group release-managers: elopez"));
     assert!(text.contains(h.usher_toml().trim_end()));
+    assert!(text.contains("# protected_users = [\"usher-bot\", \"admin\"]"));
     assert!(
         !text.contains("PRIVATE KEY"),
         "the private key stays in its file"
