@@ -183,3 +183,18 @@ async fn bad_seeds_and_ports_fail_with_typed_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn next_free_ports_skips_a_taken_port() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    // A range starting at or just below the taken port must start after it.
+    let from = port.saturating_sub(2).max(1);
+    let base = next_free_ports(from).unwrap();
+    assert!(
+        base > port || base + PORTS - 1 < port,
+        "range {base}.. overlaps {port}"
+    );
+    assert!(base >= from);
+    assert_eq!(next_free_ports(u16::MAX), None);
+}
