@@ -26,13 +26,19 @@ impl Company {
         }
     }
 
-    /// Everyone as the OIDC emulator's accounts (`sub` = directory id, `hd` = domain).
+    /// Everyone as the OIDC emulator's accounts (`sub` = directory id; `hd` = the
+    /// domain for addresses in it, none for consumer addresses elsewhere).
     pub fn oidc_people(&self) -> Vec<SeedPerson> {
         self.people
             .iter()
             .map(|p| {
                 let mut s = SeedPerson::workspace(&p.email, &p.id, &p.given_name, &p.family_name);
-                s.hd = Some(self.domain.clone());
+                // `hd` is the Workspace domain; an address elsewhere is a consumer account.
+                s.hd = p
+                    .email
+                    .rsplit_once('@')
+                    .filter(|(_, d)| d.eq_ignore_ascii_case(&self.domain))
+                    .map(|_| self.domain.clone());
                 s
             })
             .collect()

@@ -67,6 +67,19 @@ fn every_person_is_the_same_in_oidc_directory_and_atlassian() {
 }
 
 #[test]
+fn only_addresses_in_the_domain_get_hd() {
+    let c = edited(|v| {
+        v["people"][1]["email"] = "bob@gmail.com".into();
+        v["groups"][2]["members"] = serde_json::json!(["bob@gmail.com"]);
+    })
+    .unwrap();
+    let people = c.oidc_people();
+    assert_eq!(people[0].hd.as_deref(), Some("example.com"));
+    assert_eq!(people[1].email, "bob@gmail.com");
+    assert_eq!(people[1].hd, None);
+}
+
+#[test]
 fn nested_groups_are_preserved() {
     let c = demo();
     let dir = c.directory_seed(fake_account(&c));

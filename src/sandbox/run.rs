@@ -221,6 +221,13 @@ impl SandboxHandles {
                 extra.unwrap_or("")
             );
         }
+        let mut protected = vec![q(&at.bot.username)];
+        protected.extend(at.accounts.iter().map(|a| q(&a.username)));
+        let _ = writeln!(
+            s,
+            "# Suggested: accounts usher must never change.\n# [provisioning]\n# protected_users = [{}]",
+            protected.join(", ")
+        );
         s
     }
 }
@@ -229,6 +236,24 @@ impl SandboxHandles {
 fn q(s: &str) -> String {
     let escaped = s.replace('\\', "\\\\").replace('"', "\\\"");
     format!("\"{escaped}\"")
+}
+
+/// The first port at or after `from` where [`PORTS`] consecutive loopback ports
+/// can be bound right now (`usher demo`: "the sandbox takes the next free ports").
+/// Another process may still take one before `start` binds it; `start` then fails
+/// with [`SandboxError::Bind`].
+pub fn next_free_ports(from: u16) -> Option<u16> {
+    let last = u16::MAX - (PORTS - 1);
+    let mut base = from.max(1);
+    while base <= last {
+        let taken =
+            (0..PORTS).find(|&i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_err());
+        match taken {
+            None => return Some(base),
+            Some(i) => base = base.checked_add(i + 1)?,
+        }
+    }
+    None
 }
 
 fn addr(port: u16, offset: u16) -> SocketAddr {

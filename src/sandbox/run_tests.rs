@@ -120,6 +120,7 @@ async fn describe_names_every_emulator_account_and_credential() {
     assert!(text.contains("usher-bot / password bot-password / token bot-pat"));
     assert!(text.contains("existing group release-managers: elopez"));
     assert!(text.contains(h.usher_toml().trim_end()));
+    assert!(text.contains("# protected_users = [\"usher-bot\", \"admin\"]"));
     assert!(
         !text.contains("PRIVATE KEY"),
         "the private key stays in its file"
@@ -181,4 +182,19 @@ async fn bad_seeds_and_ports_fail_with_typed_errors() {
         err.contains(&format!("Google OIDC emulator on 127.0.0.1:{port}")),
         "{err}"
     );
+}
+
+#[test]
+fn next_free_ports_skips_a_taken_port() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    // A range starting at or just below the taken port must start after it.
+    let from = port.saturating_sub(2).max(1);
+    let base = next_free_ports(from).unwrap();
+    assert!(
+        base > port || base + PORTS - 1 < port,
+        "range {base}.. overlaps {port}"
+    );
+    assert!(base >= from);
+    assert_eq!(next_free_ports(u16::MAX), None);
 }
