@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::http::{self as shttp, Handler, Running};
 use super::run::{self, SandboxError, SandboxHandles, SandboxOptions};
-use crate::config::{self, StaticEnv};
+use crate::config::{self, SystemEnv};
 use crate::error::html_escape;
 use crate::proxy::server::Workers;
 use crate::telemetry::{self, LogFormat};
@@ -88,19 +88,30 @@ pub fn config_text(port: u16, sandbox: &SandboxHandles, state_dir: &std::path::P
         .replace("{{SECRET}}", &secret)
         .replace("{{SANDBOX}}", sandbox.usher_toml().trim_end())
         .replace("{{JIRA_URL}}", &sandbox.urls.jira)
-        .replace("{{STATE_DIR}}", &state_dir.display().to_string().replace('\\', "/"))
+        .replace(
+            "{{STATE_DIR}}",
+            &state_dir.display().to_string().replace('\\', "/"),
+        )
 }
 
 /// Starts the sandbox, usher and the control page. `port` 0 picks free ports (tests).
 pub async fn start(port: u16) -> Result<Demo, DemoError> {
+    start_with(port, |text| text).await
+}
+
+/// Like [`start`], with the generated config text passed through `edit` first
+/// (tests shorten timings with it; the result is validated like any config).
+pub async fn start_with(port: u16, edit: impl FnOnce(String) -> String) -> Result<Demo, DemoError> {
     // usher needs its own port first when it is ephemeral, to register the callback.
-    let proxy_listener = std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|source| {
-        DemoError::Control {
+    let proxy_listener =
+        std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|source| DemoError::Control {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             source,
-        }
-    })?;
-    let proxy_port = proxy_listener.local_addr().map(|a| a.port()).unwrap_or(port);
+        })?;
+    let proxy_port = proxy_listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(port);
     drop(proxy_listener);
     let sandbox_port = if port == 0 { 0 } else { port + SANDBOX_OFFSET };
     let callbacks = vec![
@@ -115,13 +126,11 @@ pub async fn start(port: u16) -> Result<Demo, DemoError> {
         })
         .await?,
     );
-    let state_dir = std::env::temp_dir().join(format!(
-        "usher-demo-{}-{proxy_port}",
-        std::process::id()
-    ));
-    let text = config_text(proxy_port, &sandbox, &state_dir);
-    let settings = config::parse(&text, "<demo>", &StaticEnv::new())
-        .map_err(|e| DemoError::Config(e.to_string()))?;
+    let state_dir =
+        std::env::temp_dir().join(format!("usher-demo-{}-{proxy_port}", std::process::id()));
+    let text = edit(config_text(proxy_port, &sandbox, &state_dir));
+    let settings =
+        config::parse(&text, "<demo>", &SystemEnv).map_err(|e| DemoError::Config(e.to_string()))?;
     let app = App::build(settings).await?;
     let addr = app.local_addr();
     let (stop, stopped) = watch::channel(false);
@@ -214,14 +223,21 @@ fn control(sandbox: &SandboxHandles, req: Request<Bytes>) -> Response<Bytes> {
 pub fn describe(demo: &Demo) -> String {
     let mut s = String::new();
     s.push_str("usher demo: everything runs on this machine, in memory\n\n");
-    s.push_str(&format!("  Open     {}/  (usher in front of a Jira emulator)\n", demo.url()));
+    s.push_str(&format!(
+        "  Open     {}/  (usher in front of a Jira emulator)\n",
+        demo.url()
+    ));
     s.push_str(&format!(
         "  Directory control page: http://{}/  (suspend people)\n\n",
         demo.control.addr
     ));
     s.push_str("  Sign in as any of (the sandbox Google shows a chooser, no password):\n");
     for p in &demo.sandbox.company.people {
-        let note = if p.suspended { "  (suspended: will be refused)" } else { "" };
+        let note = if p.suspended {
+            "  (suspended: will be refused)"
+        } else {
+            ""
+        };
         s.push_str(&format!("    {}{note}\n", p.email));
     }
     s.push_str(
