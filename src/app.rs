@@ -11,6 +11,7 @@ use crate::auth::flow::{SignIn, SignInError};
 use crate::config::Settings;
 use crate::proxy::server::{self, ServeError, ServerOptions, Workers};
 use crate::proxy::{tls, BuildError, Proxy};
+use crate::sync::SyncService;
 
 /// Why usher could not start with a valid config.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,9 @@ pub enum StartError {
     /// The public listener's certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The sync clients (directory, targets) could not be built.
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
 }
 
 /// usher, built and bound but not yet serving.
@@ -36,6 +40,8 @@ pub struct App {
     listeners: Vec<std::net::TcpListener>,
     options: ServerOptions,
     addr: SocketAddr,
+    /// Full syncs (scheduler + admin "sync now"); `None` without `[directory]` or targets.
+    pub sync: Option<Arc<SyncService>>,
 }
 
 impl App {
@@ -67,12 +73,15 @@ impl App {
             shutdown_grace: s.shutdown_grace,
         };
         let sign_in = Arc::new(SignIn::build(&settings).await?);
+        // Built here, on the control runtime, which also runs the schedule and the syncs.
+        let sync = SyncService::from_settings(settings.clone())?.map(Arc::new);
         let proxy = Proxy::build(settings, sign_in)?;
         Ok(App {
             proxy,
             listeners,
             options,
             addr,
+            sync,
         })
     }
 
@@ -81,8 +90,12 @@ impl App {
         self.addr
     }
 
-    /// Starts the workers; they stop when `shutdown` becomes true.
+    /// Starts the workers and the `[sync] interval` schedule (on the control
+    /// runtime); both stop when `shutdown` becomes true.
     pub fn run(self, shutdown: watch::Receiver<bool>) -> Result<Workers, StartError> {
+        if let Some(sync) = &self.sync {
+            let _ = sync.spawn_scheduler(shutdown.clone());
+        }
         Ok(server::start(
             self.proxy,
             self.listeners,
