@@ -12,5 +12,6 @@ mod peers;
 mod proxy;
 mod signin;
 mod signin_peer;
+mod sync;
 mod targets;
 mod upstream;
