@@ -16,6 +16,7 @@ use crate::provision::link_store::FileLinkStore;
 use crate::provision::login::LoginProvisioner;
 use crate::proxy::server::{self, ServeError, ServerOptions, Workers};
 use crate::proxy::{tls, BuildError, Proxy};
+use crate::sync::SyncService;
 use crate::target;
 
 /// Why usher could not start with a valid config.
@@ -36,6 +37,9 @@ pub enum StartError {
     /// The directory, a target, the identity links or the audit log could not be set up.
     #[error("{0}")]
     Provisioning(String),
+    /// The sync clients (directory, targets) could not be built.
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
 }
 
 /// The login-time provisioner, when there is anything to provision from or into:
@@ -104,6 +108,8 @@ pub struct App {
     listeners: Vec<std::net::TcpListener>,
     options: ServerOptions,
     addr: SocketAddr,
+    /// Full syncs (scheduler + admin "sync now"); `None` without `[directory]` or targets.
+    pub sync: Option<Arc<SyncService>>,
 }
 
 impl App {
@@ -139,12 +145,15 @@ impl App {
             sign_in.set_admission(provisioner);
         }
         let sign_in = Arc::new(sign_in);
+        // Built here, on the control runtime, which also runs the schedule and the syncs.
+        let sync = SyncService::from_settings(settings.clone())?.map(Arc::new);
         let proxy = Proxy::build(settings, sign_in)?;
         Ok(App {
             proxy,
             listeners,
             options,
             addr,
+            sync,
         })
     }
 
@@ -153,8 +162,12 @@ impl App {
         self.addr
     }
 
-    /// Starts the workers; they stop when `shutdown` becomes true.
+    /// Starts the workers and the `[sync] interval` schedule (on the control
+    /// runtime); both stop when `shutdown` becomes true.
     pub fn run(self, shutdown: watch::Receiver<bool>) -> Result<Workers, StartError> {
+        if let Some(sync) = &self.sync {
+            let _ = sync.spawn_scheduler(shutdown.clone());
+        }
         Ok(server::start(
             self.proxy,
             self.listeners,

@@ -37,6 +37,8 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// One full reconcile now (exit 0 success, 1 failure, 3 stopped by a safety limit).
+    Sync(usher::sync::cli::SyncArgs),
     /// Validate the config file and report every problem with file:line:column.
     CheckConfig {
         /// Config file (default: $USHER_CONFIG, else config/usher.toml).
@@ -81,6 +83,10 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Serve { config } => serve(config, cli.log_format),
+        Command::Sync(args) => match load(args.config.clone()) {
+            Ok(settings) => ExitCode::from(usher::sync::cli::main(settings, &args)),
+            Err(code) => code,
+        },
         Command::CheckConfig { config } => check_config(config),
         Command::Keygen { tls_dev, names } => keygen(tls_dev, &names),
         Command::Demo { port } => usher::sandbox::demo::run_cli(port, cli.log_format),

@@ -14,5 +14,6 @@ mod proxy;
 mod sandbox_cmd;
 mod signin;
 mod signin_peer;
+mod sync;
 mod targets;
 mod upstream;
