@@ -7,7 +7,10 @@
 #   - deploy/Dockerfile: structural checks (tests/deploy/check_dockerfile.py);
 #   - deploy/usher.service: `systemd-analyze verify` when systemd-analyze exists;
 #   - the ConfigMap's usher.toml: `usher check-config` with the container's
-#     environment, when ${USHER_BIN:-target/release/usher} exists.
+#     environment, and a runtime smoke (usher serve against `usher sandbox` and a
+#     local redis-server, as uid 10001 on a read-only root when run as root:
+#     healthz, readyz, jwks 200, clean exit on SIGTERM), when
+#     ${USHER_BIN:-target/release/usher} exists.
 # Each checker first proves on broken input that it can fail (--self-test).
 # Idempotent (re-uses the venv), bounded (every external step under `timeout`),
 # exits non-zero on any problem. Usage: bash tests/deploy/validate.sh
@@ -93,6 +96,15 @@ if [ -x "$USHER_BIN" ]; then
   "$PY" tests/deploy/check_manifests.py . --check-config "$USHER_BIN" || fail "usher check-config"
 else
   echo "skipped: $USHER_BIN not built (set USHER_BIN=path/to/usher)"
+fi
+
+step "runtime smoke: usher serve with the ConfigMap's usher.toml (smoke_serve.py)"
+if [ ! -x "$USHER_BIN" ]; then
+  echo "skipped: $USHER_BIN not built"
+elif ! command -v redis-server >/dev/null 2>&1; then
+  echo "skipped: redis-server not installed (apt-get install redis-server)"
+else
+  timeout 180 "$PY" tests/deploy/smoke_serve.py . "$USHER_BIN" || fail "runtime smoke"
 fi
 
 echo
