@@ -141,14 +141,22 @@ wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$USH_PORT"; wait_port "$
 RUST_LOG=info "$USHER" serve -c "$WORK/usher-auth.toml" > "$WORK/usher-auth.log" 2>&1 & AUTH_PID=$!; PIDS+=($AUTH_PID)
 wait_port "$AUTH_PORT"
 
-# Sign in once through the sandbox Google (non-interactive path) to get a session cookie.
+# Sign in through the sandbox Google (non-interactive path) to get a session cookie.
+# A browser stores the refreshed cookie usher sends about once a minute; wrk does
+# not, so each authenticated round starts from a fresh sign-in (rounds are shorter
+# than the refresh step) and measures the browser's steady state.
 JAR="$WORK/cookies.txt"
-AUTH_URL=$(curl -s -o /dev/null -c "$JAR" -w '%{redirect_url}' "http://127.0.0.1:$AUTH_PORT/_usher/login?rd=/1k.bin")
-CALLBACK=$(curl -s -o /dev/null -w '%{redirect_url}' "$AUTH_URL&login_hint=alice%40example.com&auto=1")
-curl -s -o /dev/null -b "$JAR" -c "$JAR" "http://127.0.0.1:$AUTH_PORT/_usher/callback?${CALLBACK#*\?}"
-SESSION=$(awk '$6 == "_usher" {print $7}' "$JAR")
-[ -n "$SESSION" ] || { echo "sign-in for the authenticated run failed; see $WORK/usher-auth.log" >&2; exit 1; }
-COOKIE="Cookie: _usher=$SESSION"
+fresh_cookie() {
+  rm -f "$JAR"
+  local auth_url callback session
+  auth_url=$(curl -s -o /dev/null -c "$JAR" -w '%{redirect_url}' "http://127.0.0.1:$AUTH_PORT/_usher/login?rd=/1k.bin")
+  callback=$(curl -s -o /dev/null -w '%{redirect_url}' "$auth_url&login_hint=alice%40example.com&auto=1")
+  curl -s -o /dev/null -b "$JAR" -c "$JAR" "http://127.0.0.1:$AUTH_PORT/_usher/callback?${callback#*\?}"
+  session=$(awk '$6 == "_usher" {print $7}' "$JAR")
+  [ -n "$session" ] || { echo "sign-in for the authenticated run failed; see $WORK/usher-auth.log" >&2; exit 1; }
+  COOKIE="Cookie: _usher=$session"
+}
+fresh_cookie
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "$COOKIE" "http://127.0.0.1:$AUTH_PORT/1k.bin")
 [ "$code" = 200 ] || { echo "session cookie not accepted ($code)" >&2; exit 1; }
 
@@ -193,9 +201,11 @@ wrk -t2 -c"$CONNS" -d2s -H "$COOKIE" "http://127.0.0.1:$AUTH_PORT/1k.bin" >/dev/
 
 for r in $(seq "$ROUNDS"); do
   if (( r % 2 )); then
-    run_one nginx "$NGX_PORT" "$NGX_PID"; run_one usher "$USH_PORT" "$USH_PID"; run_one usher-auth "$AUTH_PORT" "$AUTH_PID" "$COOKIE"
+    run_one nginx "$NGX_PORT" "$NGX_PID"; run_one usher "$USH_PORT" "$USH_PID"
+    fresh_cookie; run_one usher-auth "$AUTH_PORT" "$AUTH_PID" "$COOKIE"
   else
-    run_one usher-auth "$AUTH_PORT" "$AUTH_PID" "$COOKIE"; run_one usher "$USH_PORT" "$USH_PID"; run_one nginx "$NGX_PORT" "$NGX_PID"
+    fresh_cookie; run_one usher-auth "$AUTH_PORT" "$AUTH_PID" "$COOKIE"
+    run_one usher "$USH_PORT" "$USH_PID"; run_one nginx "$NGX_PORT" "$NGX_PID"
   fi
   echo "round $r/$ROUNDS done" >&2
 done
