@@ -158,8 +158,22 @@ impl LoginProvisioner {
             })
     }
 
+    /// The whole login-time step within `[provisioning.login] timeout`. A target
+    /// that runs out of time is a target failure, so `on_failure` decides (an
+    /// existing, linked account may still get in); a directory that runs out of
+    /// time denies (suspension cannot be checked).
     async fn provision(&self, identity: &Identity) -> Result<Admitted, AuthError> {
-        let source = self.source_person(identity).await?;
+        let limit = self.settings.provisioning.login.timeout;
+        let deadline = Instant::now() + limit;
+        let late = |what: &str| format!("{what} took longer than the login timeout ({limit:?})");
+        let source = tokio::time::timeout(limit, self.source_person(identity))
+            .await
+            .map_err(|_| {
+                AuthError::new(
+                    DenialReason::ProvisioningFailed,
+                    late("the directory lookup"),
+                )
+            })??;
         if !self.allowed(&identity.idp, &source.groups) {
             return Err(AuthError::new(
                 DenialReason::NotInAllowedGroups,
@@ -178,9 +192,25 @@ impl LoginProvisioner {
                 let Some(target) = self.targets.get(i).cloned() else {
                     break;
                 };
-                let name = self
-                    .provision_into(target, mapper, &source, &desired)
-                    .await?;
+                let tname = target.name().to_string();
+                let left = deadline.saturating_duration_since(Instant::now());
+                let name = match tokio::time::timeout(
+                    left,
+                    self.provision_into(target, mapper, &source, &desired),
+                )
+                .await
+                {
+                    Ok(result) => result?,
+                    Err(_) => {
+                        let linked = self
+                            .links
+                            .get(&tname, &desired.external_id)
+                            .ok()
+                            .flatten()
+                            .map(|l| l.username);
+                        self.on_failure(&tname, linked, late(&tname))?
+                    }
+                };
                 if i == 0 {
                     username = name;
                 }
@@ -308,14 +338,7 @@ impl Admission for LoginProvisioner {
             if let Some(a) = self.fresh(&key, refresh) {
                 return Ok(a);
             }
-            let timeout = self.settings.provisioning.login.timeout;
-            let result = match tokio::time::timeout(timeout, self.provision(identity)).await {
-                Ok(r) => r,
-                Err(_) => Err(AuthError::new(
-                    DenialReason::ProvisioningFailed,
-                    format!("provisioning took longer than {timeout:?}"),
-                )),
-            };
+            let result = self.provision(identity).await;
             if let Ok(a) = &result {
                 self.recent.insert(key.clone(), (Instant::now(), a.clone()));
                 self.verdicts.insert(key.clone(), (Instant::now(), true));

@@ -145,3 +145,59 @@ async fn demo_in_a_real_browser() {
     assert!(r.screenshot.exists());
     d.shutdown();
 }
+
+/// Jira answering 503 to everything (more than the client's retries).
+fn jira_down(d: &demo::Demo) {
+    d.sandbox
+        .jira
+        .gate
+        .faults
+        .set(usher::sandbox::faults::FaultPlan {
+            server_errors: 10_000,
+            ..Default::default()
+        });
+}
+
+#[tokio::test]
+async fn target_down_denies_a_newcomer_with_on_failure_deny() {
+    let d = start().await;
+    jira_down(&d);
+    let mut b = browser(&d);
+    let r = b.sign_in("/", "frank@example.com").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["x-usher-denial"], "provisioning_failed");
+    assert_eq!(b.get("/").await.status(), 302, "no session was issued");
+    d.sandbox.jira.gate.faults.clear();
+    // Once Jira is back, the same person gets in and is provisioned.
+    let mut again = browser(&d);
+    assert_eq!(again.sign_in("/", "frank@example.com").await.status(), 302);
+    assert!(d.sandbox.jira.state().user("frank").is_some());
+    d.shutdown();
+}
+
+#[tokio::test]
+async fn target_down_lets_existing_accounts_in_with_on_failure_allow() {
+    let d = demo::start_with(0, |t| {
+        t.replace("on_failure = \"deny\"", "on_failure = \"allow\"")
+            .replace("refresh_after = \"1m\"", "refresh_after = \"0s\"")
+    })
+    .await
+    .expect("demo starts");
+    // Frank signs in once while Jira works: his account exists from then on.
+    let mut b = browser(&d);
+    assert_eq!(b.sign_in("/", "frank@example.com").await.status(), 302);
+    assert!(d.sandbox.jira.state().user("frank").is_some());
+    jira_down(&d);
+    // With Jira down, Frank (existing account) is let in ...
+    let mut again = browser(&d);
+    assert_eq!(again.sign_in("/", "frank@example.com").await.status(), 302);
+    // (The emulator's page is served outside its failing REST API.)
+    let page = again.get("/").await.text().await.unwrap();
+    assert!(page.contains("Signed in as <b>frank</b>"), "{page}");
+    // ... but a newcomer without an account is still refused.
+    let mut newcomer = browser(&d);
+    let r = newcomer.sign_in("/", "bob@example.com").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["x-usher-denial"], "provisioning_failed");
+    d.shutdown();
+}
