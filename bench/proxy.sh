@@ -5,6 +5,11 @@
 # /proc/PID/task/*/schedstat) and usher's RSS, then the median ratios usher/nginx.
 # Loopback only; bounded in time (ROUNDS x DURATION x 2 + start-up).
 #
+# A third contender, "usher-auth", is the same usher with a signed-in session:
+# every request carries a real session cookie (signed in through the sandbox
+# Google provider), and usher decodes it and injects the identity headers and the
+# signed assertion. It is compared with unauthenticated nginx proxy_pass.
+#
 #   bash bench/proxy.sh                 # 5 rounds of 10 s
 #   ROUNDS=7 DURATION=15 bash bench/proxy.sh
 set -euo pipefail
@@ -34,7 +39,8 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-UP_PORT=$(free_port); NGX_PORT=$(free_port); USH_PORT=$(free_port)
+UP_PORT=$(free_port); NGX_PORT=$(free_port); USH_PORT=$(free_port); AUTH_PORT=$(free_port)
+SBX_PORT=$(python3 -c 'import random; print(random.randrange(20000, 60000, 10))')
 
 mkdir -p "$WORK/www" "$WORK/up" "$WORK/ngx"
 chmod 755 "$WORK" "$WORK/www"
@@ -97,15 +103,62 @@ allowed_domains = ["example.com"]
 name = "bench"
 host = "127.0.0.1"
 url = "http://127.0.0.1:$UP_PORT"
+public = ["^/"]
+CONF
+
+# The signed-in variant: every path needs a session; the IdP is the sandbox.
+# public_url is the sandbox client's registered callback host; the callback is
+# called on the real port below (cookies are per host, not per port).
+cat > "$WORK/usher-auth.toml" <<CONF
+[server]
+listen = "127.0.0.1:$AUTH_PORT"
+public_url = "http://127.0.0.1:8080"
+[session]
+secret = "$SECRET"
+[[idp]]
+name = "google"
+kind = "google"
+issuer = "http://127.0.0.1:$SBX_PORT"
+client_id = "1081000000-usher-sandbox.apps.googleusercontent.com"
+client_secret = "GOCSPX-usher-sandbox-secret"
+allowed_domains = ["example.com"]
+[[upstream]]
+name = "bench"
+host = "127.0.0.1"
+url = "http://127.0.0.1:$UP_PORT"
+[state]
+dir = "$WORK/state"
 CONF
 
 "$NGINX" -p "$WORK/up" -c "$WORK/up/nginx.conf" -e "$WORK/up/error.log" & PIDS+=($!)
 "$NGINX" -p "$WORK/ngx" -c "$WORK/ngx/nginx.conf" -e "$WORK/ngx/error.log" & NGX_PID=$!; PIDS+=($NGX_PID)
 # The access log goes to a file, as nginx's does.
 RUST_LOG=info "$USHER" serve -c "$WORK/usher.toml" > "$WORK/usher.log" 2>&1 & USH_PID=$!; PIDS+=($USH_PID)
+"$USHER" sandbox --port "$SBX_PORT" > "$WORK/sandbox.log" 2>&1 & PIDS+=($!)
 
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$USH_PORT"
+wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$USH_PORT"; wait_port "$SBX_PORT"
+RUST_LOG=info "$USHER" serve -c "$WORK/usher-auth.toml" > "$WORK/usher-auth.log" 2>&1 & AUTH_PID=$!; PIDS+=($AUTH_PID)
+wait_port "$AUTH_PORT"
+
+# Sign in through the sandbox Google (non-interactive path) to get a session cookie.
+# A browser stores the refreshed cookie usher sends about once a minute; wrk does
+# not, so each authenticated round starts from a fresh sign-in (rounds are shorter
+# than the refresh step) and measures the browser's steady state.
+JAR="$WORK/cookies.txt"
+fresh_cookie() {
+  rm -f "$JAR"
+  local auth_url callback session
+  auth_url=$(curl -s -o /dev/null -c "$JAR" -w '%{redirect_url}' "http://127.0.0.1:$AUTH_PORT/_usher/login?rd=/1k.bin")
+  callback=$(curl -s -o /dev/null -w '%{redirect_url}' "$auth_url&login_hint=alice%40example.com&auto=1")
+  curl -s -o /dev/null -b "$JAR" -c "$JAR" "http://127.0.0.1:$AUTH_PORT/_usher/callback?${callback#*\?}"
+  session=$(awk '$6 == "_usher" {print $7}' "$JAR")
+  [ -n "$session" ] || { echo "sign-in for the authenticated run failed; see $WORK/usher-auth.log" >&2; exit 1; }
+  COOKIE="Cookie: _usher=$session"
+}
+fresh_cookie
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "$COOKIE" "http://127.0.0.1:$AUTH_PORT/1k.bin")
+[ "$code" = 200 ] || { echo "session cookie not accepted ($code)" >&2; exit 1; }
 
 # Sum of on-CPU nanoseconds of a process tree (all threads of the process and its children).
 cpu_ns() {
@@ -120,10 +173,11 @@ cpu_ns() {
 
 RESULTS="$WORK/results.tsv"
 : > "$RESULTS"
-run_one() { # name port pid
+run_one() { # name port pid [header]
   local name=$1 port=$2 pid=$3 before after out
+  local hdr=(); [ -n "${4:-}" ] && hdr=(-H "$4")
   before=$(cpu_ns "$pid")
-  out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$port/1k.bin")
+  out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "${hdr[@]}" "http://127.0.0.1:$port/1k.bin")
   after=$(cpu_ns "$pid")
   python3 - "$name" "$before" "$after" "$out" >> "$RESULTS" <<'PY'
 import re, sys
@@ -143,36 +197,42 @@ PY
 # Warm-up (pools, page cache), not recorded.
 wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$NGX_PORT/1k.bin" >/dev/null
 wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$USH_PORT/1k.bin" >/dev/null
+wrk -t2 -c"$CONNS" -d2s -H "$COOKIE" "http://127.0.0.1:$AUTH_PORT/1k.bin" >/dev/null
 
 for r in $(seq "$ROUNDS"); do
   if (( r % 2 )); then
     run_one nginx "$NGX_PORT" "$NGX_PID"; run_one usher "$USH_PORT" "$USH_PID"
+    fresh_cookie; run_one usher-auth "$AUTH_PORT" "$AUTH_PID" "$COOKIE"
   else
+    fresh_cookie; run_one usher-auth "$AUTH_PORT" "$AUTH_PID" "$COOKIE"
     run_one usher "$USH_PORT" "$USH_PID"; run_one nginx "$NGX_PORT" "$NGX_PID"
   fi
   echo "round $r/$ROUNDS done" >&2
 done
 RSS=$(awk '/VmRSS/{print $2}' /proc/$USH_PID/status)
 HWM=$(awk '/VmHWM/{print $2}' /proc/$USH_PID/status)
+AUTH_HWM=$(awk '/VmHWM/{print $2}' /proc/$AUTH_PID/status)
 
-python3 - "$RESULTS" "$RSS" "$HWM" "$ROUNDS" "$DURATION" "$CONNS" <<'PY'
+python3 - "$RESULTS" "$RSS" "$HWM" "$ROUNDS" "$DURATION" "$CONNS" "$AUTH_HWM" <<'PY'
 import statistics, sys
-path, rss, hwm, rounds, dur, conns = sys.argv[1:]
+path, rss, hwm, rounds, dur, conns, auth_hwm = sys.argv[1:]
 rows = [l.split('\t') for l in open(path).read().split('\n') if l.strip()]
 by = {}
 for name, rps, p50, p99, cpu in rows:
     by.setdefault(name, []).append((float(rps), float(p50), float(p99), float(cpu)))
 print(f"wrk -t2 -c{conns} -d{dur}s --latency, {rounds} interleaved rounds, 1 KiB file, nginx upstream")
-print(f"{'proxy':<8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU us/req':>12}   (medians; per round below)")
+print(f"{'proxy':<11}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU us/req':>12}   (medians; per round below)")
 med = {}
-for name in ('nginx', 'usher'):
+for name in ('nginx', 'usher', 'usher-auth'):
     v = by[name]
     m = tuple(statistics.median(x[i] for x in v) for i in range(4))
     med[name] = m
-    print(f"{name:<8}{m[0]:>10.0f}{m[1]:>10.3f}{m[2]:>10.3f}{m[3]:>12.2f}")
+    print(f"{name:<11}{m[0]:>10.0f}{m[1]:>10.3f}{m[2]:>10.3f}{m[3]:>12.2f}")
     for x in v:
-        print(f"{'':<8}{x[0]:>10.0f}{x[1]:>10.3f}{x[2]:>10.3f}{x[3]:>12.2f}")
-n, u = med['nginx'], med['usher']
-print(f"ratio usher/nginx: req/s {u[0]/n[0]:.2f}  p99 {u[2]/n[2]:.2f}  CPU/req {u[3]/n[3]:.2f}")
-print(f"usher RSS {int(rss)/1024:.1f} MiB (peak {int(hwm)/1024:.1f} MiB)")
+        print(f"{'':<11}{x[0]:>10.0f}{x[1]:>10.3f}{x[2]:>10.3f}{x[3]:>12.2f}")
+n = med['nginx']
+for name in ('usher', 'usher-auth'):
+    u = med[name]
+    print(f"ratio {name}/nginx: req/s {u[0]/n[0]:.2f}  p99 {u[2]/n[2]:.2f}  CPU/req {u[3]/n[3]:.2f}")
+print(f"usher RSS {int(rss)/1024:.1f} MiB (peak {int(hwm)/1024:.1f} MiB); usher-auth peak {int(auth_hwm)/1024:.1f} MiB")
 PY

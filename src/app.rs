@@ -7,11 +7,17 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::auth::flow::{SignIn, SignInError};
+use crate::auth::flow::{Admission, SignIn, SignInError};
 use crate::config::Settings;
+use crate::directory::google::GoogleDirectory;
+use crate::directory::Directory;
+use crate::provision::audit::AuditLog;
+use crate::provision::link_store::FileLinkStore;
+use crate::provision::login::LoginProvisioner;
 use crate::proxy::server::{self, ServeError, ServerOptions, Workers};
 use crate::proxy::{tls, BuildError, Proxy};
 use crate::sync::SyncService;
+use crate::target;
 
 /// Why usher could not start with a valid config.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +34,71 @@ pub enum StartError {
     /// The public listener's certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The directory, a target, the identity links or the audit log could not be set up.
+    #[error("{0}")]
+    Provisioning(String),
     /// The sync clients (directory, targets) could not be built.
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+}
+
+/// The login-time provisioner, when there is anything to provision from or into:
+/// a `[directory]` (people read at login) or targets named by an upstream.
+fn login_provisioner(settings: &Arc<Settings>) -> Result<Option<Arc<dyn Admission>>, StartError> {
+    let err =
+        |what: &str, e: &dyn std::fmt::Display| StartError::Provisioning(format!("{what}: {e}"));
+    let mut names: Vec<&str> = Vec::new();
+    for u in &settings.upstreams {
+        for t in &u.targets {
+            if !names.contains(&t.as_str()) {
+                names.push(t);
+            }
+        }
+    }
+    if settings.directory.is_none() && names.is_empty() {
+        return Ok(None);
+    }
+    let directory: Option<Arc<dyn Directory>> = match &settings.directory {
+        Some(d) => {
+            let idp = settings
+                .idps
+                .iter()
+                .find(|i| i.name == d.idp)
+                .ok_or_else(|| {
+                    StartError::Provisioning(format!(
+                        "[directory] idp {:?} is not an [[idp]]",
+                        d.idp
+                    ))
+                })?;
+            let google =
+                GoogleDirectory::from_settings(d, idp, &settings.session, &settings.state.dir)
+                    .map_err(|e| err("[directory]", &e))?;
+            Some(Arc::new(google))
+        }
+        None => None,
+    };
+    let mut targets = Vec::new();
+    for name in names {
+        let t = settings
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| {
+                StartError::Provisioning(format!("upstream target {name:?} is not a [[target]]"))
+            })?;
+        targets.push(target::build(t).map_err(|e| err(&format!("[[target]] {name}"), &e))?);
+    }
+    let links = FileLinkStore::open(&settings.state.dir).map_err(|e| err("identity links", &e))?;
+    let audit = AuditLog::open(&settings.state.dir).map_err(|e| err("audit log", &e))?;
+    let provisioner = LoginProvisioner::new(
+        settings.clone(),
+        directory,
+        targets,
+        Arc::new(links),
+        Some(Arc::new(audit)),
+    )
+    .map_err(|e| err("login provisioning", &e))?;
+    Ok(Some(Arc::new(provisioner)))
 }
 
 /// usher, built and bound but not yet serving.
@@ -72,7 +140,11 @@ impl App {
             header_read_timeout: s.header_read_timeout,
             shutdown_grace: s.shutdown_grace,
         };
-        let sign_in = Arc::new(SignIn::build(&settings).await?);
+        let mut sign_in = SignIn::build(&settings).await?;
+        if let Some(provisioner) = login_provisioner(&settings)? {
+            sign_in.set_admission(provisioner);
+        }
+        let sign_in = Arc::new(sign_in);
         // Built here, on the control runtime, which also runs the schedule and the syncs.
         let sync = SyncService::from_settings(settings.clone())?.map(Arc::new);
         let proxy = Proxy::build(settings, sign_in)?;

@@ -54,6 +54,23 @@ enum Command {
         #[arg(long = "name", default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()])]
         names: Vec<String>,
     },
+    /// Run usher with a built-in sandbox (Google + Jira emulators): no config, no network.
+    Demo {
+        /// usher listens here; the sandbox takes the next seven ports, the control page the one after.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Run only the sandbox emulators (Google OIDC + Directory, Jira, Confluence,
+    /// Bitbucket, Crowd, SCIM) on 127.0.0.1 for development without network.
+    Sandbox {
+        /// First port: OIDC on N, Directory N+1, Jira N+2, Confluence N+3,
+        /// Bitbucket N+4, Crowd N+5, SCIM N+6 (0 = ephemeral ports).
+        #[arg(long, default_value_t = usher::sandbox::run::DEFAULT_PORT)]
+        port: u16,
+        /// Company seed JSON (default: the built-in demo company).
+        #[arg(long, value_name = "FILE")]
+        seed: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +89,15 @@ fn main() -> ExitCode {
         },
         Command::CheckConfig { config } => check_config(config),
         Command::Keygen { tls_dev, names } => keygen(tls_dev, &names),
+        Command::Demo { port } => usher::sandbox::demo::run_cli(port, cli.log_format),
+        Command::Sandbox { port, seed } => usher::sandbox::run::run_cli(
+            usher::sandbox::run::SandboxOptions {
+                port,
+                seed,
+                redirect_uris: Vec::new(),
+            },
+            cli.log_format,
+        ),
     }
 }
 

@@ -10,4 +10,12 @@ cd "$(dirname "$0")/.."
 bash tests/peers/install.sh
 export USHER_PEERS=1
 
-cargo test --all-targets --no-fail-fast
+# Deployment artefacts: Kubernetes manifests against their schemas (offline),
+# Dockerfile and systemd unit properties, and the shipped usher.toml through
+# `usher check-config` and a short `usher serve` smoke run.
+cargo build --quiet
+USHER_BIN=target/debug/usher bash tests/deploy/validate.sh
+
+# Benches are built by `cargo clippy --all-targets` in CI and run by hand (BENCHMARKS.md);
+# they are not part of the test run (full-size workloads in a debug build).
+cargo test --lib --bins --tests --no-fail-fast

@@ -36,6 +36,8 @@ pub enum DenialReason {
     InvalidUsername,
     /// The person is suspended or archived in the directory.
     Suspended,
+    /// The directory does not know the person who signed in.
+    NotInDirectory,
     /// An existing account in a target belongs to someone else (`link_existing`).
     AccountConflict,
     /// The account could not be prepared in the target and `on_failure = "deny"`.
@@ -61,6 +63,7 @@ impl DenialReason {
             DenialReason::Misconfigured => "misconfigured",
             DenialReason::InvalidUsername => "invalid_username",
             DenialReason::Suspended => "suspended",
+            DenialReason::NotInDirectory => "not_in_directory",
             DenialReason::AccountConflict => "account_conflict",
             DenialReason::ProvisioningFailed => "provisioning_failed",
         }
@@ -102,6 +105,9 @@ impl DenialReason {
                 "Your account cannot be given a valid username here; contact your administrator."
             }
             DenialReason::Suspended => "Your account is suspended.",
+            DenialReason::NotInDirectory => {
+                "Your account is not in your organisation's directory; contact your administrator."
+            }
             DenialReason::AccountConflict => {
                 "An existing account conflicts with yours; contact your administrator."
             }
@@ -123,6 +129,7 @@ impl DenialReason {
                 | DenialReason::IdpError
                 | DenialReason::InvalidUsername
                 | DenialReason::Suspended
+                | DenialReason::NotInDirectory
                 | DenialReason::AccountConflict
         )
     }

@@ -42,11 +42,21 @@ pub struct Admitted {
 /// A boxed future returned by [`Admission::admit`].
 pub type AdmitFuture<'a> = Pin<Box<dyn Future<Output = Result<Admitted, AuthError>> + Send + 'a>>;
 
+/// A boxed future returned by [`Admission::revalidate`].
+pub type RevalidateFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
 /// The step between "the IdP vouched for this person" and "issue a session": the
 /// place where login-time provisioning runs. Denials are [`AuthError`]s.
 pub trait Admission: Send + Sync {
     /// Decides (and, for provisioning implementations, prepares) the account.
     fn admit<'a>(&'a self, identity: &'a Identity, now: SystemTime) -> AdmitFuture<'a>;
+
+    /// Every `revalidate_after`: may this session's person still be signed in? A
+    /// suspended or no-longer-allowed person loses the session at that request.
+    /// Sources that cannot be asked between sign-ins keep the session.
+    fn revalidate<'a>(&'a self, _session: &'a Session) -> RevalidateFuture<'a> {
+        Box::pin(async { true })
+    }
 }
 
 /// Admission from the ID token alone: the username from the `[provisioning]`
@@ -183,6 +193,24 @@ impl SignIn {
     /// Replaces the admission step (login-time provisioning installs itself here).
     pub fn set_admission(&mut self, admission: Arc<dyn Admission>) {
         self.admission = admission;
+    }
+
+    /// Re-checks a session whose `revalidate_after` has passed. `Some(cookies)` keeps
+    /// it (with the `Set-Cookie` values carrying the new check time); `None` ends it
+    /// (revoked in the store; the caller treats the request as signed out).
+    pub async fn revalidate(&self, session: &mut Session, now: SystemTime) -> Option<Vec<String>> {
+        if !self.admission.revalidate(session).await {
+            let _ = self.sessions.store.revoke(&session.id).await;
+            return None;
+        }
+        session.revalidated_at = crate::session::unix_secs(now);
+        match self.sessions.issue(session, now).await {
+            Ok(set) => Some(set),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not save the revalidated session; keeping it");
+                Some(Vec::new())
+            }
+        }
     }
 
     /// Names of usher's own cookies, stripped before forwarding.

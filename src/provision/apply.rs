@@ -138,6 +138,39 @@ impl Blocked {
     }
 }
 
+/// One operation as a boxed `Send` future: a named function instead of a closure
+/// returning an `async` block, so the future is `Send` for every lifetime (callers
+/// spawn `run` on multi-threaded runtimes).
+fn one_op<'a>(
+    target: Arc<dyn Target>,
+    op: &'a Operation,
+    skip: Option<String>,
+    streak: &'a AtomicUsize,
+    links: Option<&'a dyn LinkStore>,
+) -> futures_util::future::BoxFuture<'a, (OpOutcome, Option<String>)> {
+    Box::pin(async move {
+        if let Some(reason) = skip {
+            return (OpOutcome::Skipped { reason }, None);
+        }
+        if streak.load(Ordering::Relaxed) >= GIVE_UP_AFTER {
+            let reason = format!(
+                "gave up after {GIVE_UP_AFTER} transient failures in a row; the target looks unavailable"
+            );
+            return (OpOutcome::Skipped { reason }, None);
+        }
+        let r = execute(target.as_ref(), op, links).await;
+        match &r.0 {
+            OpOutcome::Failed {
+                transient: true, ..
+            } => {
+                streak.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => streak.store(0, Ordering::Relaxed),
+        }
+        r
+    })
+}
+
 /// Runs `plan` against `target`. Never panics on target errors: every error becomes
 /// an outcome in the report.
 pub async fn run(target: Arc<dyn Target>, plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyReport {
@@ -166,28 +199,19 @@ pub async fn run(target: Arc<dyn Target>, plan: &Plan, ctx: &ApplyContext<'_>) -
             .map_or(ops.len(), |n| start + n);
         let batch = &ops[start..end];
         let skips: Vec<Option<String>> = batch.iter().map(|o| blocked.reason(o)).collect();
-        let outcomes: Vec<(OpOutcome, Option<String>)> = stream::iter(batch.iter().zip(skips))
-            .map(|(op, skip)| {
-                let target = target.clone();
-                let streak = &transient_in_a_row;
-                async move {
-                    if let Some(reason) = skip {
-                        return (OpOutcome::Skipped { reason }, None);
-                    }
-                    if streak.load(Ordering::Relaxed) >= GIVE_UP_AFTER {
-                        let reason = format!("gave up after {GIVE_UP_AFTER} transient failures in a row; the target looks unavailable");
-                        return (OpOutcome::Skipped { reason }, None);
-                    }
-                    let r = execute(target.as_ref(), op, ctx.links).await;
-                    match &r.0 {
-                        OpOutcome::Failed { transient: true, .. } => {
-                            streak.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => streak.store(0, Ordering::Relaxed),
-                    }
-                    r
-                }
-            })
+        // Futures built up front (no closure inside the stream), so the whole
+        // `run` future is provably `Send`.
+        let mut futures = Vec::with_capacity(batch.len());
+        for (op, skip) in batch.iter().zip(skips) {
+            futures.push(one_op(
+                target.clone(),
+                op,
+                skip,
+                &transient_in_a_row,
+                ctx.links,
+            ));
+        }
+        let outcomes: Vec<(OpOutcome, Option<String>)> = stream::iter(futures)
             .buffered(ctx.concurrency.max(1))
             .collect()
             .await;

@@ -25,6 +25,7 @@ pub mod apply;
 pub mod audit;
 pub mod link_store;
 pub mod links;
+pub mod login;
 pub mod mapping;
 pub mod plan;
 mod planner;

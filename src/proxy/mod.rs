@@ -268,16 +268,31 @@ impl Proxy {
         let mut refreshed_cookies = None;
         if access == Access::SignedIn {
             let cookies = cookie_header(req.headers());
-            match self.sign_in.sessions.resolve(&cookies, now).await {
+            let mut resolved = self.sign_in.sessions.resolve(&cookies, now).await;
+            if let Some(s) = resolved.as_mut() {
+                if s.revalidation_due(&self.sign_in.sessions.policy, now) {
+                    match self.sign_in.revalidate(s, now).await {
+                        Some(set) => refreshed_cookies = Some(set),
+                        None => resolved = None,
+                    }
+                }
+            }
+            match resolved {
                 Some(mut s) => {
-                    refreshed_cookies = match self.sign_in.sessions.touch_if_due(&mut s, now).await
-                    {
-                        Ok(set) => set,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not refresh the session's activity time");
-                            None
-                        }
-                    };
+                    if refreshed_cookies.is_none() {
+                        refreshed_cookies = match self
+                            .sign_in
+                            .sessions
+                            .touch_if_due(&mut s, now)
+                            .await
+                        {
+                            Ok(set) => set,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not refresh the session's activity time");
+                                None
+                            }
+                        };
+                    }
                     session = Some(s);
                 }
                 None => {

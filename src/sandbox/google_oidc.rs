@@ -2,10 +2,11 @@
 //! discovery with Google's endpoint paths, an RS256 JWKS (>= 2 keys, rotation on
 //! demand), `/o/oauth2/v2/auth` with a small HTML account chooser plus a
 //! non-interactive path (`login_hint=EMAIL&auto=1`), the token endpoint (PKCE,
-//! client_secret_basic/post, single-use codes), userinfo and revoke. Loopback only;
+//! client_secret_basic/post, single-use codes), userinfo and revoke, and a suspend
+//! switch per person (a suspended Google account cannot sign in). Loopback only;
 //! never part of a production `usher serve`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -108,6 +109,8 @@ struct Mutable {
     tamper: Option<TokenTamper>,
     token_requests: u32,
     jwks_requests: u32,
+    /// Lower-case emails of suspended people.
+    suspended: HashSet<String>,
 }
 
 /// A running Google OIDC emulator.
@@ -230,6 +233,42 @@ impl GoogleOidc {
     /// The seeded people.
     pub fn people(&self) -> &[SeedPerson] {
         &self.config.people
+    }
+
+    /// Suspends (or reactivates) a seeded person, as a Workspace admin would; false
+    /// if nobody has this email. Like Google, a suspended account cannot sign in
+    /// (the authorization page shows an error and never returns to the client), and
+    /// suspending revokes the person's pending codes, access and refresh tokens.
+    pub fn set_suspended(&self, email: &str, suspended: bool) -> bool {
+        let key = email.to_ascii_lowercase();
+        if !self
+            .config
+            .people
+            .iter()
+            .any(|p| p.email.eq_ignore_ascii_case(&key))
+        {
+            return false;
+        }
+        let Ok(mut st) = self.state.lock() else {
+            return false;
+        };
+        if suspended {
+            let other = |p: &SeedPerson| !p.email.eq_ignore_ascii_case(&key);
+            st.codes.retain(|_, c| other(&c.person));
+            st.access_tokens.retain(|_, p| other(p));
+            st.refresh_tokens.retain(|_, p| other(p));
+            st.suspended.insert(key);
+        } else {
+            st.suspended.remove(&key);
+        }
+        true
+    }
+
+    /// Whether the person with this email is suspended.
+    pub fn is_suspended(&self, email: &str) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|st| st.suspended.contains(&email.to_ascii_lowercase()))
     }
 
     /// Rotates the signing key: a new key signs from now on, the oldest is dropped,

@@ -76,6 +76,18 @@ impl GoogleOidc {
         else {
             return fail("access_denied");
         };
+        if self.is_suspended(&person.email) {
+            // Google stops on its own page; the client never hears back.
+            return html(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "<!doctype html><html><head><title>Account suspended</title></head><body>\
+                     <h1>Account suspended</h1><p>{} has been suspended by the administrator \
+                     of this Google Workspace account.</p></body></html>",
+                    escape(&person.email)
+                ),
+            );
+        }
         let code = format!("4/0A{}", random_token(24));
         let pending = PendingCode {
             person,
@@ -106,11 +118,14 @@ impl GoogleOidc {
         let mut items = String::new();
         for p in &self.config.people {
             let href = with_query(&base, &[("login_hint", &p.email), ("auto", "1")]);
-            let mark = if p.email.eq_ignore_ascii_case(hint) {
+            let mut mark = if p.email.eq_ignore_ascii_case(hint) {
                 " (suggested)"
             } else {
                 ""
             };
+            if self.is_suspended(&p.email) {
+                mark = " (suspended)";
+            }
             let kind = match &p.hd {
                 Some(hd) => format!("Workspace: {}", escape(hd)),
                 None => "personal account".to_string(),

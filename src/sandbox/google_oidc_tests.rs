@@ -390,3 +390,53 @@ async fn consumer_accounts_have_no_hd_and_refresh_tokens_need_offline() {
     assert!(body.get("refresh_token").is_none());
     running.stop();
 }
+
+#[tokio::test]
+async fn suspended_people_cannot_sign_in_and_lose_their_tokens() {
+    let (op, running) = start().await;
+    // A token issued before the suspension stops working at userinfo.
+    let code = login_code(&op, "ann@example.com").await;
+    let body: Value = exchange(&op, &code, VERIFIER, true)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = body["access_token"].as_str().unwrap().to_string();
+    // A code issued before the suspension cannot be redeemed after it.
+    let pending = login_code(&op, "ann@example.com").await;
+    assert!(op.set_suspended("ANN@example.com", true));
+    assert!(op.is_suspended("ann@example.com"));
+    assert!(!op.set_suspended("nobody@example.com", true));
+    let url = auth_url(
+        op.issuer(),
+        &[("login_hint", "ann@example.com"), ("auto", "1")],
+    );
+    let resp = client().get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("location").is_none());
+    assert!(resp.text().await.unwrap().contains("suspended"));
+    let r = exchange(&op, &pending, VERIFIER, true).await;
+    assert_eq!(r.status(), 400);
+    let info = client()
+        .get(format!("{}/v1/userinfo", op.issuer()))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.status(), 401);
+    // The chooser still lists the account, marked.
+    let page = client()
+        .get(auth_url(op.issuer(), &[]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("ann@example.com&gt;</a> <small>Workspace: example.com (suspended)"));
+    // Reactivated, the person signs in again; others were never affected.
+    assert!(op.set_suspended("ann@example.com", false));
+    login_code(&op, "ann@example.com").await;
+    login_code(&op, "bob@other.org").await;
+    running.stop();
+}

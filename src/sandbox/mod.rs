@@ -5,11 +5,14 @@
 
 pub mod atlassian;
 pub mod bitbucket;
+pub mod company;
 pub mod confluence;
 pub mod crowd;
+pub mod demo;
 pub mod faults;
 pub mod google_directory;
 pub mod google_oidc;
 pub mod http;
 pub mod jira;
+pub mod run;
 pub mod scim;

@@ -6,10 +6,12 @@
 
 mod auth;
 mod cli;
+mod demo;
 mod harness;
 mod oidc_peer;
 mod peers;
 mod proxy;
+mod sandbox_cmd;
 mod signin;
 mod signin_peer;
 mod sync;

@@ -325,30 +325,24 @@ async fn hostile_request_lines_are_rejected_with_400() {
         let out = raw(proxy.addr, req.as_bytes(), Duration::from_secs(5)).await;
         assert!(out.starts_with("HTTP/1.1 400"), "{path}: {out}");
     }
-    // NUL in a header value is a framing error.
-    let out = raw(
-        proxy.addr,
-        b"GET /ok HTTP/1.1\r\nHost: jira.test\r\nX-A: a\0b\r\nConnection: close\r\n\r\n",
-        Duration::from_secs(5),
-    )
-    .await;
-    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
-    // Conflicting Content-Length values.
-    let out = raw(
-        proxy.addr,
-        b"POST /ok HTTP/1.1\r\nHost: jira.test\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabc",
-        Duration::from_secs(5),
-    )
-    .await;
-    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
-    // Transfer-Encoding that does not end in chunked.
-    let out = raw(
-        proxy.addr,
-        b"POST /ok HTTP/1.1\r\nHost: jira.test\r\nTransfer-Encoding: gzip\r\n\r\nabc",
-        Duration::from_secs(5),
-    )
-    .await;
-    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let framing: [(&str, &[u8]); 3] = [
+        (
+            "NUL in a header value",
+            b"GET /ok HTTP/1.1\r\nHost: jira.test\r\nX-A: a\0b\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "conflicting Content-Length values",
+            b"POST /ok HTTP/1.1\r\nHost: jira.test\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabc",
+        ),
+        (
+            "Transfer-Encoding not ending in chunked",
+            b"POST /ok HTTP/1.1\r\nHost: jira.test\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        ),
+    ];
+    for (what, request) in framing {
+        let out = raw(proxy.addr, request, Duration::from_secs(5)).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{what}: {out}");
+    }
     assert_eq!(
         up.hits.load(Ordering::SeqCst),
         0,

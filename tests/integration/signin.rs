@@ -15,16 +15,21 @@ use crate::upstream;
 /// A minimal browser: one host, a cookie jar, no automatic redirects.
 pub(crate) struct Browser {
     addr: SocketAddr,
-    host: &'static str,
+    host: String,
     jar: BTreeMap<String, String>,
     http: reqwest::Client,
 }
 
 impl Browser {
     pub(crate) fn new(addr: SocketAddr) -> Self {
+        Self::for_host(addr, "jira.test")
+    }
+
+    /// A browser that addresses usher as `host` (e.g. `127.0.0.1:8080`).
+    pub(crate) fn for_host(addr: SocketAddr, host: &str) -> Self {
         Browser {
             addr,
-            host: "jira.test",
+            host: host.to_string(),
             jar: BTreeMap::new(),
             http: harness::client(),
         }
@@ -52,11 +57,15 @@ impl Browser {
     }
 
     /// GET a path on usher (as `http://jira.test{path}`), with extra headers.
-    async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn get_with(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut req = self
             .http
             .get(format!("http://{}{}", self.addr, path))
-            .header("host", self.host);
+            .header("host", self.host.as_str());
         if !headers
             .iter()
             .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
@@ -81,7 +90,7 @@ impl Browser {
 
     /// Follows the whole sign-in from a protected URL; returns the final response
     /// of the callback (a 302 to `rd` on success, a denial page otherwise).
-    async fn sign_in(&mut self, start: &str, email: &str) -> reqwest::Response {
+    pub(crate) async fn sign_in(&mut self, start: &str, email: &str) -> reqwest::Response {
         let login = if start.starts_with("/_usher/login") {
             start.to_string()
         } else {
@@ -102,8 +111,9 @@ impl Browser {
             .unwrap();
         assert_eq!(r.status(), 302, "provider redirects back");
         let callback = location(&r);
+        let public = format!("http://{}", self.host);
         let path = callback
-            .strip_prefix("http://jira.test")
+            .strip_prefix(public.as_str())
             .expect("callback on the public host");
         self.get(path).await
     }

@@ -1,0 +1,366 @@
+//! Login-time provisioning: in the callback, after the IdP vouched for the person
+//! and before the first request is forwarded, read the person (directory, or the
+//! ID token's claims), deny the suspended and the not-allowed, plan this one person
+//! into every target of the upstreams, apply, and hand the resulting username and
+//! groups to the session. Single-flight per person; a person provisioned within
+//! `refresh_after` costs no API call. Also re-checks sessions (`revalidate_after`).
+//! Owns no decision logic: mapping, planning and applying live beside it.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use dashmap::DashMap;
+
+use super::apply::{self, ApplyContext};
+use super::audit::{Actor, AuditLog};
+use super::link_store::LinkStore;
+use super::mapping::{DesiredAccount, Mapper};
+use super::plan::{plan_for, PlanInput, Policy, Population};
+use super::read::read_person;
+use crate::auth::error::{AuthError, DenialReason};
+use crate::auth::flow::{Admission, AdmitFuture, Admitted, RevalidateFuture};
+use crate::auth::oidc::Identity;
+use crate::config::{OnFailure, Settings};
+use crate::directory::Directory;
+use crate::identity::{GroupRef, Person, PersonWithGroups};
+use crate::session::Session;
+use crate::target::Target;
+
+/// The login-time provisioner; one per process, shared by all workers.
+pub struct LoginProvisioner {
+    settings: Arc<Settings>,
+    directory: Option<Arc<dyn Directory>>,
+    targets: Vec<Arc<dyn Target>>,
+    mappers: BTreeMap<String, Mapper>,
+    links: Arc<dyn LinkStore>,
+    audit: Option<Arc<AuditLog>>,
+    recent: DashMap<String, (Instant, Admitted)>,
+    flights: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    verdicts: DashMap<String, (Instant, bool)>,
+}
+
+/// Why the provisioner could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("login-time provisioning: {0}")]
+pub struct LoginSetupError(pub String);
+
+impl LoginProvisioner {
+    /// Wires the directory (if any), the targets named by the upstreams, the link
+    /// store and the audit log.
+    pub fn new(
+        settings: Arc<Settings>,
+        directory: Option<Arc<dyn Directory>>,
+        targets: Vec<Arc<dyn Target>>,
+        links: Arc<dyn LinkStore>,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Result<Self, LoginSetupError> {
+        let mut mappers = BTreeMap::new();
+        for idp in &settings.idps {
+            let m = Mapper::for_idp(idp, &settings.provisioning, &settings.groups)
+                .map_err(|e| LoginSetupError(format!("[[idp]] {}: {e}", idp.name)))?;
+            mappers.insert(idp.name.clone(), m);
+        }
+        Ok(LoginProvisioner {
+            settings,
+            directory,
+            targets,
+            mappers,
+            links,
+            audit,
+            recent: DashMap::new(),
+            flights: DashMap::new(),
+            verdicts: DashMap::new(),
+        })
+    }
+
+    fn key(idp: &str, sub: &str) -> String {
+        format!("{idp}\u{0}{sub}")
+    }
+
+    /// The admission of a person provisioned less than `refresh` ago.
+    fn fresh(&self, key: &str, refresh: Duration) -> Option<Admitted> {
+        self.recent
+            .get(key)
+            .filter(|e| e.0.elapsed() < refresh)
+            .map(|e| e.1.clone())
+    }
+
+    /// The person as the source knows them: the directory for the directory's IdP,
+    /// else the ID token's claims.
+    async fn source_person(&self, identity: &Identity) -> Result<PersonWithGroups, AuthError> {
+        if let Some(dir) = self
+            .directory
+            .as_ref()
+            .filter(|d| d.source() == identity.idp)
+        {
+            let found = dir.person(&identity.sub).await.map_err(|e| {
+                AuthError::new(
+                    DenialReason::ProvisioningFailed,
+                    format!("directory lookup failed: {e}"),
+                )
+            })?;
+            let Some(p) = found else {
+                return Err(AuthError::new(
+                    DenialReason::NotInDirectory,
+                    "the directory does not know this subject",
+                ));
+            };
+            if !p.person.is_active() {
+                return Err(AuthError::new(
+                    DenialReason::Suspended,
+                    "suspended or archived in the directory",
+                ));
+            }
+            return Ok(p);
+        }
+        let full = identity.name.clone().unwrap_or_default();
+        let mut groups: Vec<GroupRef> = identity
+            .groups
+            .iter()
+            .map(|g| GroupRef {
+                id: g.clone(),
+                email: g.to_ascii_lowercase(),
+                name: g.clone(),
+            })
+            .collect();
+        groups.sort_by(|a, b| a.email.cmp(&b.email));
+        groups.dedup_by(|a, b| a.email == b.email);
+        Ok(PersonWithGroups {
+            person: Person {
+                id: identity.sub.clone(),
+                primary_email: identity.email.clone(),
+                aliases: Vec::new(),
+                given_name: identity.given_name.clone().unwrap_or_default(),
+                family_name: identity.family_name.clone().unwrap_or_default(),
+                full_name: full,
+                suspended: false,
+                archived: false,
+                org_unit_path: String::new(),
+                is_admin: false,
+            },
+            groups,
+        })
+    }
+
+    fn allowed(&self, idp: &str, groups: &[GroupRef]) -> bool {
+        let Some(settings) = self.settings.idps.iter().find(|i| i.name == idp) else {
+            return false;
+        };
+        let allowed = &settings.allowed_groups;
+        allowed.is_empty()
+            || groups.iter().any(|g| {
+                allowed
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(&g.email) || a.eq_ignore_ascii_case(&g.name))
+            })
+    }
+
+    async fn provision(&self, identity: &Identity) -> Result<Admitted, AuthError> {
+        let source = self.source_person(identity).await?;
+        if !self.allowed(&identity.idp, &source.groups) {
+            return Err(AuthError::new(
+                DenialReason::NotInAllowedGroups,
+                "in none of allowed_groups",
+            ));
+        }
+        let mapper = self.mappers.get(&identity.idp).ok_or_else(|| {
+            AuthError::new(DenialReason::Misconfigured, "identity from an unknown idp")
+        })?;
+        let desired = mapper
+            .map(&source)
+            .map_err(|skip| AuthError::new(DenialReason::InvalidUsername, skip.reason))?;
+        let mut username = desired.username.clone();
+        if self.settings.provisioning.login.enabled {
+            for i in 0..self.targets.len() {
+                let Some(target) = self.targets.get(i).cloned() else {
+                    break;
+                };
+                let name = self
+                    .provision_into(target, mapper, &source, &desired)
+                    .await?;
+                if i == 0 {
+                    username = name;
+                }
+            }
+        }
+        Ok(Admitted {
+            username,
+            groups: desired.groups().map(|g| g.to_string()).collect(),
+            display_name: desired.display_name.clone(),
+        })
+    }
+
+    /// Plans and applies one person into one target; returns the account's username.
+    /// (Boxed with an explicit `Send` bound: the compiler cannot prove it for the
+    /// `&dyn Target` borrows inside otherwise.)
+    fn provision_into<'a>(
+        &'a self,
+        target: Arc<dyn Target>,
+        mapper: &'a Mapper,
+        source: &'a PersonWithGroups,
+        desired: &'a DesiredAccount,
+    ) -> Pin<Box<dyn Future<Output = Result<String, AuthError>> + Send + 'a>> {
+        Box::pin(async move {
+            let failed = |why: String| AuthError::new(DenialReason::ProvisioningFailed, why);
+            let tname = target.name().to_string();
+            let links = self
+                .links
+                .for_target(&tname)
+                .map_err(|e| failed(format!("{tname}: identity links unreadable: {e}")))?;
+            let link = links.get(&desired.external_id).cloned();
+            let actual = match read_person(target.as_ref(), desired, link.as_ref()).await {
+                Ok(a) => a,
+                Err(e) => {
+                    return self.on_failure(
+                        &tname,
+                        link.map(|l| l.username),
+                        format!("reading {tname}: {e}"),
+                    );
+                }
+            };
+            let scope = mapper.managed_scope(&source.groups);
+            let s = &self.settings;
+            let mut policy =
+                Policy::from_settings(&s.provisioning, &s.groups, &s.sync, target.capabilities());
+            policy.population = Population::Listed;
+            let desired_list = std::slice::from_ref(desired);
+            let plan = plan_for(PlanInput {
+                target: &tname,
+                desired: desired_list,
+                skipped: &[],
+                actual: &actual,
+                links: &links,
+                scope: &scope,
+                policy: &policy,
+            });
+            if let Some(note) = plan.denied.first() {
+                return Err(AuthError::new(
+                    DenialReason::AccountConflict,
+                    format!("{tname}: {}", note.message),
+                ));
+            }
+            let username = plan
+                .accounts
+                .get(&desired.external_id)
+                .cloned()
+                .unwrap_or_else(|| desired.username.clone());
+            if plan.is_empty() {
+                return Ok(username);
+            }
+            let by = desired.person_email.clone();
+            let report = apply::run(
+                target.clone(),
+                &plan,
+                &ApplyContext {
+                    concurrency: 4,
+                    links: Some(self.links.as_ref()),
+                    audit: self.audit.as_deref(),
+                    actor: Actor::Login,
+                    by: Some(&by),
+                    sync_id: None,
+                },
+            )
+            .await;
+            if report.succeeded() {
+                tracing::info!(target = %tname, user = %username, ops = plan.operations.len(), "provisioned at login");
+                return Ok(username);
+            }
+            let existed = actual.user(&username).is_some();
+            let why = format!(
+                "{tname}: {} operation(s) failed",
+                report.counts.failed + report.counts.skipped
+            );
+            self.on_failure(&tname, existed.then(|| username.clone()), why)
+        })
+    }
+
+    /// `on_failure = "allow"` lets the person in only when their account exists.
+    fn on_failure(
+        &self,
+        target: &str,
+        existing: Option<String>,
+        why: String,
+    ) -> Result<String, AuthError> {
+        match (self.settings.provisioning.login.on_failure, existing) {
+            (OnFailure::Allow, Some(username)) => {
+                tracing::warn!(target, %why, "login-time provisioning failed; letting the person in (on_failure = allow)");
+                Ok(username)
+            }
+            _ => Err(AuthError::new(DenialReason::ProvisioningFailed, why)),
+        }
+    }
+}
+
+impl Admission for LoginProvisioner {
+    fn admit<'a>(&'a self, identity: &'a Identity, _now: SystemTime) -> AdmitFuture<'a> {
+        Box::pin(async move {
+            let key = Self::key(&identity.idp, &identity.sub);
+            let refresh = self.settings.provisioning.login.refresh_after;
+            if let Some(a) = self.fresh(&key, refresh) {
+                return Ok(a);
+            }
+            // Single flight: concurrent first requests of one person wait for one run.
+            let flight = self.flights.entry(key.clone()).or_default().clone();
+            let guard = flight.lock().await;
+            if let Some(a) = self.fresh(&key, refresh) {
+                return Ok(a);
+            }
+            let timeout = self.settings.provisioning.login.timeout;
+            let result = match tokio::time::timeout(timeout, self.provision(identity)).await {
+                Ok(r) => r,
+                Err(_) => Err(AuthError::new(
+                    DenialReason::ProvisioningFailed,
+                    format!("provisioning took longer than {timeout:?}"),
+                )),
+            };
+            if let Ok(a) = &result {
+                self.recent.insert(key.clone(), (Instant::now(), a.clone()));
+                self.verdicts.insert(key.clone(), (Instant::now(), true));
+            }
+            drop(guard);
+            self.flights
+                .remove_if(&key, |_, f| Arc::strong_count(f) <= 2);
+            result
+        })
+    }
+
+    fn revalidate<'a>(&'a self, session: &'a Session) -> RevalidateFuture<'a> {
+        Box::pin(async move {
+            let Some(dir) = self
+                .directory
+                .as_ref()
+                .filter(|d| d.source() == session.idp)
+            else {
+                // Claims-only providers: nothing to ask between sign-ins.
+                return true;
+            };
+            let key = Self::key(&session.idp, &session.sub);
+            let every = self
+                .settings
+                .session
+                .revalidate_after
+                .max(Duration::from_secs(1));
+            if let Some(v) = self.verdicts.get(&key).filter(|v| v.0.elapsed() < every) {
+                return v.1;
+            }
+            let verdict = match dir.person(&session.sub).await {
+                Ok(Some(p)) => p.person.is_active() && self.allowed(&session.idp, &p.groups),
+                Ok(None) => false,
+                Err(e) => {
+                    // A directory outage must not sign everyone out: keep the last verdict.
+                    tracing::warn!(error = %e, "session revalidation could not reach the directory; keeping the session");
+                    return self.verdicts.get(&key).map(|v| v.1).unwrap_or(true);
+                }
+            };
+            if !verdict {
+                self.recent.remove(&key);
+                tracing::info!(user = %session.username, "session revoked at revalidation: suspended, removed or no longer allowed");
+            }
+            self.verdicts.insert(key, (Instant::now(), verdict));
+            verdict
+        })
+    }
+}

@@ -1,0 +1,147 @@
+//! `usher demo` end to end: sign in through the sandbox Google, find the account
+//! usher created in the Jira emulator with the mapped groups, adopt an existing
+//! account by email, refuse a suspended person, cost nothing on a quick return,
+//! provision once for concurrent first logins, and end access after suspension.
+
+use std::time::Duration;
+
+use usher::sandbox::demo;
+
+use crate::signin::Browser;
+
+async fn start() -> demo::Demo {
+    // Re-check sessions every second instead of every 20 so the test is quick.
+    demo::start_with(0, |t| {
+        t.replace("revalidate_after = \"20s\"", "revalidate_after = \"1s\"")
+    })
+    .await
+    .expect("demo starts")
+}
+
+fn browser(d: &demo::Demo) -> Browser {
+    Browser::for_host(d.addr, &d.addr.to_string())
+}
+
+#[tokio::test]
+async fn demo_signs_in_provisions_and_ends_access_on_suspension() {
+    let d = start().await;
+    let mut b = browser(&d);
+    let r = b.sign_in("/browse/DEMO-1", "alice@example.com").await;
+    assert_eq!(r.status(), 302, "callback accepted");
+    let page = b.get("/browse/DEMO-1").await;
+    assert_eq!(page.status(), 200);
+    let text = page.text().await.unwrap();
+    assert!(text.contains("alice"), "{text}");
+
+    // Jira now has the account, with the mapped groups (nested eng@ via backend@).
+    let jira = d.sandbox.jira.state();
+    let alice = jira.user("alice").expect("account created at login");
+    assert!(alice.active);
+    // default_new_users, the manual maps (eng@ via nested backend@, it-admins@) and
+    // on-the-fly backend@ -> backend; eng@ has a manual map, which wins over on-the-fly.
+    for g in [
+        "jira-software-users",
+        "jira-developers",
+        "jira-administrators",
+        "backend",
+    ] {
+        assert!(
+            jira.members(g).contains("alice"),
+            "alice in {g}: {:?}",
+            jira.members(g)
+        );
+    }
+    assert!(!jira.members("eng").contains("alice"));
+    // The locally managed group was never touched.
+    assert!(!jira.members("release-managers").contains("alice"));
+
+    // A second sign-in within refresh_after costs no Jira call.
+    let before = d.sandbox.jira.gate.requests();
+    let mut again = browser(&d);
+    assert_eq!(again.sign_in("/", "alice@example.com").await.status(), 302);
+    assert_eq!(
+        d.sandbox.jira.gate.requests(),
+        before,
+        "returning person: zero API calls"
+    );
+
+    // Suspend alice in the directory: access ends at the next re-check.
+    assert!(d.sandbox.suspend("alice@example.com", true));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = b.get("/browse/DEMO-1").await;
+    assert_eq!(r.status(), 302, "suspended person is signed out");
+    d.shutdown();
+}
+
+#[tokio::test]
+async fn demo_adopts_an_existing_account_by_email_and_refuses_the_suspended() {
+    let d = start().await;
+    // Erin already has a Jira account `elopez` with her email: it is adopted (and,
+    // with update_users, renamed to the username rule's `erin.lopez`), never duplicated.
+    let before = d.sandbox.jira.state().users.len();
+    let mut b = browser(&d);
+    assert_eq!(b.sign_in("/", "erin.lopez@example.com").await.status(), 302);
+    let page = b.get("/").await.text().await.unwrap();
+    assert!(page.contains("Signed in as <b>erin.lopez</b>"), "{page}");
+    let jira = d.sandbox.jira.state();
+    assert_eq!(jira.users.len(), before, "no duplicate account");
+    assert!(jira.user("elopez").is_none(), "renamed in place");
+    let erin = jira.user("erin.lopez").unwrap();
+    assert_eq!(erin.email, "erin.lopez@example.com");
+    assert!(
+        jira.members("release-managers").contains("erin.lopez"),
+        "local group kept"
+    );
+
+    // Dave is suspended: the sandbox Google refuses him before usher sees anything.
+    let mut c = browser(&d);
+    let r = c.get("/_usher/login").await;
+    let auth = r.headers()["location"].to_str().unwrap().to_string();
+    let r = reqwest::get(format!("{auth}&login_hint=dave%40example.com&auto=1"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(d.sandbox.jira.state().user("dave").is_none());
+    d.shutdown();
+}
+
+#[tokio::test]
+async fn concurrent_first_logins_provision_once() {
+    let d = start().await;
+    let creates_before = d.sandbox.jira.state().users.len();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let mut b = browser(&d);
+        tasks.push(tokio::spawn(async move {
+            b.sign_in("/", "bob@example.com").await.status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 302);
+    }
+    let jira = d.sandbox.jira.state();
+    assert_eq!(
+        jira.users.len(),
+        creates_before + 1,
+        "exactly one account created"
+    );
+    assert!(jira.user("bob").is_some());
+    d.shutdown();
+}
+
+#[tokio::test]
+async fn demo_in_a_real_browser() {
+    if !crate::peers::require_peers("demo_in_a_real_browser") {
+        return;
+    }
+    let d = start().await;
+    let url = format!("{}/browse/DEMO-1", d.url());
+    let r = crate::peers::browser_login(&url, "carol@example.com", &url, "demo-signed-in.png")
+        .await
+        .unwrap_or_else(|e| panic!("browser sign-in failed: {e}"));
+    assert_eq!(r.status, 200);
+    assert!(r.text.contains("Signed in as carol"), "{}", r.text);
+    assert!(r.text.contains("jira-developers"), "{}", r.text);
+    assert!(r.screenshot.exists());
+    d.shutdown();
+}
