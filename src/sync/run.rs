@@ -147,6 +147,7 @@ pub async fn run(
     progress: &Progress,
 ) -> SyncReport {
     let t0 = Instant::now();
+    let calls_before = sources.directory_calls.as_ref().map(|f| f());
     let id = options
         .id
         .clone()
@@ -168,7 +169,10 @@ pub async fn run(
     }
     report.finished_at = rfc3339(SystemTime::now());
     report.duration_ms = t0.elapsed().as_millis() as u64;
-    report.directory.api_calls = sources.directory_calls.as_ref().map(|f| f());
+    report.directory.api_calls = sources
+        .directory_calls
+        .as_ref()
+        .map(|f| f().saturating_sub(calls_before.unwrap_or(0)));
     progress.set_phase("finished");
     if let Err(e) = write_report(&settings.state.dir, &report) {
         let msg = format!(
@@ -523,4 +527,24 @@ async fn apply_target(p: Planned, ctx: &ApplyContext<'_>) -> TargetReport {
         tracing::warn!(target_name = %report.name, failures = ?kinds, "some operations did not succeed; the next sync retries them");
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_writing_sync_at_a_time_per_state_dir() {
+        let dir = std::env::temp_dir().join(format!("usher-runlock-{}", rand::random::<u64>()));
+        let first = RunLock::acquire(&dir).unwrap();
+        let second = RunLock::acquire(&dir).err().unwrap();
+        assert!(
+            second.contains("another sync is applying changes"),
+            "{second}"
+        );
+        assert!(second.contains("sync.lock"), "{second}");
+        drop(first);
+        assert!(RunLock::acquire(&dir).is_ok(), "released when dropped");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

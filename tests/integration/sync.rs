@@ -754,3 +754,36 @@ fn sync_without_a_directory_names_the_fix() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("add [directory]"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_source_or_target_names_change_nothing_and_say_what_exists() {
+    let w = World::start("").await;
+    let before = w.jira();
+    let r = w
+        .sync(SyncOptions {
+            source: Some("okta".into()),
+            ..real()
+        })
+        .await;
+    assert_eq!(r.exit_code(), 1);
+    assert!(r.errors[0].contains("--source google"), "{:?}", r.errors);
+    let r = w
+        .sync(SyncOptions {
+            targets: vec!["confluence".into()],
+            ..real()
+        })
+        .await;
+    assert_eq!(r.exit_code(), 1);
+    assert!(r.errors[0].contains("configured: jira"), "{:?}", r.errors);
+    assert_eq!(w.jira(), before);
+    // --target jira is the same as all of them here.
+    let r = w
+        .sync(SyncOptions {
+            targets: vec!["jira".into()],
+            source: Some("google".into()),
+            ..real()
+        })
+        .await;
+    assert_eq!(r.status, SyncStatus::Succeeded, "{r:#?}");
+    assert_first_sync_state(&w.jira());
+}
