@@ -201,3 +201,29 @@ async fn target_down_lets_existing_accounts_in_with_on_failure_allow() {
     assert_eq!(r.headers()["x-usher-denial"], "provisioning_failed");
     d.shutdown();
 }
+
+#[tokio::test]
+async fn an_existing_account_of_someone_else_is_never_taken_over() {
+    let d = start().await;
+    // A Jira account `bob` exists already, but with another person's email.
+    d.sandbox
+        .jira
+        .with_state(|s| s.insert_user("bob", "bob@partner.example", "Partner Bob", true))
+        .unwrap();
+    let mut b = browser(&d);
+    let r = b.sign_in("/", "bob@example.com").await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["x-usher-denial"], "account_conflict");
+    assert_eq!(b.get("/").await.status(), 302, "no session");
+    let jira = d.sandbox.jira.state();
+    let other = jira.user("bob").unwrap();
+    assert_eq!(
+        other.email, "bob@partner.example",
+        "the other account is untouched"
+    );
+    assert!(jira
+        .members("jira-software-users")
+        .iter()
+        .all(|m| m != "bob"));
+    d.shutdown();
+}
