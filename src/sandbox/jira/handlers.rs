@@ -43,7 +43,7 @@ pub(super) fn find<'a>(s: &'a JiraState, q: &[(String, String)]) -> Option<&'a J
         return s.user(&name);
     }
     let key = param(q, "key")?;
-    s.users.values().find(|u| u.key == key)
+    s.user_by_key(&key)
 }
 
 pub(super) fn get_user(s: &JiraState, q: &[(String, String)]) -> Response<Bytes> {
@@ -171,6 +171,7 @@ pub(super) fn update_user(
             }
         }
     }
+    s.index_key(&next.key, &next.name);
     s.users.insert(next.name.to_lowercase(), next.clone());
     json(StatusCode::OK, &user_json(s, &next))
 }
@@ -271,12 +272,14 @@ pub(super) fn group_members(
     let inactive = param(q, "includeInactiveUsers").is_some_and(|v| v == "true");
     let start = num(q, "startAt", 0);
     let max = num(q, "maxResults", 50).clamp(1, 50);
-    let keys = s.groups.get(&g).cloned().unwrap_or_default();
-    let all: Vec<&JiraUser> = s
-        .users
-        .values()
-        .filter(|u| keys.contains(&u.key) && (inactive || u.active))
-        .collect();
+    // Members in username order, as Jira lists them.
+    let mut all: Vec<&JiraUser> = s
+        .groups
+        .get(&g)
+        .map(|keys| keys.iter().filter_map(|k| s.user_by_key(k)).collect())
+        .unwrap_or_default();
+    all.retain(|u| inactive || u.active);
+    all.sort_by_cached_key(|u| u.name.to_lowercase());
     let take = if truncate { max / 2 } else { max };
     let values: Vec<Value> = all
         .iter()

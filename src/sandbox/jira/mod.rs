@@ -58,6 +58,10 @@ pub struct JiraState {
     /// Components by id, with their leads.
     pub components: BTreeMap<u64, JiraComponent>,
     next_id: u64,
+    /// User key -> lowercase username, so member pages cost O(group) rather than
+    /// O(users) at 100,000 accounts. A hint: a miss or a stale entry falls back
+    /// to a scan, so code that edits `users` directly stays correct.
+    by_key: BTreeMap<String, String>,
 }
 
 impl JiraState {
@@ -68,12 +72,30 @@ impl JiraState {
 
     /// Member usernames of a group (sorted).
     pub fn members(&self, group: &str) -> BTreeSet<String> {
-        let keys = self.groups.get(group).cloned().unwrap_or_default();
-        self.users
-            .values()
-            .filter(|u| keys.contains(&u.key))
-            .map(|u| u.name.clone())
-            .collect()
+        self.groups
+            .get(group)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| self.user_by_key(k))
+                    .map(|u| u.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The user with this stable key.
+    pub fn user_by_key(&self, key: &str) -> Option<&JiraUser> {
+        if let Some(u) = self.by_key.get(key).and_then(|n| self.users.get(n)) {
+            if u.key == key {
+                return Some(u);
+            }
+        }
+        self.users.values().find(|u| u.key == key)
+    }
+
+    /// Records where a user with `key` now lives (after create or rename).
+    pub(super) fn index_key(&mut self, key: &str, name: &str) {
+        self.by_key.insert(key.to_string(), name.to_lowercase());
     }
 
     /// Adds a user directly (seeding); returns its key.
@@ -86,6 +108,7 @@ impl JiraState {
     ) -> String {
         self.next_id += 1;
         let key = format!("JIRAUSER{}", 10_000 + self.next_id);
+        self.index_key(&key, name);
         self.users.insert(
             name.to_lowercase(),
             JiraUser {
