@@ -38,6 +38,17 @@ pub(super) fn user_json(s: &JiraState, u: &JiraUser) -> Value {
     })
 }
 
+/// A `/group/member` item: the plain UserJson, without the `groups` and
+/// `applicationRoles` expansions (atlassian.md §1.2), so a page costs O(page).
+fn member_json(u: &JiraUser) -> Value {
+    json!({
+        "self": format!("/rest/api/2/user?username={}", u.name),
+        "key": u.key, "name": u.name, "emailAddress": u.email,
+        "avatarUrls": {"48x48": "", "24x24": "", "16x16": "", "32x32": ""},
+        "displayName": u.display_name, "active": u.active, "timeZone": "UTC"
+    })
+}
+
 pub(super) fn find<'a>(s: &'a JiraState, q: &[(String, String)]) -> Option<&'a JiraUser> {
     if let Some(name) = param(q, "username") {
         return s.user(&name);
@@ -285,7 +296,7 @@ pub(super) fn group_members(
         .iter()
         .skip(start)
         .take(take)
-        .map(|u| user_json(s, u))
+        .map(|u| member_json(u))
         .collect();
     let is_last = truncate || start + max >= all.len();
     let mut body = json!({"self": format!("/rest/api/2/group/member?groupname={g}"), "maxResults": max,
