@@ -102,17 +102,24 @@ pub async fn start(port: u16) -> Result<Demo, DemoError> {
 /// Like [`start`], with the generated config text passed through `edit` first
 /// (tests shorten timings with it; the result is validated like any config).
 pub async fn start_with(port: u16, edit: impl FnOnce(String) -> String) -> Result<Demo, DemoError> {
-    // usher needs its own port first when it is ephemeral, to register the callback.
-    let proxy_listener =
-        std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|source| DemoError::Control {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            source,
-        })?;
-    let proxy_port = proxy_listener
+    // usher needs its port first (the callback URL names it). The port stays
+    // reserved by a bound, non-listening SO_REUSEPORT socket until usher's own
+    // listeners (also SO_REUSEPORT) hold it, so nothing else can take it between.
+    let reserve = SocketAddr::from(([127, 0, 0, 1], port));
+    let control_err = |source| DemoError::Control {
+        addr: reserve,
+        source,
+    };
+    let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .map_err(control_err)?;
+    probe.set_reuse_address(true).map_err(control_err)?;
+    probe.set_reuse_port(true).map_err(control_err)?;
+    probe.bind(&reserve.into()).map_err(control_err)?;
+    let proxy_port = probe
         .local_addr()
-        .map(|a| a.port())
-        .unwrap_or(port);
-    drop(proxy_listener);
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map_or(port, |a| a.port());
     let sandbox_port = if port == 0 { 0 } else { port + SANDBOX_OFFSET };
     let callbacks = vec![
         format!("http://127.0.0.1:{proxy_port}/_usher/callback"),
@@ -132,6 +139,7 @@ pub async fn start_with(port: u16, edit: impl FnOnce(String) -> String) -> Resul
     let settings =
         config::parse(&text, "<demo>", &SystemEnv).map_err(|e| DemoError::Config(e.to_string()))?;
     let app = App::build(settings).await?;
+    drop(probe);
     let addr = app.local_addr();
     let (stop, stopped) = watch::channel(false);
     let workers = app.run(stopped)?;
