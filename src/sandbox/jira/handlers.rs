@@ -38,8 +38,9 @@ pub(super) fn user_json(s: &JiraState, u: &JiraUser) -> Value {
     })
 }
 
-/// A `/group/member` item: the plain UserJson, without the `groups` and
-/// `applicationRoles` expansions (atlassian.md §1.2), so a page costs O(page).
+/// A list item (`/group/member`, `/user/search`, `/user/list`): the plain UserJson
+/// without the `groups`/`applicationRoles` expansions (atlassian.md §1.2), so a
+/// page costs O(page) rather than O(page × groups).
 fn member_json(u: &JiraUser) -> Value {
     json!({
         "self": format!("/rest/api/2/user?username={}", u.name),
@@ -224,7 +225,7 @@ pub(super) fn search_users(
         .filter(|u| matches(u, &needle))
         .skip(start)
         .take(max)
-        .map(|u| user_json(s, u))
+        .map(member_json)
         .collect();
     json(StatusCode::OK, &Value::Array(list))
 }
@@ -237,7 +238,7 @@ pub(super) fn list_users(s: &JiraState, q: &[(String, String)]) -> Response<Byte
         .values()
         .skip(start)
         .take(max)
-        .map(|u| user_json(s, u))
+        .map(member_json)
         .collect();
     let is_last = start + values.len() >= s.users.len();
     let mut body = json!({"values": values, "isLast": is_last, "maxResults": max, "self": "/rest/api/2/user/list"});
