@@ -88,8 +88,16 @@ def main(root, usher_bin):
                            procs[-1]):
             print("smoke: usher sandbox did not come up")
             return 1
-        sandbox_out.seek(0)
-        snippet = sandbox_out.read()
+        # The OIDC emulator answers before the sandbox has printed its summary:
+        # wait for the ready line (printed after the summary), bounded.
+        snippet, end = "", time.monotonic() + 30
+        while "usher sandbox ready" not in snippet and time.monotonic() < end:
+            time.sleep(0.2)
+            sandbox_out.seek(0)
+            snippet = sandbox_out.read()
+        if "usher sandbox ready" not in snippet:
+            print("smoke: usher sandbox did not print its summary")
+            return 1
         sa = re.search(r'service_account_key = "file:([^"]+)"', snippet).group(1)
         client_id = re.search(r'client_id = "([^"]+)"', snippet).group(1)
         client_secret = re.search(r'client_secret = "([^"]+)"', snippet).group(1)
