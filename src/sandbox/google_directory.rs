@@ -361,6 +361,24 @@ impl GoogleDirectoryEmulator {
         scopes: &[&str],
         redirect_uri: &str,
     ) -> String {
+        crate::sandbox::google_oidc::ConsentIssuer::issue_consent_code(
+            self,
+            client_id,
+            subject,
+            scopes,
+            redirect_uri,
+        )
+    }
+}
+
+impl crate::sandbox::google_oidc::ConsentIssuer for GoogleDirectoryEmulator {
+    fn issue_consent_code(
+        &self,
+        client_id: &str,
+        subject: &str,
+        scopes: &[&str],
+        redirect_uri: &str,
+    ) -> String {
         let code = format!("4/sandbox-{:032x}", rand::random::<u128>());
         if let Ok(mut c) = self.codes.lock() {
             c.insert(
@@ -375,7 +393,9 @@ impl GoogleDirectoryEmulator {
         }
         code
     }
+}
 
+impl GoogleDirectoryEmulator {
     /// Invalidates every access token issued so far (API answers 401 to them).
     pub fn revoke_access_tokens(&self) {
         if let Ok(mut a) = self.access.lock() {

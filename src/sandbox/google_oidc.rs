@@ -117,9 +117,26 @@ struct Mutable {
 pub struct GoogleOidc {
     config: GoogleOidcConfig,
     issuer: OnceLock<String>,
+    /// Where consent codes for the Admin SDK scopes come from (the directory
+    /// emulator, whose token endpoint redeems them).
+    consent: OnceLock<Arc<dyn ConsentIssuer>>,
     state: Mutex<Mutable>,
     /// Injected 429/5xx on the token endpoint.
     pub faults: Faults,
+}
+
+/// Issues authorization codes for a plain OAuth consent (no `openid` scope): in
+/// Google one authorization server serves sign-in and API consent; in the
+/// sandbox the directory emulator redeems the API codes, so it issues them.
+pub trait ConsentIssuer: Send + Sync {
+    /// A single-use code for `subject` approving `scopes` for `client_id`.
+    fn issue_consent_code(
+        &self,
+        client_id: &str,
+        subject: &str,
+        scopes: &[&str],
+        redirect_uri: &str,
+    ) -> String;
 }
 
 /// How long an authorization code stays valid.
@@ -214,6 +231,7 @@ impl GoogleOidc {
         let me = Arc::new(GoogleOidc {
             config,
             issuer: OnceLock::new(),
+            consent: OnceLock::new(),
             state: Mutex::new(Mutable {
                 keys,
                 ..Mutable::default()

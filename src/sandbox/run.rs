@@ -358,6 +358,7 @@ pub async fn start(opts: SandboxOptions) -> Result<SandboxHandles, SandboxError>
         .await
         .map_err(bind_error("Google Directory", at))?;
     servers.0.push(running);
+    oidc.attach_consent(directory.clone());
     let at = addr(port, 2);
     let (jira, running) = JiraEmulator::start_on(at, company.jira_seed())
         .await
