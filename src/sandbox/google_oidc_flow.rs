@@ -79,16 +79,10 @@ impl GoogleOidc {
         if get("auto") != "1" {
             return self.chooser(req, hint);
         }
-        let Some(person) = self
-            .config
-            .people
-            .iter()
-            .find(|p| p.email.eq_ignore_ascii_case(hint))
-            .cloned()
-        else {
+        let Some(person) = self.person(hint) else {
             return fail("access_denied");
         };
-        if self.is_suspended(&person.email) {
+        if self.is_suspended(&person.email) || self.is_suspended(hint) {
             // Google stops on its own page; the client never hears back.
             return html(
                 StatusCode::FORBIDDEN,
