@@ -254,10 +254,7 @@ async fn a_person_renamed_in_google_keeps_one_account_renamed_at_the_next_login(
     // The Workspace admin renames bob@ to robert@ (same Google id).
     assert!(d.sandbox.rename("bob@example.com", "robert@example.com"));
     let mut again = browser(&d);
-    assert_eq!(
-        again.sign_in("/", "robert@example.com").await.status(),
-        302
-    );
+    assert_eq!(again.sign_in("/", "robert@example.com").await.status(), 302);
     let page = again.get("/").await.text().await.unwrap();
     assert!(page.contains("Signed in as <b>robert</b>"), "{page}");
 
