@@ -9,6 +9,8 @@ pub mod access;
 mod api;
 pub mod audit_view;
 pub mod csrf;
+#[cfg(test)]
+mod gate_tests;
 pub mod lookup;
 pub mod page;
 mod pages;

@@ -28,6 +28,14 @@ fn status_word(s: SyncStatus) -> (&'static str, &'static str) {
     }
 }
 
+/// A safety limit as written in the config (`5%`, `100`).
+fn limit(l: crate::config::Limit) -> String {
+    match l {
+        crate::config::Limit::Count(n) => n.to_string(),
+        crate::config::Limit::Percent(p) => format!("{p}%"),
+    }
+}
+
 fn report_link(id: &str) -> String {
     format!(
         "<a href=\"{BASE}/report/{}\"><code>{}</code></a>",
@@ -138,8 +146,10 @@ pub(super) fn status(cx: &Ctx<'_>) -> Response<Bytes> {
             let l = &cx.admin.settings.sync;
             let _ = write!(
                 b,
-                "<div class=\"panel\"><p><span class=\"ok\">Safety brake not engaged.</span> Limits: max_deprovision {:?}, max_changes {}, max_group_removals {:?}.</p></div>",
-                l.max_deprovision, l.max_changes, l.max_group_removals
+                "<div class=\"panel\"><p><span class=\"ok\">Safety brake not engaged.</span> Limits: max_deprovision {}, max_changes {}, max_group_removals {}.</p></div>",
+                limit(l.max_deprovision),
+                l.max_changes,
+                limit(l.max_group_removals)
             );
         }
     }
