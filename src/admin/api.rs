@@ -146,8 +146,7 @@ pub(super) async fn person(cx: &Ctx<'_>) -> Response<Bytes> {
     let Some(sync) = cx.admin.sync.as_ref() else {
         return cx.no_sync();
     };
-    let dir = sync.sources().directory.clone();
-    match lookup::lookup(&cx.admin.settings, dir.as_ref(), email).await {
+    match lookup::lookup_with(&cx.admin.settings, sync, email).await {
         Ok(l) => match serde_json::to_value(&l) {
             Ok(v) => page::json(StatusCode::OK, &v),
             Err(e) => page::json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), &[]),

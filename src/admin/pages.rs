@@ -500,6 +500,14 @@ pub(super) fn plan(cx: &Ctx<'_>) -> Response<Bytes> {
         "<p class=\"muted\" id=\"plan-count\">{} of {total} planned operation(s) shown.</p>",
         rows.len()
     );
+    for t in report.targets.iter().filter(|t| t.operations_truncated) {
+        let _ = write!(
+            b,
+            "<p class=\"bad\">{}: the list was cut at {} operations; the counts in the report cover everything.</p>",
+            esc(&t.name),
+            crate::sync::report::MAX_LISTED
+        );
+    }
     b.push_str(&plan_view::table(&rows));
     page::html(
         StatusCode::OK,
@@ -550,19 +558,16 @@ pub(super) async fn person(cx: &Ctx<'_>) -> Response<Bytes> {
                 status = StatusCode::NOT_FOUND;
                 b.push_str("<p class=\"bad\">No directory is configured for syncs: the lookup reads people from the <code>[directory]</code>.</p>");
             }
-            Some(sync) => {
-                let dir = sync.sources().directory.clone();
-                match lookup::lookup(&cx.admin.settings, dir.as_ref(), &email).await {
-                    Ok(l) => b.push_str(&lookup::render(&l)),
-                    Err(e) => {
-                        status = match e {
-                            lookup::LookupError::NotFound(_) => StatusCode::NOT_FOUND,
-                            _ => StatusCode::BAD_GATEWAY,
-                        };
-                        let _ = write!(b, "<p class=\"bad\">{}</p>", esc(&e.to_string()));
-                    }
+            Some(sync) => match lookup::lookup_with(&cx.admin.settings, sync, &email).await {
+                Ok(l) => b.push_str(&lookup::render(&l)),
+                Err(e) => {
+                    status = match e {
+                        lookup::LookupError::NotFound(_) => StatusCode::NOT_FOUND,
+                        _ => StatusCode::BAD_GATEWAY,
+                    };
+                    let _ = write!(b, "<p class=\"bad\">{}</p>", esc(&e.to_string()));
                 }
-            }
+            },
         }
     }
     page::html(

@@ -437,6 +437,52 @@ async fn a_real_sync_applies_and_the_audit_and_person_lookup_explain_it() {
             && html.contains("groups.map gives it to members of it-admins@example.com"),
         "{html}"
     );
+    // The accounts as they are now: erin's linked Jira account keeps the local
+    // release-managers group, which no rule gives.
+    let (_, v) = json(
+        &mut a,
+        "/_usher/admin/person?email=erin.lopez%40example.com",
+    )
+    .await;
+    let jira = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "jira")
+        .cloned()
+        .unwrap_or_else(|| panic!("no jira view: {v}"));
+    assert_eq!(
+        (
+            jira["account"].as_str(),
+            jira["linked"].as_bool(),
+            jira["active"].as_bool()
+        ),
+        (Some("erin.lopez"), Some(true), Some(true)),
+        "{jira}"
+    );
+    let held = jira["groups"].as_array().unwrap();
+    let local = held
+        .iter()
+        .find(|g| g["group"] == "release-managers")
+        .unwrap_or_else(|| panic!("{jira}"));
+    assert_eq!(local["justified"], false);
+    assert!(
+        local["note"]
+            .as_str()
+            .unwrap()
+            .contains("only the groups it manages"),
+        "{local}"
+    );
+    assert!(
+        held.iter()
+            .any(|g| g["group"] == "sales" && g["justified"] == true),
+        "{jira}"
+    );
+    assert_eq!(
+        jira["missing"],
+        serde_json::json!([]),
+        "the sync gave everything"
+    );
     let (status, _) = json(&mut a, "/_usher/admin/person?email=nobody%40example.com").await;
     assert_eq!(status, 404);
     d.shutdown();
