@@ -152,6 +152,15 @@ where
                 Some(set) => set_cookies = set,
                 None => session = None,
             }
+        } else {
+            // Console use is activity too (idle timeout), as on proxied requests.
+            match proxy.sign_in.sessions.touch_if_due(s, now).await {
+                Ok(Some(set)) => set_cookies = set,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not refresh the session's activity time")
+                }
+            }
         }
     }
     let query = query_map(req.uri().query());

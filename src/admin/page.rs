@@ -58,7 +58,7 @@ pub fn layout(title: &str, current: &str, admin: &str, body: &str, refresh: Opti
          <title>{t} · usher admin</title>\
          <link rel=\"stylesheet\" href=\"{BASE}/static/admin.css\"></head><body>\
          <header><span class=\"brand\">usher admin</span><nav>{nav}</nav>\
-         <span class=\"who\">{who}</span></header><main><h1>{t}</h1>{body}</main>\
+         <span class=\"who\">{who} · <a href=\"/_usher/logout\">Sign out</a></span></header><main><h1>{t}</h1>{body}</main>\
          <script src=\"{BASE}/static/admin.js\"></script></body></html>\n",
         t = esc(title),
         who = esc(admin),
