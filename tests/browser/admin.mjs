@@ -109,6 +109,11 @@ async function run() {
   const adminCtx = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   const page = await adminCtx.newPage();
   current = page;
+  // The console's own script and stylesheet must load under its strict CSP.
+  const violations = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
+  });
   await signIn(page, `${admin}/plan`, args.admin);
   await page.getByText('No plan yet').waitFor({ timeout: left() });
   await shot(page, 'admin-plan-empty.png');
@@ -133,6 +138,8 @@ async function run() {
     if (r.status() !== 200) throw new Error(`${path} answered ${r.status()}`);
     await shot(page, name);
   }
+
+  if (violations.length) throw new Error(`CSP violations: ${violations.join(' | ').slice(0, 400)}`);
 
   const userCtx = await browser.newContext({ viewport: { width: 1000, height: 500 } });
   const other = await userCtx.newPage();
