@@ -147,7 +147,10 @@ impl App {
         let sign_in = Arc::new(sign_in);
         // Built here, on the control runtime, which also runs the schedule and the syncs.
         let sync = SyncService::from_settings(settings.clone())?.map(Arc::new);
-        let proxy = Proxy::build(settings, sign_in)?;
+        let proxy = Proxy::build(settings.clone(), sign_in)?;
+        let _ = proxy
+            .admin
+            .set(Arc::new(crate::admin::Admin::new(settings, sync.clone())));
         Ok(App {
             proxy,
             listeners,

@@ -51,6 +51,10 @@ pub struct Session {
     /// Unix seconds of the last directory re-check of the person.
     #[serde(rename = "r")]
     pub revalidated_at: u64,
+    /// May open the admin console (`[admin] users`/`groups`); decided at sign-in and
+    /// re-decided at revalidation. Defaults to false so older cookies still decode.
+    #[serde(default, rename = "a", skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 /// Unix seconds of `t` (0 before the epoch, which never happens on a sane clock).
@@ -107,6 +111,7 @@ impl Session {
             issued_at: t,
             last_seen: t,
             revalidated_at: t,
+            admin: false,
         }
     }
 
