@@ -26,6 +26,7 @@ use http_body_util::BodyExt;
 
 use crate::auth::flow::{cookie_header, PageContext};
 use crate::config::Settings;
+use crate::directory::connect::DirectoryConnect;
 use crate::error::page as error_page;
 use crate::proxy::Proxy;
 use crate::session::Session;
@@ -47,6 +48,8 @@ pub struct Admin {
     started_at: SystemTime,
     /// Origins a POST may come from besides the addressed host: the public URL's.
     origins: Vec<String>,
+    /// The directory consent round trip (`[directory] oauth = true` only).
+    pub(crate) connect: Option<DirectoryConnect>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -62,7 +65,12 @@ impl Admin {
     /// the sync service; the CSRF key comes from `[session] secret`.
     pub fn new(settings: Arc<Settings>, sync: Option<Arc<SyncService>>) -> Self {
         let origin = settings.server.public_url.origin().ascii_serialization();
+        let connect = DirectoryConnect::from_settings(&settings).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the directory consent endpoint is off");
+            None
+        });
         Admin {
+            connect,
             csrf: CsrfKey::from_secret(&settings.session.secret),
             settings,
             sync,
@@ -239,13 +247,7 @@ where
         ("/person", true) => pages::person(cx).await,
         ("/sync/last", true) => api::last(cx),
         ("/sync", false) if *req.method() == Method::POST => post_sync(cx, req).await,
-        // GET /_usher/admin/connect/google — RESERVED: the directory OAuth consent
-        // (refresh-token mode) is implemented by the lead in `admin/connect.rs`;
-        // nothing else may claim this path. Until then it is a 404.
-        ("/connect/google", _) => cx.error(
-            StatusCode::NOT_FOUND,
-            "Connecting the directory by OAuth consent is not available in this build.",
-        ),
+        ("/connect/google", true) => connect_google(cx, &req).await,
         (s, true) => {
             if let Some(id) = s.strip_prefix("/sync/") {
                 api::status(cx, id)
@@ -349,4 +351,53 @@ where
     Ok(url::form_urlencoded::parse(&bytes)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect())
+}
+
+/// `GET /_usher/admin/connect/google`: the admin's one-time consent that lets
+/// usher read the directory in refresh-token mode (start, and Google's return).
+async fn connect_google<B>(cx: &Ctx<'_>, req: &Request<B>) -> Response<Bytes> {
+    let Some(flow) = &cx.admin.connect else {
+        return cx.error(
+            StatusCode::NOT_FOUND,
+            "Nothing to connect: the directory is not in refresh-token mode. With [directory] oauth = true an admin connects it here; a service account needs no consent.",
+        );
+    };
+    let idp = cx
+        .admin
+        .settings
+        .directory
+        .as_ref()
+        .map(|d| d.idp.as_str())
+        .unwrap_or_default();
+    let rp = cx
+        .proxy
+        .sign_in
+        .relying_parties()
+        .iter()
+        .find(|rp| rp.name() == idp);
+    let endpoint = match rp {
+        Some(rp) => rp.authorization_endpoint().await,
+        None => {
+            return cx.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The directory's [[idp]] has no relying party; check [directory] idp.",
+            )
+        }
+    };
+    let endpoint = match endpoint {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, "directory consent: the IdP's discovery failed");
+            return cx.error(
+                StatusCode::BAD_GATEWAY,
+                "Google's discovery document could not be loaded; try again in a minute.",
+            );
+        }
+    };
+    let cookies = cookie_header(req.headers());
+    let mut resp = flow
+        .handle(req.uri().query(), &cookies, &endpoint, &cx.email)
+        .await;
+    page::secure(&mut resp);
+    resp
 }

@@ -24,7 +24,10 @@ use crate::auth::error::{AuthError, DenialReason};
 use crate::auth::flow::{Admission, AdmitFuture, Admitted, RevalidateFuture, Verdict};
 use crate::auth::oidc::Identity;
 use crate::config::{OnFailure, Settings};
-use crate::directory::Directory;
+use crate::directory::{Directory, DirectoryError};
+
+/// Marks the denial that is really "admin, directory not connected yet".
+const BOOTSTRAP: &str = "the directory is not connected yet (admin bootstrap)";
 use crate::identity::{GroupRef, Person, PersonWithGroups};
 use crate::session::Session;
 use crate::target::Target;
@@ -96,12 +99,20 @@ impl LoginProvisioner {
             .as_ref()
             .filter(|d| d.source() == identity.idp)
         {
-            let found = dir.person(&identity.sub).await.map_err(|e| {
-                AuthError::new(
-                    DenialReason::ProvisioningFailed,
-                    format!("directory lookup failed: {e}"),
-                )
-            })?;
+            let found = match dir.person(&identity.sub).await {
+                Ok(found) => found,
+                // Refresh-token mode before the first consent: only an `[admin] users`
+                // member gets in (unprovisioned), to connect the directory.
+                Err(DirectoryError::NotConnected) if self.is_admin_user(&identity.email) => {
+                    return Err(AuthError::new(DenialReason::ProvisioningFailed, BOOTSTRAP));
+                }
+                Err(e) => {
+                    return Err(AuthError::new(
+                        DenialReason::ProvisioningFailed,
+                        format!("directory lookup failed: {e}"),
+                    ))
+                }
+            };
             let Some(p) = found else {
                 return Err(AuthError::new(
                     DenialReason::NotInDirectory,
@@ -116,32 +127,37 @@ impl LoginProvisioner {
             }
             return Ok(p);
         }
-        let full = identity.name.clone().unwrap_or_default();
-        let mut groups: Vec<GroupRef> = identity
-            .groups
+        Ok(claims_person(identity))
+    }
+
+    /// Whether `email` is listed in `[admin] users` (groups cannot be known
+    /// without the directory).
+    fn is_admin_user(&self, email: &str) -> bool {
+        self.settings
+            .admin
+            .users
             .iter()
-            .map(|g| GroupRef {
-                id: g.clone(),
-                email: g.to_ascii_lowercase(),
-                name: g.clone(),
-            })
-            .collect();
-        groups.sort_by(|a, b| a.email.cmp(&b.email));
-        groups.dedup_by(|a, b| a.email == b.email);
-        Ok(PersonWithGroups {
-            person: Person {
-                id: identity.sub.clone(),
-                primary_email: identity.email.clone(),
-                aliases: Vec::new(),
-                given_name: identity.given_name.clone().unwrap_or_default(),
-                family_name: identity.family_name.clone().unwrap_or_default(),
-                full_name: full,
-                suspended: false,
-                archived: false,
-                org_unit_path: String::new(),
-                is_admin: false,
-            },
-            groups,
+            .any(|u| u.eq_ignore_ascii_case(email))
+    }
+
+    /// An `[admin] users` member signing in while the directory awaits its first
+    /// consent: admitted from the ID token alone, nothing provisioned, no groups.
+    fn bootstrap_admin(&self, identity: &Identity) -> Result<Admitted, AuthError> {
+        tracing::warn!(
+            admin = %identity.email,
+            "the directory is not connected yet; the admin signs in without provisioning to connect it at /_usher/admin/connect/google"
+        );
+        let mapper = self.mappers.get(&identity.idp).ok_or_else(|| {
+            AuthError::new(DenialReason::Misconfigured, "identity from an unknown idp")
+        })?;
+        let desired = mapper
+            .map(&claims_person(identity))
+            .map_err(|skip| AuthError::new(DenialReason::InvalidUsername, skip.reason))?;
+        Ok(Admitted {
+            username: desired.username.clone(),
+            groups: Vec::new(),
+            display_name: desired.display_name.clone(),
+            idp_groups: Vec::new(),
         })
     }
 
@@ -173,7 +189,11 @@ impl LoginProvisioner {
                     DenialReason::ProvisioningFailed,
                     late("the directory lookup"),
                 )
-            })??;
+            })?;
+        let source = match source {
+            Err(e) if e.detail == BOOTSTRAP => return self.bootstrap_admin(identity),
+            other => other?,
+        };
         if !self.allowed(&identity.idp, &source.groups) {
             return Err(AuthError::new(
                 DenialReason::NotInAllowedGroups,
@@ -404,4 +424,35 @@ fn idp_group_names(groups: &[GroupRef]) -> Vec<String> {
         .flat_map(|g| [g.email.clone(), g.name.clone()])
         .filter(|n| !n.is_empty())
         .collect()
+}
+
+/// The person as the ID token describes them (claims-only providers).
+fn claims_person(identity: &Identity) -> PersonWithGroups {
+    let full = identity.name.clone().unwrap_or_default();
+    let mut groups: Vec<GroupRef> = identity
+        .groups
+        .iter()
+        .map(|g| GroupRef {
+            id: g.clone(),
+            email: g.to_ascii_lowercase(),
+            name: g.clone(),
+        })
+        .collect();
+    groups.sort_by(|a, b| a.email.cmp(&b.email));
+    groups.dedup_by(|a, b| a.email == b.email);
+    PersonWithGroups {
+        person: Person {
+            id: identity.sub.clone(),
+            primary_email: identity.email.clone(),
+            aliases: Vec::new(),
+            given_name: identity.given_name.clone().unwrap_or_default(),
+            family_name: identity.family_name.clone().unwrap_or_default(),
+            full_name: full,
+            suspended: false,
+            archived: false,
+            org_unit_path: String::new(),
+            is_admin: false,
+        },
+        groups,
+    }
 }

@@ -238,3 +238,67 @@ async fn a_service_account_directory_has_no_connect_flow() {
         .is_none());
     sb.stop();
 }
+
+/// Through the proxy: before the consent only an `[admin] users` member signs in
+/// (unprovisioned); after connecting at `/_usher/admin/connect/google`, everyone
+/// signs in and is provisioned from the directory.
+#[tokio::test]
+async fn the_admin_connects_the_directory_through_the_console_then_everyone_signs_in() {
+    let d = usher::sandbox::demo::start_with(0, |t| {
+        t.lines()
+            .filter(|l| !l.starts_with("service_account_key") && !l.starts_with("admin_subject"))
+            .map(|l| {
+                if l == "idp = \"google\"" {
+                    "idp = \"google\"\noauth = true\n".to_string()
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect()
+    })
+    .await
+    .expect("demo starts in oauth mode");
+    let host = d.addr.to_string();
+    let public = format!("http://{host}");
+
+    // Not connected: a non-admin is refused, nothing is created.
+    let mut bob = crate::signin::Browser::for_host(d.addr, &host);
+    let r = bob.sign_in("/", "bob@example.com").await;
+    assert_eq!(r.status(), 503, "no directory, no sign-in (provisioning_failed)");
+    assert!(d.sandbox.jira.state().user("bob").is_none());
+
+    // The admin (alice, in [admin] users) gets in to connect it.
+    let mut alice = crate::signin::Browser::for_host(d.addr, &host);
+    assert_eq!(alice.sign_in("/", "alice@example.com").await.status(), 302);
+    let start = alice.get("/_usher/admin/connect/google").await;
+    assert_eq!(start.status(), 302);
+    let consent = crate::signin::location(&start);
+    assert!(consent.starts_with(&d.sandbox.urls.issuer), "{consent}");
+    assert!(consent.contains("access_type=offline"), "{consent}");
+    let back = harness::client()
+        .get(format!("{consent}&auto=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 302);
+    let back = crate::signin::location(&back);
+    let path = back.strip_prefix(&public).expect("back on usher's host");
+    assert!(path.starts_with("/_usher/admin/connect/google?code="), "{path}");
+    // A non-admin cannot replay the return (403 before any exchange).
+    let mut mallory = crate::signin::Browser::for_host(d.addr, &host);
+    let r = mallory.get(path).await;
+    assert_eq!(r.status(), 302, "signed out: sent to sign in first");
+    let done = alice.get(path).await;
+    let status = done.status();
+    let body = done.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Google directory connected"), "{body}");
+
+    // Connected: bob signs in and is provisioned from the directory.
+    let mut bob = crate::signin::Browser::for_host(d.addr, &host);
+    assert_eq!(bob.sign_in("/", "bob@example.com").await.status(), 302);
+    let jira = d.sandbox.jira.state();
+    assert!(jira.user("bob").is_some(), "provisioned after the consent");
+    assert!(jira.members("jira-software-users").contains("bob"));
+    d.shutdown();
+}
