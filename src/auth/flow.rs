@@ -441,14 +441,7 @@ impl SignIn {
              <p><small>Request id: {}</small></p></body></html>\n",
             html_escape(ctx.request_id.to_str().unwrap_or(""))
         );
-        let mut resp = Response::new(Bytes::from(body));
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        resp
+        crate::error::html_response(StatusCode::OK, body)
     }
 
     /// The denial page: the reason in plain words, details only in the log.
