@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod demo;
 mod harness;
+mod metrics;
 mod oidc_peer;
 mod peers;
 mod proxy;
