@@ -31,6 +31,20 @@ async fn scrape(admin: SocketAddr) -> Scrape {
     Scrape::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
+/// Scrapes until `done` holds (or 5 s pass, then returns the last scrape): a
+/// request is counted when its response body is dropped, which can trail the
+/// client's last byte by a moment.
+async fn scrape_when(admin: SocketAddr, done: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = scrape(admin).await;
+        if done(&s) || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `after - before` for one exact series (absent = 0).
 fn delta(before: &Scrape, after: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     after.value(name, labels) - before.value(name, labels)
@@ -139,9 +153,12 @@ async fn metrics_after_a_request_a_login_and_a_sync() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
 
-    let after = scrape(admin).await;
-    let d = |name: &str, labels: &[(&str, &str)]| delta(&before, &after, name, labels);
     let up = ("upstream", "jira-metrics-it");
+    let after = scrape_when(admin, |s| {
+        delta(&before, s, "usher_request_duration_seconds_count", &[up]) >= 2.0
+    })
+    .await;
+    let d = |name: &str, labels: &[(&str, &str)]| delta(&before, &after, name, labels);
 
     // Requests: exactly what this test sent to its upstream (the page, and the
     // forwarded /metrics with whatever status the emulator gave it).
@@ -321,8 +338,11 @@ async fn upstream_failures_are_counted_by_kind() {
             .unwrap();
         assert_eq!(r.status(), 502);
     }
-    let after = scrape(admin).await;
     let up = ("upstream", "dead-metrics-it");
+    let after = scrape_when(admin, |s| {
+        delta(&before, s, m::REQUESTS_TOTAL, &[up, ("status", "502")]) >= 3.0
+    })
+    .await;
     assert_eq!(
         delta(
             &before,
