@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use usher::admin::metrics::{self as m, Scrape};
 use usher::config::{self, SystemEnv};
+use usher::sandbox::faults::FaultPlan;
+use usher::sandbox::google_directory::GoogleFault;
 use usher::sandbox::run::{self, SandboxOptions};
 use usher::sync::job::RunStatus;
 use usher::sync::SyncStatus;
@@ -142,7 +144,23 @@ async fn metrics_after_a_request_a_login_and_a_sync() {
     assert_eq!(anonymous.status(), 302, "signed out: sent to sign in");
     assert!(!anonymous.text().await.unwrap().contains("usher_"));
 
-    // A full sync, as the admin console starts it.
+    // A callback nobody started is refused (counted by reason), and signing out
+    // ends the session.
+    let forged = Browser::new(addr)
+        .get("/_usher/callback?code=x&state=y")
+        .await;
+    assert_eq!(forged.headers()["x-usher-denial"], "state_mismatch");
+    b.get("/_usher/logout").await;
+
+    // A full sync, as the admin console starts it, through one rate-limited answer
+    // from the directory and from Jira, and one Jira outage answer: all retried.
+    sandbox.directory.inject(GoogleFault::TooManyRequests, 1);
+    sandbox.jira.gate.faults.set(FaultPlan {
+        rate_limited: 1,
+        retry_after_secs: 1,
+        server_errors: 1,
+        ..FaultPlan::default()
+    });
     let id = sync.start_now(false, None).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let report = loop {
@@ -241,6 +259,52 @@ async fn metrics_after_a_request_a_login_and_a_sync() {
         })
         .sum();
     assert!(directory_ok >= 2.0, "person at login, everyone at sync");
+
+    assert!(d(m::LOGIN_DENIALS, &[("reason", "state_mismatch")]) >= 1.0);
+    assert!(d(m::SESSIONS_ENDED, &[("reason", "logout")]) >= 1.0);
+
+    // Retries and rate-limit waits of the sync's calls.
+    let retries = |api, name, reason| {
+        d(
+            m::API_RETRIES,
+            &[("api", api), ("name", name), ("reason", reason)],
+        )
+    };
+    assert!(retries("directory", "google", "rate_limited") >= 1.0);
+    assert!(retries("target", "jira", "rate_limited") >= 1.0);
+    assert!(retries("target", "jira", "server_error") >= 1.0);
+    let waits = "usher_api_rate_limit_wait_seconds_count";
+    assert!(d(waits, &[("api", "directory"), ("name", "google")]) >= 1.0);
+    assert!(d(waits, &[("api", "target"), ("name", "jira")]) >= 1.0);
+    assert!(
+        d(
+            "usher_api_rate_limit_wait_seconds_sum",
+            &[("api", "target"), ("name", "jira")]
+        ) >= 1.0,
+        "Retry-After: 1 was honoured"
+    );
+    let jira_get = |status| {
+        d(
+            m::TARGET_REQUESTS,
+            &[
+                ("target", "jira"),
+                ("product", "jira"),
+                ("method", "GET"),
+                ("status", status),
+            ],
+        )
+    };
+    assert!(jira_get("429") >= 1.0 && jira_get("503") >= 1.0);
+    let directory_429: f64 = ["users.list", "groups.list", "members.list"]
+        .iter()
+        .map(|method| {
+            d(
+                m::DIRECTORY_REQUESTS,
+                &[("method", method), ("status", "429")],
+            )
+        })
+        .sum();
+    assert!(directory_429 >= 1.0);
 
     // The sync.
     let status = match report.status {
