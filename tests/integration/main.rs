@@ -6,6 +6,7 @@
 
 mod auth;
 mod cli;
+mod connect;
 mod demo;
 mod harness;
 mod metrics;
