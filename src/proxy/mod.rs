@@ -237,6 +237,8 @@ impl Proxy {
     /// The counters of the upstream named `upstream` (a name from `Dispatched`, so
     /// compared by address: a few pointer comparisons, no string compare).
     fn metrics_for(&self, upstream: &'static str) -> Option<&'static UpstreamMetrics> {
+        // Metrics off (no admin listener): every table is `None`; skip the scan.
+        self.usher_metrics?;
         self.upstreams
             .iter()
             .find(|u| std::ptr::eq(u.target.name, upstream))
