@@ -6,7 +6,7 @@
 //! `refresh_after` costs no API call. Also re-checks sessions (`revalidate_after`).
 //! Owns no decision logic: mapping, planning and applying live beside it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,8 +16,9 @@ use dashmap::DashMap;
 
 use super::apply::{self, ApplyContext};
 use super::audit::{Actor, AuditLog};
+use super::known_groups::KnownGroups;
 use super::link_store::LinkStore;
-use super::mapping::{DesiredAccount, Mapper};
+use super::mapping::{DesiredAccount, GroupName, Mapper};
 use super::plan::{plan_for, PlanInput, Policy, Population};
 use super::read::read_person;
 use crate::auth::error::{AuthError, DenialReason};
@@ -43,6 +44,11 @@ pub struct LoginProvisioner {
     recent: DashMap<String, (Instant, Admitted)>,
     flights: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     verdicts: DashMap<String, (Instant, bool)>,
+    /// IdP groups seen by syncs and sign-ins (what the rules may manage).
+    known: KnownGroups,
+    /// Per IdP: the target groups the current rules make of the known groups, with
+    /// the store version they were computed from.
+    known_scopes: DashMap<String, (u64, Arc<BTreeSet<GroupName>>)>,
 }
 
 /// Why the provisioner could not be built.
@@ -66,6 +72,8 @@ impl LoginProvisioner {
                 .map_err(|e| LoginSetupError(format!("[[idp]] {}: {e}", idp.name)))?;
             mappers.insert(idp.name.clone(), m);
         }
+        let known =
+            KnownGroups::open(&settings.state.dir).map_err(|e| LoginSetupError(e.to_string()))?;
         Ok(LoginProvisioner {
             settings,
             directory,
@@ -76,7 +84,23 @@ impl LoginProvisioner {
             recent: DashMap::new(),
             flights: DashMap::new(),
             verdicts: DashMap::new(),
+            known,
+            known_scopes: DashMap::new(),
         })
+    }
+
+    /// The target groups the current rules manage for `idp`'s known groups
+    /// (recomputed only when the store changed).
+    fn known_scope(&self, idp: &str, mapper: &Mapper) -> Arc<BTreeSet<GroupName>> {
+        let version = self.known.version();
+        if let Some(cached) = self.known_scopes.get(idp).filter(|c| c.0 == version) {
+            return cached.1.clone();
+        }
+        let (version, groups) = self.known.groups(idp);
+        let scope = Arc::new(mapper.managed_scope(&groups).groups);
+        self.known_scopes
+            .insert(idp.to_string(), (version, scope.clone()));
+        scope
     }
 
     fn key(idp: &str, sub: &str) -> String {
@@ -194,6 +218,9 @@ impl LoginProvisioner {
             Err(e) if e.detail == BOOTSTRAP => return self.bootstrap_admin(identity),
             other => other?,
         };
+        if let Err(e) = self.known.remember(&identity.idp, &source.groups) {
+            tracing::warn!(error = %e, "the person's groups were not recorded as known");
+        }
         if !self.allowed(&identity.idp, &source.groups) {
             return Err(AuthError::new(
                 DenialReason::NotInAllowedGroups,
@@ -272,7 +299,12 @@ impl LoginProvisioner {
                     );
                 }
             };
-            let scope = mapper.managed_scope(&source.groups);
+            // The person's groups, plus every group the rules make of the IdP groups
+            // seen so far: a membership the person no longer has a reason for is
+            // in scope, so keep_existing = false can remove it.
+            let mut scope = mapper.managed_scope(&source.groups);
+            let known = self.known_scope(&desired.external_id.source, mapper);
+            scope.groups.extend(known.iter().cloned());
             let s = &self.settings;
             let mut policy =
                 Policy::from_settings(&s.provisioning, &s.groups, &s.sync, target.capabilities());

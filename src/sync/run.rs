@@ -22,6 +22,7 @@ use crate::directory::{snapshot, DirectorySnapshot};
 use crate::identity::{GroupRef, PersonWithGroups};
 use crate::provision::apply::{self, ApplyContext, OpOutcome};
 use crate::provision::audit::{Actor, AuditLog};
+use crate::provision::known_groups::KnownGroups;
 use crate::provision::mapping::{DesiredAccount, ManagedScope, Mapper, Skip};
 use crate::provision::plan::{plan_for, Plan, PlanInput, Policy};
 use crate::provision::{read_actual, FileLinkStore, LinkStore};
@@ -249,6 +250,15 @@ async fn reconcile(
         None => Mapper::new(&source, &settings.provisioning, &settings.groups),
     }
     .map_err(|e| e.to_string())?;
+    // Sign-ins map these too, to know which target groups the rules manage.
+    match KnownGroups::open(&settings.state.dir) {
+        Ok(known) => {
+            if let Err(e) = known.remember(&source, &snap.groups) {
+                tracing::warn!(error = %e, "directory groups not recorded as known");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "directory groups not recorded as known"),
+    }
     let scope = mapper.managed_scope(&snap.groups);
     let (desired, skipped) = map_snapshot(&mapper, snap);
     report.directory.skipped = skipped.len();
