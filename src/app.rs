@@ -110,6 +110,9 @@ pub struct App {
     addr: SocketAddr,
     /// Full syncs (scheduler + admin "sync now"); `None` without `[directory]` or targets.
     pub sync: Option<Arc<SyncService>>,
+    /// Applies inbound SCIM pushes to the targets; its worker starts in [`App::run`].
+    pub scim_pusher: Option<Arc<crate::directory::scim_in::Pusher>>,
+    control: tokio::runtime::Handle,
 }
 
 impl App {
@@ -147,13 +150,22 @@ impl App {
         let sign_in = Arc::new(sign_in);
         // Built here, on the control runtime, which also runs the schedule and the syncs.
         let sync = SyncService::from_settings(settings.clone())?.map(Arc::new);
+        let inbound = crate::directory::scim_in::build(&settings)
+            .map_err(|e| StartError::Provisioning(e.to_string()))?;
         let proxy = Proxy::build(settings, sign_in)?;
+        let mut scim_pusher = None;
+        if let Some(inbound) = inbound {
+            let _ = proxy.scim.set(inbound.server);
+            scim_pusher = inbound.pusher;
+        }
         Ok(App {
             proxy,
             listeners,
             options,
             addr,
             sync,
+            scim_pusher,
+            control: tokio::runtime::Handle::current(),
         })
     }
 
@@ -167,6 +179,9 @@ impl App {
     pub fn run(self, shutdown: watch::Receiver<bool>) -> Result<Workers, StartError> {
         if let Some(sync) = &self.sync {
             let _ = sync.spawn_scheduler(shutdown.clone());
+        }
+        if let Some(pusher) = &self.scim_pusher {
+            self.control.spawn(pusher.clone().run(shutdown.clone()));
         }
         Ok(server::start(
             self.proxy,

@@ -78,6 +78,9 @@ pub struct Proxy {
     pub readiness: reserved::Readiness,
     /// Sign-in endpoints and the per-request session check.
     pub sign_in: Arc<SignIn>,
+    /// Inbound SCIM (`/_usher/scim/v2/{idp}/`), set once by `App::build` when an
+    /// `[[idp]]` has a `scim_token`.
+    pub scim: std::sync::OnceLock<Arc<crate::directory::scim_in::ScimServer>>,
 }
 
 /// Why the proxy could not be built from a valid config (files, certificates).
@@ -161,6 +164,7 @@ impl Proxy {
             trusted,
             readiness: reserved::Readiness::default(),
             sign_in,
+            scim: std::sync::OnceLock::new(),
         }))
     }
 
@@ -242,6 +246,11 @@ impl Proxy {
             Err(e) => return Dispatched::usher(Err(e.into())),
         };
         if route::is_reserved(&path) {
+            if crate::directory::scim_in::is_scim_path(&path) {
+                // Bearer-authenticated by the IdP's token, never behind sign-in.
+                let resp = reserved::scim(self, &path, req).await;
+                return Dispatched::usher(resp.map(|r| r.map(ProxyBody::full)));
+            }
             let ctx = PageContext { json, request_id };
             let resp = reserved::handle(self, &path, &req, &ctx).await;
             return Dispatched::usher(resp.map(|r| r.map(ProxyBody::full)));

@@ -1,0 +1,747 @@
+//! The inbound SCIM 2.0 HTTP endpoint at `/_usher/scim/v2/{idp}/`: bearer-token
+//! authentication per IdP (constant-time compare), Users and Groups (POST, GET, PUT,
+//! PATCH, DELETE, `.search`), discovery (ServiceProviderConfig, ResourceTypes,
+//! Schemas), filters, paging, `attributes`/`excludedAttributes`, ETags and
+//! `If-Match`/`If-None-Match`, RFC 7644 error bodies, a request body limit. Never
+//! behind sign-in and never forwarded upstream. Storage is `store`, meaning is `apply`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde_json::{Map, Value};
+
+use super::apply::Pusher;
+use super::filter::{self, AttrPath};
+use super::patch;
+use super::schema::{self, normalize, schemas_of};
+use super::source::{group_ref, person_with_groups};
+use super::store::{member_ids, IdpResources, ScimStore, StoredResource};
+use super::wire::{self, etag, etag_matches, Kind, ScimError, ScimType, MAX_BODY, MAX_RESULTS};
+use crate::config::Secret;
+
+/// Where the inbound SCIM endpoints live; `{idp}` follows.
+pub const PREFIX: &str = "/_usher/scim/v2/";
+
+/// Whether a (normalised) path belongs to the inbound SCIM server.
+pub fn is_scim_path(path: &str) -> bool {
+    path == "/_usher/scim" || path.starts_with("/_usher/scim/")
+}
+
+/// The inbound SCIM server for every `[[idp]]` with a `scim_token`.
+pub struct ScimServer {
+    store: Arc<ScimStore>,
+    tokens: BTreeMap<String, Secret>,
+    public_base: String,
+    pusher: Option<Arc<Pusher>>,
+}
+
+impl std::fmt::Debug for ScimServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScimServer")
+            .field("idps", &self.tokens.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+/// Parsed list/query parameters.
+#[derive(Debug, Default)]
+struct Query {
+    filter: Option<String>,
+    start: usize,
+    count: usize,
+    attributes: Vec<AttrPath>,
+    excluded: Vec<AttrPath>,
+}
+
+fn paths(list: &str) -> Result<Vec<AttrPath>, ScimError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| AttrPath::parse(s).map_err(|e| ScimError::bad(ScimType::InvalidPath, e)))
+        .collect()
+}
+
+impl Query {
+    fn from_pairs<'a>(
+        pairs: impl Iterator<Item = (String, Value)> + 'a,
+    ) -> Result<Query, ScimError> {
+        let mut q = Query {
+            start: 1,
+            count: MAX_RESULTS,
+            ..Query::default()
+        };
+        let num = |v: &Value| -> Option<i64> {
+            match v {
+                Value::Number(n) => n.as_i64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            }
+        };
+        let text = |v: &Value| -> String {
+            match v {
+                Value::String(s) => s.clone(),
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => String::new(),
+            }
+        };
+        for (k, v) in pairs {
+            match k.to_ascii_lowercase().as_str() {
+                "filter" => q.filter = Some(text(&v)).filter(|f| !f.trim().is_empty()),
+                "startindex" => q.start = num(&v).unwrap_or(1).max(1) as usize,
+                "count" => {
+                    q.count =
+                        (num(&v).unwrap_or(MAX_RESULTS as i64).max(0) as usize).min(MAX_RESULTS)
+                }
+                "attributes" => q.attributes = paths(&text(&v))?,
+                "excludedattributes" => q.excluded = paths(&text(&v))?,
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+
+    fn from_uri(query: Option<&str>) -> Result<Query, ScimError> {
+        let pairs = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())));
+        Query::from_pairs(pairs)
+    }
+}
+
+fn respond(status: u16, body: Option<&Value>) -> Response<Bytes> {
+    let bytes = body
+        .map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default()))
+        .unwrap_or_default();
+    let mut r = Response::new(bytes);
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = r.headers_mut();
+    if body.is_some() {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(wire::CONTENT_TYPE),
+        );
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error(e: &ScimError) -> Response<Bytes> {
+    let mut r = respond(e.status, Some(&e.body()));
+    if e.status == 401 {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"usher-scim\""),
+        );
+    }
+    if e.status == 405 {
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+    }
+    r
+}
+
+fn with_etag(mut r: Response<Bytes>, version: u64) -> Response<Bytes> {
+    if let Ok(v) = HeaderValue::from_str(&etag(version)) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Keeps only the requested attributes (plus `id`, `schemas`, `meta`) or drops the
+/// excluded ones (never `id` or `schemas`).
+fn project(res: Map<String, Value>, q: &Query) -> Map<String, Value> {
+    let mut res = res;
+    if !q.attributes.is_empty() {
+        let mut out = Map::new();
+        for k in ["id", "schemas", "meta"] {
+            if let Some(v) = res.get(k) {
+                out.insert(k.into(), v.clone());
+            }
+        }
+        for p in &q.attributes {
+            copy_path(&res, &mut out, p);
+        }
+        res = out;
+    }
+    for p in &q.excluded {
+        if p.urn.is_none()
+            && (p.name.eq_ignore_ascii_case("id") || p.name.eq_ignore_ascii_case("schemas"))
+        {
+            continue;
+        }
+        remove_path(&mut res, p);
+    }
+    res
+}
+
+fn key_ci(o: &Map<String, Value>, name: &str) -> Option<String> {
+    o.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
+}
+
+fn copy_path(from: &Map<String, Value>, to: &mut Map<String, Value>, p: &AttrPath) {
+    let (src, dst) = match &p.urn {
+        Some(u) => {
+            let Some(Value::Object(src)) = key_ci(from, u).and_then(|k| from.get(&k)) else {
+                return;
+            };
+            if p.name.is_empty() {
+                to.insert(u.clone(), Value::Object(src.clone()));
+                return;
+            }
+            let slot = to
+                .entry(u.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            match slot.as_object_mut() {
+                Some(dst) => (src, dst),
+                None => return,
+            }
+        }
+        None => (from, &mut *to),
+    };
+    let Some(k) = key_ci(src, &p.name) else {
+        return;
+    };
+    let Some(v) = src.get(&k) else { return };
+    let picked = match (&p.sub, v) {
+        (None, v) => v.clone(),
+        (Some(s), Value::Object(o)) => {
+            let mut m = dst
+                .get(&k)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(sk) = key_ci(o, s) {
+                if let Some(x) = o.get(&sk) {
+                    m.insert(sk, x.clone());
+                }
+            }
+            Value::Object(m)
+        }
+        (Some(s), Value::Array(items)) => Value::Array(
+            items
+                .iter()
+                .filter_map(Value::as_object)
+                .map(|o| {
+                    let mut m = Map::new();
+                    if let Some(sk) = key_ci(o, s) {
+                        if let Some(x) = o.get(&sk) {
+                            m.insert(sk, x.clone());
+                        }
+                    }
+                    Value::Object(m)
+                })
+                .collect(),
+        ),
+        (Some(_), _) => return,
+    };
+    dst.insert(k, picked);
+}
+
+fn remove_path(res: &mut Map<String, Value>, p: &AttrPath) {
+    let target = match &p.urn {
+        Some(u) => {
+            let Some(k) = key_ci(res, u) else { return };
+            if p.name.is_empty() {
+                res.remove(&k);
+                return;
+            }
+            match res.get_mut(&k).and_then(Value::as_object_mut) {
+                Some(o) => o,
+                None => return,
+            }
+        }
+        None => res,
+    };
+    let Some(k) = key_ci(target, &p.name) else {
+        return;
+    };
+    match &p.sub {
+        None => {
+            target.remove(&k);
+        }
+        Some(s) => match target.get_mut(&k) {
+            Some(Value::Object(o)) => {
+                if let Some(sk) = key_ci(o, s) {
+                    o.remove(&sk);
+                }
+            }
+            Some(Value::Array(items)) => {
+                for o in items.iter_mut().filter_map(Value::as_object_mut) {
+                    if let Some(sk) = key_ci(o, s) {
+                        o.remove(&sk);
+                    }
+                }
+            }
+            _ => {}
+        },
+    }
+}
+
+/// A stored resource as the client sees it: attributes + `id`, `schemas`, `meta`,
+/// and for users the read-only `groups` (direct memberships).
+fn render(
+    kind: Kind,
+    r: &StoredResource,
+    base: &str,
+    data: Option<&IdpResources>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("schemas".into(), Value::Array(schemas_of(kind, &r.attrs)));
+    out.insert("id".into(), Value::String(r.id.clone()));
+    for (k, v) in &r.attrs {
+        out.insert(k.clone(), v.clone());
+    }
+    if let (Kind::User, Some(data)) = (kind, data) {
+        let groups: Vec<Value> = data
+            .groups
+            .values()
+            .filter(|g| member_ids(g).contains(&r.id))
+            .map(|g| {
+                serde_json::json!({
+                    "value": g.id,
+                    "$ref": format!("{base}/Groups/{}", g.id),
+                    "display": group_ref(g).name,
+                    "type": "direct",
+                })
+            })
+            .collect();
+        if !groups.is_empty() {
+            out.insert("groups".into(), Value::Array(groups));
+        }
+    }
+    out.insert(
+        "meta".into(),
+        serde_json::json!({
+            "resourceType": kind.name(),
+            "created": r.created,
+            "lastModified": r.modified,
+            "location": format!("{base}/{}/{}", kind.endpoint(), r.id),
+            "version": etag(r.version),
+        }),
+    );
+    out
+}
+
+fn as_object(body: Value) -> Result<Map<String, Value>, ScimError> {
+    match body {
+        Value::Object(o) => Ok(o),
+        _ => Err(ScimError::bad(
+            ScimType::InvalidSyntax,
+            "the body must be a JSON object",
+        )),
+    }
+}
+
+impl ScimServer {
+    /// A server over `store` for the IdPs in `tokens`; pushes go to `pusher` when set.
+    /// `public_url` is `[server] public_url` (resource locations are built from it).
+    pub fn new(
+        store: Arc<ScimStore>,
+        tokens: BTreeMap<String, Secret>,
+        public_url: &url::Url,
+        pusher: Option<Arc<Pusher>>,
+    ) -> ScimServer {
+        ScimServer {
+            store,
+            tokens,
+            public_base: public_url.as_str().trim_end_matches('/').to_string(),
+            pusher,
+        }
+    }
+
+    /// The store (for the directory view and tests).
+    pub fn store(&self) -> &Arc<ScimStore> {
+        &self.store
+    }
+
+    /// The pusher, when pushes are applied to targets.
+    pub fn pusher(&self) -> Option<&Arc<Pusher>> {
+        self.pusher.as_ref()
+    }
+
+    /// Answers one request under [`PREFIX`]. `None` when no `[[idp]]` of that name
+    /// has a `scim_token` (the caller answers a plain 404: the endpoint is off).
+    pub async fn handle<B>(&self, path: &str, req: Request<B>) -> Option<Response<Bytes>>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let rest = path.strip_prefix(PREFIX)?;
+        let (idp, sub) = rest.split_once('/').unwrap_or((rest, ""));
+        let token = self.tokens.get(idp)?;
+        let (parts, body) = req.into_parts();
+        if !self.authorized(&parts.headers, token) {
+            tracing::warn!(idp, "inbound SCIM request without a valid bearer token");
+            return Some(error(&ScimError::new(
+                401,
+                "a valid bearer token is required (the [[idp]] scim_token)",
+            )));
+        }
+        let body = if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+            match read_body(&parts.headers, body).await {
+                Ok(b) => Some(b),
+                Err(e) => return Some(error(&e)),
+            }
+        } else {
+            None
+        };
+        let base = format!("{}{PREFIX}{idp}", self.public_base);
+        let ctx = Call {
+            idp,
+            base: &base,
+            method: &parts.method,
+            headers: &parts.headers,
+            query: parts.uri.query(),
+            body,
+            now: SystemTime::now(),
+        };
+        Some(match self.route(sub.trim_end_matches('/'), &ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                if e.status >= 500 {
+                    tracing::error!(idp, error = %e, "inbound SCIM request failed");
+                }
+                error(&e)
+            }
+        })
+    }
+
+    fn authorized(&self, headers: &HeaderMap, token: &Secret) -> bool {
+        let Some(value) = header_str(headers, header::AUTHORIZATION) else {
+            return false;
+        };
+        let Some((scheme, given)) = value.trim().split_once(' ') else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case("bearer")
+            && constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes())
+    }
+
+    fn route(&self, sub: &str, c: &Call<'_>) -> Result<Response<Bytes>, ScimError> {
+        let segs: Vec<&str> = if sub.is_empty() {
+            Vec::new()
+        } else {
+            sub.split('/').collect()
+        };
+        let get = *c.method == Method::GET;
+        let discovery = |r: Result<Response<Bytes>, ScimError>| {
+            if get {
+                r
+            } else {
+                Err(ScimError::new(405, "discovery endpoints answer GET only"))
+            }
+        };
+        match segs.as_slice() {
+            ["ServiceProviderConfig"] => discovery(Ok(respond(
+                200,
+                Some(&wire::service_provider_config(c.base)),
+            ))),
+            ["ResourceTypes"] => discovery(Ok(respond(
+                200,
+                Some(&wire::list_response(
+                    2,
+                    1,
+                    vec![
+                        wire::resource_type(Kind::User, c.base),
+                        wire::resource_type(Kind::Group, c.base),
+                    ],
+                )),
+            ))),
+            ["ResourceTypes", name] => discovery(
+                [Kind::User, Kind::Group]
+                    .into_iter()
+                    .find(|k| k.name().eq_ignore_ascii_case(name))
+                    .map(|k| respond(200, Some(&wire::resource_type(k, c.base))))
+                    .ok_or_else(|| ScimError::not_found(&format!("ResourceType {name}"))),
+            ),
+            ["Schemas"] => {
+                let all = wire::schemas(c.base);
+                discovery(Ok(respond(
+                    200,
+                    Some(&wire::list_response(all.len(), 1, all)),
+                )))
+            }
+            ["Schemas", id] => discovery(
+                wire::schemas(c.base)
+                    .into_iter()
+                    .find(|s| {
+                        s.get("id")
+                            .and_then(Value::as_str)
+                            .is_some_and(|x| x.eq_ignore_ascii_case(id))
+                    })
+                    .map(|s| respond(200, Some(&s)))
+                    .ok_or_else(|| ScimError::not_found(&format!("Schema {id}"))),
+            ),
+            [".search"] if *c.method == Method::POST => self.search(&[Kind::User, Kind::Group], c),
+            ["Bulk"] | ["Me"] => Err(ScimError::new(
+                501,
+                "usher does not implement this endpoint",
+            )),
+            [ep, rest @ ..] => {
+                let kind = [Kind::User, Kind::Group]
+                    .into_iter()
+                    .find(|k| k.endpoint().eq_ignore_ascii_case(ep))
+                    .ok_or_else(|| ScimError::not_found("endpoint"))?;
+                match (rest, c.method) {
+                    ([], &Method::GET) => self.list(&[kind], Query::from_uri(c.query)?, c),
+                    ([], &Method::POST) => self.create(kind, c),
+                    ([".search"], &Method::POST) => self.search(&[kind], c),
+                    ([id], &Method::GET) => self.get(kind, id, c),
+                    ([id], &Method::PUT) => self.replace(kind, id, c),
+                    ([id], &Method::PATCH) => self.patch(kind, id, c),
+                    ([id], &Method::DELETE) => self.delete(kind, id, c),
+                    ([] | [_], _) => Err(ScimError::new(405, "method not allowed here")),
+                    _ => Err(ScimError::not_found("endpoint")),
+                }
+            }
+            [] => Err(ScimError::not_found("endpoint")),
+        }
+    }
+
+    fn data(&self, idp: &str) -> Result<IdpResources, ScimError> {
+        self.store
+            .snapshot(idp)
+            .ok_or_else(|| ScimError::not_found("endpoint"))
+    }
+
+    fn list(&self, kinds: &[Kind], q: Query, c: &Call<'_>) -> Result<Response<Bytes>, ScimError> {
+        let f = match &q.filter {
+            Some(text) => {
+                Some(filter::parse(text).map_err(|e| ScimError::bad(ScimType::InvalidFilter, e))?)
+            }
+            None => None,
+        };
+        let data = self.data(c.idp)?;
+        let mut hits: Vec<(String, String, Map<String, Value>)> = Vec::new();
+        for &kind in kinds {
+            let map = match kind {
+                Kind::User => &data.users,
+                Kind::Group => &data.groups,
+            };
+            let ce = move |urn: Option<&str>, name: &str, sub: Option<&str>| {
+                schema::case_exact(kind, urn, name, sub)
+            };
+            for r in map.values() {
+                let rendered = render(kind, r, c.base, Some(&data));
+                if f.as_ref().is_none_or(|f| f.matches(&rendered, &ce)) {
+                    hits.push((r.created.clone(), r.id.clone(), rendered));
+                }
+            }
+        }
+        hits.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let total = hits.len();
+        let page: Vec<Value> = hits
+            .into_iter()
+            .skip(q.start - 1)
+            .take(q.count)
+            .map(|(_, _, r)| Value::Object(project(r, &q)))
+            .collect();
+        Ok(respond(
+            200,
+            Some(&wire::list_response(total, q.start, page)),
+        ))
+    }
+
+    fn search(&self, kinds: &[Kind], c: &Call<'_>) -> Result<Response<Bytes>, ScimError> {
+        let body = as_object(c.body.clone().unwrap_or(Value::Null))?;
+        let q = Query::from_pairs(body.into_iter())?;
+        self.list(kinds, q, c)
+    }
+
+    fn one(
+        &self,
+        kind: Kind,
+        r: &StoredResource,
+        status: u16,
+        c: &Call<'_>,
+    ) -> Result<Response<Bytes>, ScimError> {
+        let q = Query::from_uri(c.query)?;
+        let data = if kind == Kind::User {
+            self.store.snapshot(c.idp)
+        } else {
+            None
+        };
+        let body = Value::Object(project(render(kind, r, c.base, data.as_ref()), &q));
+        let mut resp = with_etag(respond(status, Some(&body)), r.version);
+        if status == 201 {
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("{}/{}/{}", c.base, kind.endpoint(), r.id))
+            {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+        }
+        Ok(resp)
+    }
+
+    fn get(&self, kind: Kind, id: &str, c: &Call<'_>) -> Result<Response<Bytes>, ScimError> {
+        let r = self
+            .store
+            .get(c.idp, kind, id)
+            .ok_or_else(|| ScimError::not_found(&format!("{} {id}", kind.name())))?;
+        if header_str(c.headers, header::IF_NONE_MATCH).is_some_and(|h| etag_matches(h, r.version))
+        {
+            return Ok(with_etag(respond(304, None), r.version));
+        }
+        self.one(kind, &r, 200, c)
+    }
+
+    fn create(&self, kind: Kind, c: &Call<'_>) -> Result<Response<Bytes>, ScimError> {
+        let attrs = normalize(kind, as_object(c.body.clone().unwrap_or(Value::Null))?);
+        let r = self.store.create(c.idp, kind, attrs, c.now)?;
+        tracing::info!(idp = c.idp, kind = kind.name(), id = %r.id, "SCIM create");
+        if let Some(p) = &self.pusher {
+            match kind {
+                Kind::User => p.user_changed(c.idp, &r.id, None),
+                Kind::Group => p.group_changed(c.idp, &[], &member_ids(&r), None),
+            }
+        }
+        self.one(kind, &r, 201, c)
+    }
+
+    fn if_match<'a>(c: &'a Call<'_>) -> Option<&'a str> {
+        header_str(c.headers, header::IF_MATCH)
+    }
+
+    fn changed(&self, kind: Kind, c: &Call<'_>, before: &StoredResource, after: &StoredResource) {
+        let Some(p) = &self.pusher else { return };
+        if before.version == after.version {
+            return;
+        }
+        match kind {
+            Kind::User => p.user_changed(c.idp, &after.id, None),
+            Kind::Group => {
+                let renamed = group_ref(before).email != group_ref(after).email;
+                p.group_changed(
+                    c.idp,
+                    &member_ids(before),
+                    &member_ids(after),
+                    renamed.then(|| group_ref(before)),
+                );
+            }
+        }
+    }
+
+    fn replace(&self, kind: Kind, id: &str, c: &Call<'_>) -> Result<Response<Bytes>, ScimError> {
+        let attrs = normalize(kind, as_object(c.body.clone().unwrap_or(Value::Null))?);
+        let (before, after) =
+            self.store
+                .update(c.idp, kind, id, Self::if_match(c), c.now, |a| {
+                    *a = attrs;
+                    Ok(())
+                })?;
+        tracing::info!(idp = c.idp, kind = kind.name(), id, "SCIM replace");
+        self.changed(kind, c, &before, &after);
+        self.one(kind, &after, 200, c)
+    }
+
+    fn patch(&self, kind: Kind, id: &str, c: &Call<'_>) -> Result<Response<Bytes>, ScimError> {
+        let ops = patch::parse_request(c.body.as_ref().unwrap_or(&Value::Null))?;
+        let (before, after) =
+            self.store
+                .update(c.idp, kind, id, Self::if_match(c), c.now, |a| {
+                    patch::apply(kind, a, &ops)
+                })?;
+        tracing::info!(
+            idp = c.idp,
+            kind = kind.name(),
+            id,
+            ops = ops.len(),
+            "SCIM patch"
+        );
+        self.changed(kind, c, &before, &after);
+        self.one(kind, &after, 200, c)
+    }
+
+    fn delete(&self, kind: Kind, id: &str, c: &Call<'_>) -> Result<Response<Bytes>, ScimError> {
+        let last = match kind {
+            Kind::User => self
+                .store
+                .snapshot(c.idp)
+                .and_then(|d| person_with_groups(&d, id)),
+            Kind::Group => None,
+        };
+        let before = self
+            .store
+            .delete(c.idp, kind, id, Self::if_match(c), c.now)?;
+        tracing::info!(idp = c.idp, kind = kind.name(), id, "SCIM delete");
+        if let Some(p) = &self.pusher {
+            match kind {
+                Kind::User => p.user_changed(c.idp, id, last),
+                Kind::Group => {
+                    p.group_changed(c.idp, &member_ids(&before), &[], Some(group_ref(&before)))
+                }
+            }
+        }
+        Ok(respond(204, None))
+    }
+}
+
+/// One request's parts the handlers read.
+struct Call<'a> {
+    idp: &'a str,
+    base: &'a str,
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    body: Option<Value>,
+    now: SystemTime,
+}
+
+async fn read_body<B>(headers: &HeaderMap, body: B) -> Result<Value, ScimError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let too_big = || {
+        ScimError::new(
+            413,
+            format!("the request body is larger than {MAX_BODY} bytes"),
+        )
+    };
+    let declared =
+        header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_big());
+    }
+    let bytes = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(too_big())
+        }
+        Err(_) => return Err(ScimError::new(400, "the request body could not be read")),
+    };
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ScimError::bad(
+            ScimType::InvalidSyntax,
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
