@@ -250,6 +250,9 @@ fn apply_plain(
             }
             (_, Some(Value::Object(o))) => {
                 for (k, v) in o {
+                    if k.eq_ignore_ascii_case("schemas") {
+                        continue;
+                    }
                     let sub = AttrPath {
                         urn: Some(urn.clone()),
                         name: k,
@@ -655,6 +658,18 @@ mod tests {
             out["emails"],
             json!([{"value": "x@e", "primary": false}, {"value": "y@e", "primary": true}])
         );
+    }
+
+    #[test]
+    fn the_whole_extension_can_be_added_with_its_schemas_key() {
+        let out = patch(
+            Kind::User,
+            json!({"userName": "a"}),
+            json!([{"op": "add", "path": super::super::wire::ENTERPRISE,
+                    "value": {"schemas": [super::super::wire::ENTERPRISE], "department": "D", "manager": {"value": "m"}}}]),
+        )
+        .unwrap();
+        assert_eq!(out[super::super::wire::ENTERPRISE], json!({"department": "D", "manager": {"value": "m"}}));
     }
 
     #[test]
