@@ -12,6 +12,7 @@ mod oidc_peer;
 mod peers;
 mod proxy;
 mod sandbox_cmd;
+mod scim_in;
 mod signin;
 mod signin_peer;
 mod sync;

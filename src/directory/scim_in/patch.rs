@@ -669,7 +669,10 @@ mod tests {
                     "value": {"schemas": [super::super::wire::ENTERPRISE], "department": "D", "manager": {"value": "m"}}}]),
         )
         .unwrap();
-        assert_eq!(out[super::super::wire::ENTERPRISE], json!({"department": "D", "manager": {"value": "m"}}));
+        assert_eq!(
+            out[super::super::wire::ENTERPRISE],
+            json!({"department": "D", "manager": {"value": "m"}})
+        );
     }
 
     #[test]
