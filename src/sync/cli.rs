@@ -58,7 +58,7 @@ pub fn main(settings: Settings, args: &SyncArgs) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let sources = match Sources::from_settings(&settings) {
+    let sources = match Sources::for_source(&settings, args.source.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("usher sync: {e}");

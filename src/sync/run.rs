@@ -265,6 +265,7 @@ async fn reconcile(
     for target in targets {
         plans.push(Box::pin(plan_target(
             target,
+            &source,
             settings,
             groups_settings,
             &desired,
@@ -414,6 +415,7 @@ fn map_snapshot(mapper: &Mapper, snap: DirectorySnapshot) -> (Vec<DesiredAccount
 #[allow(clippy::too_many_arguments)]
 async fn plan_target(
     target: Arc<dyn Target>,
+    scope_source: &str,
     settings: &Settings,
     groups: &crate::config::GroupsSettings,
     desired: &[DesiredAccount],
@@ -456,12 +458,14 @@ async fn plan_target(
         Ok(l) => l,
         Err(e) => return fail(tr, e.to_string()),
     };
-    let policy = Policy::from_settings(
+    let mut policy = Policy::from_settings(
         &settings.provisioning,
         groups,
         &settings.sync,
         counted.capabilities(),
     );
+    // Only people of the source read here can be gone (not those of other IdPs).
+    policy.source = Some(scope_source.to_string());
     let plan = plan_for(PlanInput {
         target: &name,
         desired,

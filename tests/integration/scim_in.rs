@@ -550,3 +550,71 @@ target = ["sales-team"]
     proxy.shutdown().await;
     drop(jira_run);
 }
+
+#[tokio::test]
+async fn a_full_sync_with_source_okta_reads_the_pushed_people() {
+    let (jira, jira_run) = JiraEmulator::start(JiraSeed::default()).await.unwrap();
+    let up = upstream::start().await;
+    let state = temp_dir("scim-sync");
+    // First usher has no targets: pushes are only stored.
+    let proxy = harness::start(settings(&config(&up.url(), &state, "", ""))).await;
+    let users = format!("{}/Users", base(&proxy));
+    let mut ids = Vec::new();
+    for (name, active) in [("dan", true), ("eve", false)] {
+        let (s, _, body) = call(
+            reqwest::Method::POST,
+            &users,
+            &[],
+            Some(
+                json!({"userName": format!("{name}@example.com"), "active": active,
+                        "name": {"givenName": name.to_uppercase(), "familyName": "Pushed"}}),
+            ),
+        )
+        .await;
+        assert_eq!(s, 201);
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    let (s, _, _) = call(
+        reqwest::Method::POST,
+        &format!("{}/Groups", base(&proxy)),
+        &[],
+        Some(json!({"displayName": "Ops", "members": [{"value": ids[0]}, {"value": ids[1]}]})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    proxy.shutdown().await;
+    assert!(
+        jira.state().user("dan").is_none(),
+        "nothing applied without targets"
+    );
+
+    let extra = format!(
+        "[[target]]\nname = \"jira\"\nkind = \"jira\"\nurl = \"{}\"\nauth = {{ username = \"usher-bot\", password = \"bot-password\" }}\n[groups]\nmode = \"on-the-fly\"\ncreate_missing = true\n",
+        jira_run.url()
+    );
+    let s = settings(&config(&up.url(), &state, "", &extra));
+    let sources = usher::sync::Sources::for_source(&s, Some("okta")).unwrap();
+    assert_eq!(sources.directory.source(), "okta");
+    let options = usher::sync::SyncOptions {
+        source: Some("okta".into()),
+        ..usher::sync::SyncOptions::default()
+    };
+    let report = usher::sync::run(&s, &sources, &options, &usher::sync::Progress::default()).await;
+    assert_eq!(
+        report.status,
+        usher::sync::SyncStatus::Succeeded,
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(report.directory.people, 2);
+    let st = jira.state();
+    let dan = st.user("dan").expect("dan created by the full sync");
+    assert_eq!(dan.display_name, "DAN Pushed");
+    assert!(member(&st, "Ops", "dan"), "{:?}", st.groups);
+    assert!(
+        st.user("eve").is_none(),
+        "an inactive pushed person gets no account"
+    );
+    // The Google-style sync needs [directory]; --source okta does not.
+    assert!(usher::sync::Sources::for_source(&s, None).is_err());
+}
