@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod demo;
 mod harness;
+mod multi_idp;
 mod oidc_peer;
 mod peers;
 mod proxy;
