@@ -152,7 +152,10 @@ impl App {
         let sync = SyncService::from_settings(settings.clone())?.map(Arc::new);
         let inbound = crate::directory::scim_in::build(&settings)
             .map_err(|e| StartError::Provisioning(e.to_string()))?;
-        let proxy = Proxy::build(settings, sign_in)?;
+        let proxy = Proxy::build(settings.clone(), sign_in)?;
+        let _ = proxy
+            .admin
+            .set(Arc::new(crate::admin::Admin::new(settings, sync.clone())));
         let mut scim_pusher = None;
         if let Some(inbound) = inbound {
             let _ = proxy.scim.set(inbound.server);

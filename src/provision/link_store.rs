@@ -402,6 +402,7 @@ fn replay_into(
                     LinkedAccount {
                         username,
                         key: rec.key,
+                        pending: false,
                     },
                 );
             }
@@ -487,6 +488,7 @@ mod tests {
         LinkedAccount {
             username: u.into(),
             key: Some(format!("K-{u}")),
+            pending: false,
         }
     }
 
@@ -593,6 +595,7 @@ mod shared_dir_tests {
         LinkedAccount {
             username: u.into(),
             key: None,
+            pending: false,
         }
     }
 

@@ -21,7 +21,7 @@ use super::mapping::{DesiredAccount, Mapper};
 use super::plan::{plan_for, PlanInput, Policy, Population};
 use super::read::read_person;
 use crate::auth::error::{AuthError, DenialReason};
-use crate::auth::flow::{Admission, AdmitFuture, Admitted, RevalidateFuture};
+use crate::auth::flow::{Admission, AdmitFuture, Admitted, RevalidateFuture, Verdict};
 use crate::auth::oidc::Identity;
 use crate::config::{OnFailure, Settings};
 use crate::directory::Directory;
@@ -220,6 +220,7 @@ impl LoginProvisioner {
             username,
             groups: desired.groups().map(|g| g.to_string()).collect(),
             display_name: desired.display_name.clone(),
+            idp_groups: idp_group_names(&source.groups),
         })
     }
 
@@ -365,7 +366,7 @@ impl Admission for LoginProvisioner {
                 .filter(|d| d.source() == session.idp)
             else {
                 // Claims-only providers: nothing to ask between sign-ins.
-                return true;
+                return Verdict::from(true);
             };
             let key = Self::key(&session.idp, &session.sub);
             let every = self
@@ -374,15 +375,19 @@ impl Admission for LoginProvisioner {
                 .revalidate_after
                 .max(Duration::from_secs(1));
             if let Some(v) = self.verdicts.get(&key).filter(|v| v.0.elapsed() < every) {
-                return v.1;
+                return Verdict::from(v.1);
             }
+            let mut idp_groups = None;
             let verdict = match dir.person(&session.sub).await {
-                Ok(Some(p)) => p.person.is_active() && self.allowed(&session.idp, &p.groups),
+                Ok(Some(p)) => {
+                    idp_groups = Some(idp_group_names(&p.groups));
+                    p.person.is_active() && self.allowed(&session.idp, &p.groups)
+                }
                 Ok(None) => false,
                 Err(e) => {
                     // A directory outage must not sign everyone out: keep the last verdict.
                     tracing::warn!(error = %e, "session revalidation could not reach the directory; keeping the session");
-                    return self.verdicts.get(&key).map(|v| v.1).unwrap_or(true);
+                    return Verdict::from(self.verdicts.get(&key).map(|v| v.1).unwrap_or(true));
                 }
             };
             if !verdict {
@@ -390,7 +395,20 @@ impl Admission for LoginProvisioner {
                 tracing::info!(user = %session.username, "session revoked at revalidation: suspended, removed or no longer allowed");
             }
             self.verdicts.insert(key, (Instant::now(), verdict));
-            verdict
+            Verdict {
+                keep: verdict,
+                idp_groups,
+            }
         })
     }
+}
+
+/// The names `[admin] groups` may use for a person's IdP groups: each group's
+/// e-mail and display name.
+fn idp_group_names(groups: &[GroupRef]) -> Vec<String> {
+    groups
+        .iter()
+        .flat_map(|g| [g.email.clone(), g.name.clone()])
+        .filter(|n| !n.is_empty())
+        .collect()
 }

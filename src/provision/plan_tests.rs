@@ -348,6 +348,7 @@ fn keep_existing_true_never_removes_false_removes_only_managed() {
             LinkedAccount {
                 username: "dan".into(),
                 key: Some("KEY-dan".into()),
+                pending: false,
             },
         );
         // "ops" is managed (some IdP group maps to it), "local-admins" is not.
@@ -412,6 +413,7 @@ fn renamed_person_is_renamed_in_place_never_duplicated() {
         LinkedAccount {
             username: "ivy".into(),
             key: Some("KEY-ivy".into()),
+            pending: false,
         },
     );
     let plan = w.converge();
@@ -448,6 +450,7 @@ fn account_linked_to_another_person_is_never_handed_over() {
         LinkedAccount {
             username: "kim".into(),
             key: Some("KEY-kim".into()),
+            pending: false,
         },
     );
     w.tweak = |p| p.population = Population::Listed;
@@ -473,6 +476,7 @@ fn suspended_gone_and_returning_people() {
             LinkedAccount {
                 username: n.into(),
                 key: Some(format!("KEY-{n}")),
+                pending: false,
             },
         );
     }
@@ -499,6 +503,7 @@ fn deprovision_none_incomplete_read_and_login_population_change_nothing() {
             LinkedAccount {
                 username: "ned".into(),
                 key: None,
+                pending: false,
             },
         );
         w.tweak = tweak;
@@ -522,6 +527,7 @@ fn remove_groups_strips_only_managed_groups_and_bitbucket_falls_back_to_it() {
             LinkedAccount {
                 username: "ned".into(),
                 key: None,
+                pending: false,
             },
         );
         w.tweak = tweak;
@@ -559,6 +565,7 @@ fn protected_users_are_never_in_a_plan() {
         LinkedAccount {
             username: "svc-ci".into(),
             key: None,
+            pending: false,
         },
     );
     let plan = w.plan();
@@ -590,6 +597,7 @@ fn invalid_username_is_skipped_and_never_deprovisioned() {
         LinkedAccount {
             username: "old".into(),
             key: None,
+            pending: false,
         },
     );
     let mapper = Mapper::new("google", &w.prov, &w.groups).unwrap();
@@ -660,6 +668,7 @@ fn one_account_is_never_given_to_two_people_even_with_a_damaged_link_store() {
             LinkedAccount {
                 username: "shared".into(),
                 key: None,
+                pending: false,
             },
         );
     }
@@ -726,6 +735,7 @@ fn a_full_sync_of_one_source_never_deprovisions_people_of_another_idp() {
             LinkedAccount {
                 username: name.into(),
                 key: Some(format!("KEY-{name}")),
+                pending: false,
             },
         );
     }

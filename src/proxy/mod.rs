@@ -81,6 +81,9 @@ pub struct Proxy {
     /// Inbound SCIM (`/_usher/scim/v2/{idp}/`), set once by `App::build` when an
     /// `[[idp]]` has a `scim_token`.
     pub scim: std::sync::OnceLock<Arc<crate::directory::scim_in::ScimServer>>,
+    /// The admin console (`/_usher/admin/`), installed by `App::build` once the sync
+    /// service exists; unset, the console answers 404.
+    pub admin: std::sync::OnceLock<Arc<crate::admin::Admin>>,
 }
 
 /// Why the proxy could not be built from a valid config (files, certificates).
@@ -165,6 +168,7 @@ impl Proxy {
             readiness: reserved::Readiness::default(),
             sign_in,
             scim: std::sync::OnceLock::new(),
+            admin: std::sync::OnceLock::new(),
         }))
     }
 
@@ -252,6 +256,10 @@ impl Proxy {
                 return Dispatched::usher(resp.map(|r| r.map(ProxyBody::full)));
             }
             let ctx = PageContext { json, request_id };
+            if crate::admin::is_admin_path(&path) {
+                let resp = crate::admin::handle(self, &path, req, &ctx).await;
+                return Dispatched::usher(Ok(resp.map(ProxyBody::full)));
+            }
             let resp = reserved::handle(self, &path, &req, &ctx).await;
             return Dispatched::usher(resp.map(|r| r.map(ProxyBody::full)));
         }
@@ -438,8 +446,8 @@ fn strip_own_cookies(headers: &mut http::HeaderMap, names: &crate::session::Ushe
     }
 }
 
-/// The answer to a signed-out request that needs a session.
-fn signed_out(
+/// The answer to a signed-out request that needs a session (also the admin console's).
+pub(crate) fn signed_out(
     method: &http::Method,
     headers: &http::HeaderMap,
     json: bool,

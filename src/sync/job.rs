@@ -139,6 +139,20 @@ impl SyncService {
             .map(|(id, _)| id.clone())
     }
 
+    /// The finished reports kept in memory, newest first (the admin console's list).
+    pub fn recent(&self) -> Vec<Arc<SyncReport>> {
+        self.state
+            .lock()
+            .map(|st| st.reports.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The directory and targets the syncs use (the admin person lookup reads the
+    /// directory through them).
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
     /// Scheduled ticks skipped because a sync was still running.
     pub fn skipped_ticks(&self) -> u64 {
         self.skipped_ticks.load(Ordering::Relaxed)
