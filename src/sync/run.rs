@@ -41,8 +41,8 @@ const MAP_BATCH: usize = 4096;
 pub struct SyncOptions {
     /// Plan and check only; change nothing (no links, no audit lines).
     pub dry_run: bool,
-    /// `--source NAME`: must name the `[directory] idp` (guards against syncing the
-    /// wrong tenant by accident).
+    /// `--source NAME`: must name the source the [`Sources`] read (the `[directory] idp`,
+    /// or an SCIM-pushing `[[idp]]`; guards against syncing the wrong tenant by accident).
     pub source: Option<String>,
     /// `--target NAME` (repeatable): only these targets; empty = all.
     pub targets: Vec<String>,
