@@ -7,9 +7,16 @@
 
 pub mod apply;
 pub mod filter;
+#[cfg(test)]
+mod filter_tests;
 pub mod patch;
+#[cfg(test)]
+mod patch_tests;
+pub mod render;
 pub mod schema;
 pub mod server;
+#[cfg(test)]
+mod server_tests;
 pub mod source;
 pub mod store;
 pub mod wire;

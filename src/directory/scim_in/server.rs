@@ -15,12 +15,13 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value};
 
 use super::apply::Pusher;
-use super::filter::{self, AttrPath};
+use super::filter;
 use super::patch;
-use super::schema::{self, normalize, schemas_of};
+use super::render::{project, render, Query};
+use super::schema::{self, normalize};
 use super::source::{group_ref, person_with_groups};
 use super::store::{member_ids, IdpResources, ScimStore, StoredResource};
-use super::wire::{self, etag, etag_matches, Kind, ScimError, ScimType, MAX_BODY, MAX_RESULTS};
+use super::wire::{self, etag, etag_matches, Kind, ScimError, ScimType, MAX_BODY};
 use crate::config::Secret;
 
 /// Where the inbound SCIM endpoints live; `{idp}` follows.
@@ -56,74 +57,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(x ^ y);
     }
     diff == 0
-}
-
-/// Parsed list/query parameters.
-#[derive(Debug, Default)]
-struct Query {
-    filter: Option<String>,
-    start: usize,
-    count: usize,
-    attributes: Vec<AttrPath>,
-    excluded: Vec<AttrPath>,
-}
-
-fn paths(list: &str) -> Result<Vec<AttrPath>, ScimError> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| AttrPath::parse(s).map_err(|e| ScimError::bad(ScimType::InvalidPath, e)))
-        .collect()
-}
-
-impl Query {
-    fn from_pairs<'a>(
-        pairs: impl Iterator<Item = (String, Value)> + 'a,
-    ) -> Result<Query, ScimError> {
-        let mut q = Query {
-            start: 1,
-            count: MAX_RESULTS,
-            ..Query::default()
-        };
-        let num = |v: &Value| -> Option<i64> {
-            match v {
-                Value::Number(n) => n.as_i64(),
-                Value::String(s) => s.trim().parse().ok(),
-                _ => None,
-            }
-        };
-        let text = |v: &Value| -> String {
-            match v {
-                Value::String(s) => s.clone(),
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-                _ => String::new(),
-            }
-        };
-        for (k, v) in pairs {
-            match k.to_ascii_lowercase().as_str() {
-                "filter" => q.filter = Some(text(&v)).filter(|f| !f.trim().is_empty()),
-                "startindex" => q.start = num(&v).unwrap_or(1).max(1) as usize,
-                "count" => {
-                    q.count =
-                        (num(&v).unwrap_or(MAX_RESULTS as i64).max(0) as usize).min(MAX_RESULTS)
-                }
-                "attributes" => q.attributes = paths(&text(&v))?,
-                "excludedattributes" => q.excluded = paths(&text(&v))?,
-                _ => {}
-            }
-        }
-        Ok(q)
-    }
-
-    fn from_uri(query: Option<&str>) -> Result<Query, ScimError> {
-        let pairs = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())));
-        Query::from_pairs(pairs)
-    }
 }
 
 fn respond(status: u16, body: Option<&Value>) -> Response<Bytes> {
@@ -167,181 +100,6 @@ fn with_etag(mut r: Response<Bytes>, version: u64) -> Response<Bytes> {
 
 fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Keeps only the requested attributes (plus `id`, `schemas`, `meta`) or drops the
-/// excluded ones (never `id` or `schemas`).
-fn project(res: Map<String, Value>, q: &Query) -> Map<String, Value> {
-    let mut res = res;
-    if !q.attributes.is_empty() {
-        let mut out = Map::new();
-        for k in ["id", "schemas", "meta"] {
-            if let Some(v) = res.get(k) {
-                out.insert(k.into(), v.clone());
-            }
-        }
-        for p in &q.attributes {
-            copy_path(&res, &mut out, p);
-        }
-        res = out;
-    }
-    for p in &q.excluded {
-        if p.urn.is_none()
-            && (p.name.eq_ignore_ascii_case("id") || p.name.eq_ignore_ascii_case("schemas"))
-        {
-            continue;
-        }
-        remove_path(&mut res, p);
-    }
-    res
-}
-
-fn key_ci(o: &Map<String, Value>, name: &str) -> Option<String> {
-    o.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
-}
-
-fn copy_path(from: &Map<String, Value>, to: &mut Map<String, Value>, p: &AttrPath) {
-    let (src, dst) = match &p.urn {
-        Some(u) => {
-            let Some(Value::Object(src)) = key_ci(from, u).and_then(|k| from.get(&k)) else {
-                return;
-            };
-            if p.name.is_empty() {
-                to.insert(u.clone(), Value::Object(src.clone()));
-                return;
-            }
-            let slot = to
-                .entry(u.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
-            match slot.as_object_mut() {
-                Some(dst) => (src, dst),
-                None => return,
-            }
-        }
-        None => (from, &mut *to),
-    };
-    let Some(k) = key_ci(src, &p.name) else {
-        return;
-    };
-    let Some(v) = src.get(&k) else { return };
-    let picked = match (&p.sub, v) {
-        (None, v) => v.clone(),
-        (Some(s), Value::Object(o)) => {
-            let mut m = dst
-                .get(&k)
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            if let Some(sk) = key_ci(o, s) {
-                if let Some(x) = o.get(&sk) {
-                    m.insert(sk, x.clone());
-                }
-            }
-            Value::Object(m)
-        }
-        (Some(s), Value::Array(items)) => Value::Array(
-            items
-                .iter()
-                .filter_map(Value::as_object)
-                .map(|o| {
-                    let mut m = Map::new();
-                    if let Some(sk) = key_ci(o, s) {
-                        if let Some(x) = o.get(&sk) {
-                            m.insert(sk, x.clone());
-                        }
-                    }
-                    Value::Object(m)
-                })
-                .collect(),
-        ),
-        (Some(_), _) => return,
-    };
-    dst.insert(k, picked);
-}
-
-fn remove_path(res: &mut Map<String, Value>, p: &AttrPath) {
-    let target = match &p.urn {
-        Some(u) => {
-            let Some(k) = key_ci(res, u) else { return };
-            if p.name.is_empty() {
-                res.remove(&k);
-                return;
-            }
-            match res.get_mut(&k).and_then(Value::as_object_mut) {
-                Some(o) => o,
-                None => return,
-            }
-        }
-        None => res,
-    };
-    let Some(k) = key_ci(target, &p.name) else {
-        return;
-    };
-    match &p.sub {
-        None => {
-            target.remove(&k);
-        }
-        Some(s) => match target.get_mut(&k) {
-            Some(Value::Object(o)) => {
-                if let Some(sk) = key_ci(o, s) {
-                    o.remove(&sk);
-                }
-            }
-            Some(Value::Array(items)) => {
-                for o in items.iter_mut().filter_map(Value::as_object_mut) {
-                    if let Some(sk) = key_ci(o, s) {
-                        o.remove(&sk);
-                    }
-                }
-            }
-            _ => {}
-        },
-    }
-}
-
-/// A stored resource as the client sees it: attributes + `id`, `schemas`, `meta`,
-/// and for users the read-only `groups` (direct memberships).
-fn render(
-    kind: Kind,
-    r: &StoredResource,
-    base: &str,
-    data: Option<&IdpResources>,
-) -> Map<String, Value> {
-    let mut out = Map::new();
-    out.insert("schemas".into(), Value::Array(schemas_of(kind, &r.attrs)));
-    out.insert("id".into(), Value::String(r.id.clone()));
-    for (k, v) in &r.attrs {
-        out.insert(k.clone(), v.clone());
-    }
-    if let (Kind::User, Some(data)) = (kind, data) {
-        let groups: Vec<Value> = data
-            .groups
-            .values()
-            .filter(|g| member_ids(g).contains(&r.id))
-            .map(|g| {
-                serde_json::json!({
-                    "value": g.id,
-                    "$ref": format!("{base}/Groups/{}", g.id),
-                    "display": group_ref(g).name,
-                    "type": "direct",
-                })
-            })
-            .collect();
-        if !groups.is_empty() {
-            out.insert("groups".into(), Value::Array(groups));
-        }
-    }
-    out.insert(
-        "meta".into(),
-        serde_json::json!({
-            "resourceType": kind.name(),
-            "created": r.created,
-            "lastModified": r.modified,
-            "location": format!("{base}/{}/{}", kind.endpoint(), r.id),
-            "version": etag(r.version),
-        }),
-    );
-    out
 }
 
 fn as_object(body: Value) -> Result<Map<String, Value>, ScimError> {
