@@ -618,3 +618,92 @@ async fn a_full_sync_with_source_okta_reads_the_pushed_people() {
     // The Google-style sync needs [directory]; --source okta does not.
     assert!(usher::sync::Sources::for_source(&s, None).is_err());
 }
+
+#[tokio::test]
+async fn entra_style_pushes_over_plain_http_reach_jira_and_deactivate() {
+    let (jira, jira_run) = JiraEmulator::start(JiraSeed::default()).await.unwrap();
+    let up = upstream::start().await;
+    let extra = format!(
+        "[[target]]\nname = \"jira\"\nkind = \"jira\"\nurl = \"{}\"\nauth = {{ username = \"usher-bot\", password = \"bot-password\" }}\n[groups]\nmode = \"on-the-fly\"\ncreate_missing = true\nkeep_existing = false\n",
+        jira_run.url()
+    );
+    let proxy = harness::start(settings(&config(
+        &up.url(),
+        &temp_dir("scim-entra"),
+        "",
+        &extra,
+    )))
+    .await;
+    let b = base(&proxy);
+    // Entra ID: user first (externalId = mailNickname), then a group, then members by PATCH.
+    let (s, _, user) = call(
+        reqwest::Method::POST,
+        &format!("{b}/Users"),
+        &[],
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+            "externalId": "fay", "userName": "Fay@Example.com", "active": true,
+            "displayName": "Fay Field",
+            "emails": [{"primary": true, "type": "work", "value": "Fay@Example.com"}],
+            "name": {"formatted": "Fay Field", "familyName": "Field", "givenName": "Fay"},
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Ops"}
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{user}");
+    let uid = user["id"].as_str().unwrap().to_string();
+    let (s, _, group) = call(
+        reqwest::Method::POST,
+        &format!("{b}/Groups"),
+        &[],
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Ops Team", "members": []})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let gid = group["id"].as_str().unwrap().to_string();
+    let add = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Add", "path": "members", "value": [{"value": uid}]}]});
+    let (s, _, _) = call(
+        reqwest::Method::PATCH,
+        &format!("{b}/Groups/{gid}"),
+        &[],
+        Some(add),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let st = wait_for(&jira, "fay in Ops Team", |s| member(s, "Ops Team", "fay")).await;
+    assert_eq!(st.user("fay").unwrap().email, "fay@example.com");
+
+    // Entra removes members with a value list; keep_existing = false drops the group.
+    let remove = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Remove", "path": "members", "value": [{"value": uid}]}]});
+    let (s, _, _) = call(
+        reqwest::Method::PATCH,
+        &format!("{b}/Groups/{gid}"),
+        &[],
+        Some(remove),
+    )
+    .await;
+    assert_eq!(s, 200);
+    wait_for(&jira, "fay out of Ops Team", |s| {
+        !member(s, "Ops Team", "fay")
+    })
+    .await;
+
+    // ...and disables with a string boolean.
+    let disable = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+    let (s, _, body) = call(
+        reqwest::Method::PATCH,
+        &format!("{b}/Users/{uid}"),
+        &[],
+        Some(disable),
+    )
+    .await;
+    assert_eq!((s, body["active"].as_bool()), (200, Some(false)));
+    wait_for(&jira, "fay deactivated", |s| {
+        s.user("fay").is_some_and(|u| !u.active)
+    })
+    .await;
+    proxy.shutdown().await;
+}

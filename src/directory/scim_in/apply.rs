@@ -115,23 +115,23 @@ impl Pusher {
         after: &[String],
         retired: Option<GroupRef>,
     ) {
-        let Some(data) = self.store.snapshot(idp) else {
-            return;
-        };
-        let mut users: Vec<String> = Vec::new();
         let mut stack: Vec<String> = before.iter().chain(after).cloned().collect();
-        let mut seen = std::collections::BTreeSet::new();
-        while let Some(id) = stack.pop() {
-            if !seen.insert(id.clone()) {
-                continue;
+        let users = self.store.read(idp, |data| {
+            let mut users: Vec<String> = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(id) = stack.pop() {
+                if !seen.insert(id.clone()) {
+                    continue;
+                }
+                if data.users.contains_key(&id) {
+                    users.push(id);
+                } else if let Some(g) = data.groups.get(&id) {
+                    stack.extend(super::store::member_ids(g));
+                }
             }
-            if data.users.contains_key(&id) {
-                users.push(id);
-            } else if let Some(g) = data.groups.get(&id) {
-                stack.extend(super::store::member_ids(g));
-            }
-        }
-        for u in users {
+            users
+        });
+        for u in users.unwrap_or_default() {
             let retired = retired.clone();
             self.enqueue(idp, &u, |j| j.retired.extend(retired));
         }
@@ -196,11 +196,19 @@ impl Pusher {
         let Some(mapper) = self.mappers.get(idp) else {
             return Ok(());
         };
-        let data = self
+        let (found, mut all_groups) = self
             .store
-            .snapshot(idp)
+            .read(idp, |data| {
+                (
+                    person_with_groups(data, user),
+                    data.groups
+                        .values()
+                        .map(group_ref)
+                        .collect::<Vec<GroupRef>>(),
+                )
+            })
             .ok_or_else(|| format!("[[idp]] {idp} has no SCIM store"))?;
-        let source = match (person_with_groups(&data, user), &job.tombstone) {
+        let source = match (found, &job.tombstone) {
             (Some(p), _) => p,
             (None, Some(gone)) => {
                 let mut p = gone.clone();
@@ -216,7 +224,6 @@ impl Pusher {
                 return Ok(());
             }
         };
-        let mut all_groups: Vec<GroupRef> = data.groups.values().map(group_ref).collect();
         all_groups.extend(job.retired.iter().cloned());
         all_groups.extend(source.groups.iter().cloned());
         let scope = mapper.managed_scope(&all_groups);

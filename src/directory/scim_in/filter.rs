@@ -383,6 +383,20 @@ fn compare(have: &Value, op: CompareOp, want: &Value, exact: bool) -> bool {
 }
 
 impl Filter {
+    /// Every top-level attribute path the filter names (value paths by their attribute).
+    pub fn paths(&self) -> Vec<&AttrPath> {
+        match self {
+            Filter::Compare { path, .. } | Filter::Present(path) => vec![path],
+            Filter::ValuePath { path, .. } => vec![path],
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                let mut v = a.paths();
+                v.extend(b.paths());
+                v
+            }
+            Filter::Not(f) => f.paths(),
+        }
+    }
+
     /// Whether the resource (or, inside a value path, one element) matches.
     pub fn matches(&self, res: &Map<String, Value>, case_exact: CaseExact<'_>) -> bool {
         self.eval(res, None, case_exact)

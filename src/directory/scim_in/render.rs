@@ -5,7 +5,9 @@
 
 use serde_json::{Map, Value};
 
-use super::filter::AttrPath;
+use std::collections::HashMap;
+
+use super::filter::{AttrPath, Filter};
 use super::schema::schemas_of;
 use super::source::group_ref;
 use super::store::{member_ids, IdpResources, StoredResource};
@@ -209,13 +211,35 @@ fn remove_path(res: &mut Map<String, Value>, p: &AttrPath) {
     }
 }
 
+/// Member id -> the groups listing it directly (for users' read-only `groups`).
+pub(crate) fn groups_by_member(data: &IdpResources) -> HashMap<String, Vec<&StoredResource>> {
+    let mut out: HashMap<String, Vec<&StoredResource>> = HashMap::new();
+    for g in data.groups.values() {
+        for m in member_ids(g) {
+            out.entry(m).or_default().push(g);
+        }
+    }
+    out
+}
+
+/// Whether a filter can be decided on the stored attributes alone (it names none of
+/// the server-made `id`, `meta`, `groups`, `schemas`), so nothing has to be rendered.
+pub(crate) fn decidable_on_attrs(f: &Filter) -> bool {
+    f.paths().iter().all(|p| {
+        p.urn.is_some()
+            || !["id", "meta", "groups", "schemas"]
+                .iter()
+                .any(|n| p.name.eq_ignore_ascii_case(n))
+    })
+}
+
 /// A stored resource as the client sees it: attributes + `id`, `schemas`, `meta`,
 /// and for users the read-only `groups` (direct memberships).
 pub(crate) fn render(
     kind: Kind,
     r: &StoredResource,
     base: &str,
-    data: Option<&IdpResources>,
+    groups: &[&StoredResource],
 ) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert("schemas".into(), Value::Array(schemas_of(kind, &r.attrs)));
@@ -223,11 +247,9 @@ pub(crate) fn render(
     for (k, v) in &r.attrs {
         out.insert(k.clone(), v.clone());
     }
-    if let (Kind::User, Some(data)) = (kind, data) {
-        let groups: Vec<Value> = data
-            .groups
-            .values()
-            .filter(|g| member_ids(g).contains(&r.id))
+    if kind == Kind::User && !groups.is_empty() {
+        let groups: Vec<Value> = groups
+            .iter()
             .map(|g| {
                 serde_json::json!({
                     "value": g.id,
@@ -237,9 +259,7 @@ pub(crate) fn render(
                 })
             })
             .collect();
-        if !groups.is_empty() {
-            out.insert("groups".into(), Value::Array(groups));
-        }
+        out.insert("groups".into(), Value::Array(groups));
     }
     out.insert(
         "meta".into(),

@@ -17,10 +17,10 @@ use serde_json::{Map, Value};
 use super::apply::Pusher;
 use super::filter;
 use super::patch;
-use super::render::{project, render, Query};
+use super::render::{decidable_on_attrs, groups_by_member, project, render, Query};
 use super::schema::{self, normalize};
 use super::source::{group_ref, person_with_groups};
-use super::store::{member_ids, IdpResources, ScimStore, StoredResource};
+use super::store::{member_ids, ScimStore, StoredResource};
 use super::wire::{self, etag, etag_matches, Kind, ScimError, ScimType, MAX_BODY};
 use crate::config::Secret;
 
@@ -278,12 +278,6 @@ impl ScimServer {
         }
     }
 
-    fn data(&self, idp: &str) -> Result<IdpResources, ScimError> {
-        self.store
-            .snapshot(idp)
-            .ok_or_else(|| ScimError::not_found("endpoint"))
-    }
-
     fn list(&self, kinds: &[Kind], q: Query, c: &Call<'_>) -> Result<Response<Bytes>, ScimError> {
         let f = match &q.filter {
             Some(text) => {
@@ -291,31 +285,53 @@ impl ScimServer {
             }
             None => None,
         };
-        let data = self.data(c.idp)?;
-        let mut hits: Vec<(String, String, Map<String, Value>)> = Vec::new();
-        for &kind in kinds {
-            let map = match kind {
-                Kind::User => &data.users,
-                Kind::Group => &data.groups,
-            };
-            let ce = move |urn: Option<&str>, name: &str, sub: Option<&str>| {
-                schema::case_exact(kind, urn, name, sub)
-            };
-            for r in map.values() {
-                let rendered = render(kind, r, c.base, Some(&data));
-                if f.as_ref().is_none_or(|f| f.matches(&rendered, &ce)) {
-                    hits.push((r.created.clone(), r.id.clone(), rendered));
+        let cheap = f.as_ref().is_none_or(decidable_on_attrs);
+        let (total, page) = self
+            .store
+            .read(c.idp, |data| {
+                let member_of = groups_by_member(data);
+                let groups_of = |kind: Kind, r: &StoredResource| -> Vec<&StoredResource> {
+                    match kind {
+                        Kind::User => member_of.get(&r.id).cloned().unwrap_or_default(),
+                        Kind::Group => Vec::new(),
+                    }
+                };
+                let mut hits: Vec<(Kind, &StoredResource)> = Vec::new();
+                for &kind in kinds {
+                    let map = match kind {
+                        Kind::User => &data.users,
+                        Kind::Group => &data.groups,
+                    };
+                    let ce = move |urn: Option<&str>, name: &str, sub: Option<&str>| {
+                        schema::case_exact(kind, urn, name, sub)
+                    };
+                    for r in map.values() {
+                        let keep = match &f {
+                            None => true,
+                            // userName / externalId / displayName / members.value filters
+                            // (what IdPs send) are decided without rendering anything.
+                            Some(f) if cheap => f.matches(&r.attrs, &ce),
+                            Some(f) => {
+                                f.matches(&render(kind, r, c.base, &groups_of(kind, r)), &ce)
+                            }
+                        };
+                        if keep {
+                            hits.push((kind, r));
+                        }
+                    }
                 }
-            }
-        }
-        hits.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        let total = hits.len();
-        let page: Vec<Value> = hits
-            .into_iter()
-            .skip(q.start - 1)
-            .take(q.count)
-            .map(|(_, _, r)| Value::Object(project(r, &q)))
-            .collect();
+                hits.sort_by(|a, b| (&a.1.created, &a.1.id).cmp(&(&b.1.created, &b.1.id)));
+                let page: Vec<Value> = hits
+                    .iter()
+                    .skip(q.start - 1)
+                    .take(q.count)
+                    .map(|(kind, r)| {
+                        Value::Object(project(render(*kind, r, c.base, &groups_of(*kind, r)), &q))
+                    })
+                    .collect();
+                (hits.len(), page)
+            })
+            .ok_or_else(|| ScimError::not_found("endpoint"))?;
         Ok(respond(
             200,
             Some(&wire::list_response(total, q.start, page)),
@@ -336,12 +352,21 @@ impl ScimServer {
         c: &Call<'_>,
     ) -> Result<Response<Bytes>, ScimError> {
         let q = Query::from_uri(c.query)?;
-        let data = if kind == Kind::User {
-            self.store.snapshot(c.idp)
-        } else {
-            None
-        };
-        let body = Value::Object(project(render(kind, r, c.base, data.as_ref()), &q));
+        let rendered = self
+            .store
+            .read(c.idp, |data| {
+                let groups: Vec<&StoredResource> = match kind {
+                    Kind::User => data
+                        .groups
+                        .values()
+                        .filter(|g| member_ids(g).contains(&r.id))
+                        .collect(),
+                    Kind::Group => Vec::new(),
+                };
+                render(kind, r, c.base, &groups)
+            })
+            .ok_or_else(|| ScimError::not_found("endpoint"))?;
+        let body = Value::Object(project(rendered, &q));
         let mut resp = with_etag(respond(status, Some(&body)), r.version);
         if status == 201 {
             if let Ok(v) =
@@ -436,8 +461,8 @@ impl ScimServer {
         let last = match kind {
             Kind::User => self
                 .store
-                .snapshot(c.idp)
-                .and_then(|d| person_with_groups(&d, id)),
+                .read(c.idp, |d| person_with_groups(d, id))
+                .flatten(),
             Kind::Group => None,
         };
         let before = self

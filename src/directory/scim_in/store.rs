@@ -205,6 +205,13 @@ impl ScimStore {
         self.idps.lock().ok()?.get(idp).cloned()
     }
 
+    /// Runs `f` on one IdP's resources under the lock, without copying them (keep it
+    /// short: writers wait). `None` for an IdP without SCIM.
+    pub fn read<T>(&self, idp: &str, f: impl FnOnce(&IdpResources) -> T) -> Option<T> {
+        let all = self.idps.lock().ok()?;
+        Some(f(all.get(idp)?))
+    }
+
     /// One resource by id.
     pub fn get(&self, idp: &str, kind: Kind, id: &str) -> Option<StoredResource> {
         self.idps.lock().ok()?.get(idp)?.map(kind).get(id).cloned()
