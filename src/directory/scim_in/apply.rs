@@ -49,8 +49,6 @@ pub struct Pusher {
     mappers: BTreeMap<String, Mapper>,
     queue: Mutex<BTreeMap<(String, String), Job>>,
     wake: Notify,
-    /// Jobs queued or in flight; 0 = settled.
-    busy: watch::Sender<usize>,
 }
 
 /// Why the pusher could not be built.
@@ -82,7 +80,6 @@ impl Pusher {
             mappers,
             queue: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
-            busy: watch::channel(0).0,
         })
     }
 
@@ -90,8 +87,6 @@ impl Pusher {
         if let Ok(mut q) = self.queue.lock() {
             let job = q.entry((idp.to_string(), user.to_string())).or_default();
             update(job);
-            let n = q.len();
-            self.busy.send_modify(|b| *b = (*b).max(n));
         }
         self.wake.notify_one();
     }
@@ -137,15 +132,6 @@ impl Pusher {
         }
     }
 
-    /// Waits until every queued push has been applied (or given up), at most `limit`.
-    /// For tests and orderly shutdown.
-    pub async fn settled(&self, limit: Duration) -> bool {
-        let mut rx = self.busy.subscribe();
-        tokio::time::timeout(limit, rx.wait_for(|b| *b == 0))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-
     /// The worker: applies queued people one at a time until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
@@ -154,7 +140,6 @@ impl Pusher {
                 Err(_) => return,
             };
             if batch.is_empty() {
-                self.busy.send_replace(0);
                 tokio::select! {
                     _ = self.wake.notified() => continue,
                     _ = shutdown.changed() => return,
