@@ -306,8 +306,15 @@ impl LoginProvisioner {
             let known = self.known_scope(&desired.external_id.source, mapper);
             scope.groups.extend(known.iter().cloned());
             let s = &self.settings;
+            // The person's IdP may override [groups] (keep_existing, create_missing).
+            let groups = s
+                .idps
+                .iter()
+                .find(|i| i.name == mapper.source())
+                .and_then(|i| i.groups.as_ref())
+                .unwrap_or(&s.groups);
             let mut policy =
-                Policy::from_settings(&s.provisioning, &s.groups, &s.sync, target.capabilities());
+                Policy::from_settings(&s.provisioning, groups, &s.sync, target.capabilities());
             policy.population = Population::Listed;
             let desired_list = std::slice::from_ref(desired);
             let plan = plan_for(PlanInput {

@@ -42,8 +42,8 @@ const MAP_BATCH: usize = 4096;
 pub struct SyncOptions {
     /// Plan and check only; change nothing (no links, no audit lines).
     pub dry_run: bool,
-    /// `--source NAME`: must name the `[directory] idp` (guards against syncing the
-    /// wrong tenant by accident).
+    /// `--source NAME`: must name the source the [`Sources`] read (the `[directory] idp`,
+    /// or an SCIM-pushing `[[idp]]`; guards against syncing the wrong tenant by accident).
     pub source: Option<String>,
     /// `--target NAME` (repeatable): only these targets; empty = all.
     pub targets: Vec<String>,
@@ -276,6 +276,7 @@ async fn reconcile(
     for target in targets {
         plans.push(Box::pin(plan_target(
             target,
+            &source,
             settings,
             groups_settings,
             &desired,
@@ -425,6 +426,7 @@ fn map_snapshot(mapper: &Mapper, snap: DirectorySnapshot) -> (Vec<DesiredAccount
 #[allow(clippy::too_many_arguments)]
 async fn plan_target(
     target: Arc<dyn Target>,
+    scope_source: &str,
     settings: &Settings,
     groups: &crate::config::GroupsSettings,
     desired: &[DesiredAccount],
@@ -467,12 +469,14 @@ async fn plan_target(
         Ok(l) => l,
         Err(e) => return fail(tr, e.to_string()),
     };
-    let policy = Policy::from_settings(
+    let mut policy = Policy::from_settings(
         &settings.provisioning,
         groups,
         &settings.sync,
         counted.capabilities(),
     );
+    // Only people of the source read here can be gone (not those of other IdPs).
+    policy.source = Some(scope_source.to_string());
     let plan = plan_for(PlanInput {
         target: &name,
         desired,
