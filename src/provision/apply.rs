@@ -39,6 +39,26 @@ pub struct ApplyContext<'a> {
     pub sync_id: Option<&'a str>,
 }
 
+impl<'a> ApplyContext<'a> {
+    /// The context for one person's changes (a sign-in or an inbound push): a
+    /// small fixed concurrency, recorded links and audit lines, no sync id.
+    pub fn for_person(
+        links: &'a dyn LinkStore,
+        audit: Option<&'a AuditLog>,
+        actor: Actor,
+        by: &'a str,
+    ) -> Self {
+        ApplyContext {
+            concurrency: 4,
+            links: Some(links),
+            audit,
+            actor,
+            by: Some(by),
+            sync_id: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for ApplyContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApplyContext")

@@ -344,14 +344,12 @@ impl LoginProvisioner {
             let report = apply::run(
                 target.clone(),
                 &plan,
-                &ApplyContext {
-                    concurrency: 4,
-                    links: Some(self.links.as_ref()),
-                    audit: self.audit.as_deref(),
-                    actor: Actor::Login,
-                    by: Some(&by),
-                    sync_id: None,
-                },
+                &ApplyContext::for_person(
+                    self.links.as_ref(),
+                    self.audit.as_deref(),
+                    Actor::Login,
+                    &by,
+                ),
             )
             .await;
             if report.succeeded() {

@@ -254,14 +254,12 @@ impl Pusher {
             let report = apply::run(
                 target.clone(),
                 &plan,
-                &ApplyContext {
-                    concurrency: 4,
-                    links: Some(self.links.as_ref()),
-                    audit: self.audit.as_deref(),
-                    actor: Actor::Scim,
-                    by: Some(&by),
-                    sync_id: None,
-                },
+                &ApplyContext::for_person(
+                    self.links.as_ref(),
+                    self.audit.as_deref(),
+                    Actor::Scim,
+                    &by,
+                ),
             )
             .await;
             tracing::info!(target = %tname, idp = %idp, user = %desired.username, ops = plan.operations.len(), ok = report.succeeded(), "applied a SCIM push");
