@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures_util::stream::{self, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::target::{NewUser, Outcome, Target, TargetError, UserUpdate};
 
@@ -49,7 +49,7 @@ impl std::fmt::Debug for ApplyContext<'_> {
 }
 
 /// How one operation ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum OpOutcome {
     /// The target changed.
@@ -66,7 +66,7 @@ pub enum OpOutcome {
 }
 
 /// One operation and its outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpResult {
     pub op: Operation,
     #[serde(flatten)]
@@ -74,7 +74,7 @@ pub struct OpResult {
 }
 
 /// Totals of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyCounts {
     pub done: usize,
     pub already_done: usize,
@@ -293,6 +293,39 @@ fn put_link(
     })
 }
 
+/// Records the first link of `person` (a created or adopted account). When the person
+/// is already linked to another account (another replica got there first), nothing
+/// is overwritten and the conflict is returned as an error.
+fn put_first_link(
+    links: Option<&dyn LinkStore>,
+    target: &str,
+    person: &crate::identity::ExternalId,
+    account: LinkedAccount,
+) -> Option<String> {
+    let store = links?;
+    match store.put_new(target, person, &account) {
+        Ok(None) => None,
+        Ok(Some(existing)) if existing.username.eq_ignore_ascii_case(&account.username) => {
+            if existing != account {
+                return put_link(links, target, person, account);
+            }
+            None
+        }
+        Ok(Some(existing)) => {
+            let msg = format!(
+                "{}:{} is already linked to account {} in {target} (linked concurrently, e.g. by another replica); not linking {} as well",
+                person.source, person.id, existing.username, account.username
+            );
+            tracing::error!("{msg}");
+            Some(msg)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "identity link not recorded");
+            Some(e.to_string())
+        }
+    }
+}
+
 /// Runs one operation; returns its outcome and any link-recording error.
 async fn execute(
     t: &dyn Target,
@@ -315,7 +348,10 @@ async fn execute(
                         username: u.username,
                         key: u.key,
                     };
-                    (OpOutcome::Done, put_link(links, t.name(), person, link))
+                    (
+                        OpOutcome::Done,
+                        put_first_link(links, t.name(), person, link),
+                    )
                 }
                 Err(e) => (failed(e), None),
             }
@@ -329,7 +365,7 @@ async fn execute(
                 username: username.clone(),
                 key: key.clone(),
             };
-            match put_link(links, t.name(), person, link) {
+            match put_first_link(links, t.name(), person, link) {
                 None => (OpOutcome::Done, None),
                 Some(e) => (
                     OpOutcome::Failed {

@@ -31,6 +31,8 @@ pub enum LinkError {
     },
     #[error("identity links: the store lock was poisoned by a crashed writer; restart usher")]
     Poisoned,
+    #[error("identity links in redis: {op} failed ({message}); check [state] redis_url and that redis is running")]
+    Redis { op: &'static str, message: String },
 }
 
 /// Where identity links live. Synchronous and cheap: a local file (or later Redis).
@@ -43,6 +45,33 @@ pub trait LinkStore: Send + Sync {
     fn put(&self, target: &str, id: &ExternalId, account: &LinkedAccount) -> Result<(), LinkError>;
     /// Forgets a link; durable when this returns.
     fn remove(&self, target: &str, id: &ExternalId) -> Result<(), LinkError>;
+    /// Records a link only if the person has none in this target yet and returns
+    /// `None`; otherwise leaves the existing link alone and returns it. Atomic in the
+    /// shared (Redis) store, so two replicas can never link one person twice; this
+    /// default (look, then put) is atomic only against the caller's own writes.
+    fn put_new(
+        &self,
+        target: &str,
+        id: &ExternalId,
+        account: &LinkedAccount,
+    ) -> Result<Option<LinkedAccount>, LinkError> {
+        if let Some(existing) = self.get(target, id)? {
+            return Ok(Some(existing));
+        }
+        self.put(target, id, account)?;
+        Ok(None)
+    }
+}
+
+/// The identity-link store for this config: shared through Redis when `[state]
+/// redis_url` is set (several replicas), else the file under `[state] dir`.
+pub fn open_configured(
+    state: &crate::config::StateSettings,
+) -> Result<std::sync::Arc<dyn LinkStore>, LinkError> {
+    Ok(match &state.redis_url {
+        Some(url) => std::sync::Arc::new(super::redis_links::RedisLinkStore::connect(url)?),
+        None => std::sync::Arc::new(FileLinkStore::open(&state.dir)?),
+    })
 }
 
 type LinkMap = BTreeMap<(String, ExternalId), LinkedAccount>;
@@ -82,6 +111,20 @@ impl LinkStore for MemoryLinkStore {
         let mut m = self.map.lock().map_err(|_| LinkError::Poisoned)?;
         m.remove(&(target.to_string(), id.clone()));
         Ok(())
+    }
+    fn put_new(
+        &self,
+        target: &str,
+        id: &ExternalId,
+        account: &LinkedAccount,
+    ) -> Result<Option<LinkedAccount>, LinkError> {
+        let mut m = self.map.lock().map_err(|_| LinkError::Poisoned)?;
+        let k = (target.to_string(), id.clone());
+        if let Some(existing) = m.get(&k) {
+            return Ok(Some(existing.clone()));
+        }
+        m.insert(k, account.clone());
+        Ok(None)
     }
 }
 
@@ -416,6 +459,31 @@ fn replay_into(
 }
 
 impl LinkStore for FileLinkStore {
+    fn put_new(
+        &self,
+        target: &str,
+        id: &ExternalId,
+        account: &LinkedAccount,
+    ) -> Result<Option<LinkedAccount>, LinkError> {
+        let mut inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        self.refresh(&mut inner)?;
+        let k = (target.to_string(), id.clone());
+        if let Some(existing) = inner.map.get(&k) {
+            return Ok(Some(existing.clone()));
+        }
+        let rec = Record {
+            target: target.to_string(),
+            source: id.source.clone(),
+            id: id.id.clone(),
+            username: Some(account.username.clone()),
+            key: account.key.clone(),
+            gone: false,
+        };
+        self.append(&mut inner, &rec)?;
+        inner.map.insert(k, account.clone());
+        self.maybe_compact(&mut inner)?;
+        Ok(None)
+    }
     fn get(&self, target: &str, id: &ExternalId) -> Result<Option<LinkedAccount>, LinkError> {
         let mut inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
         self.refresh(&mut inner)?;

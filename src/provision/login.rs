@@ -17,6 +17,7 @@ use dashmap::DashMap;
 use super::apply::{self, ApplyContext};
 use super::audit::{Actor, AuditLog};
 use super::link_store::LinkStore;
+use super::login_shared::{reusable, SharedFlight};
 use super::mapping::{DesiredAccount, Mapper};
 use super::plan::{plan_for, PlanInput, Policy, Population};
 use super::read::read_person;
@@ -26,6 +27,7 @@ use crate::auth::oidc::Identity;
 use crate::config::{OnFailure, Settings};
 use crate::directory::Directory;
 use crate::identity::{GroupRef, Person, PersonWithGroups};
+use crate::replicas::Shared;
 use crate::session::Session;
 use crate::target::Target;
 
@@ -40,6 +42,8 @@ pub struct LoginProvisioner {
     recent: DashMap<String, (Instant, Admitted)>,
     flights: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     verdicts: DashMap<String, (Instant, bool)>,
+    /// Cross-replica single-flight (`[state] redis_url`).
+    shared: Option<SharedFlight>,
 }
 
 /// Why the provisioner could not be built.
@@ -73,7 +77,15 @@ impl LoginProvisioner {
             recent: DashMap::new(),
             flights: DashMap::new(),
             verdicts: DashMap::new(),
+            shared: None,
         })
+    }
+
+    /// Makes provisioning single-flight across replicas through Redis (a lock per
+    /// person) and shares the "provisioned recently" cache between them.
+    pub fn with_shared(mut self, shared: Shared) -> Self {
+        self.shared = Some(SharedFlight::new(shared));
+        self
     }
 
     fn key(idp: &str, sub: &str) -> String {
@@ -307,6 +319,80 @@ impl LoginProvisioner {
         })
     }
 
+    /// [`Self::provision`] under the person's Redis lock. Another replica's run that
+    /// finished while this one waited (or within `refresh_after`) is reused, never
+    /// repeated. When Redis cannot be reached, `on_failure = "deny"` refuses the
+    /// login and `"allow"` provisions with this replica's own single-flight only.
+    async fn provision_shared(
+        &self,
+        flight: &SharedFlight,
+        identity: &Identity,
+    ) -> Result<Admitted, AuthError> {
+        let login = &self.settings.provisioning.login;
+        let (idp, sub) = (identity.idp.as_str(), identity.sub.as_str());
+        // The lock outlives one bounded run; a waiter waits about as long.
+        let ttl = login.timeout + Duration::from_secs(5);
+        let unavailable = |e: crate::replicas::SharedError| -> Result<(), AuthError> {
+            match login.on_failure {
+                OnFailure::Allow => {
+                    tracing::warn!(error = %e, "login provisioning lock unavailable; provisioning without it (on_failure = allow)");
+                    Ok(())
+                }
+                OnFailure::Deny => Err(AuthError::new(
+                    DenialReason::ProvisioningFailed,
+                    format!("the login provisioning lock is unavailable: {e}"),
+                )),
+            }
+        };
+        let before = match flight.peek(idp, sub).await {
+            Ok(b) => b,
+            Err(e) => {
+                unavailable(e)?;
+                return self.provision(identity).await;
+            }
+        };
+        if let Some(b) = before
+            .as_ref()
+            .filter(|b| b.fresh(SystemTime::now(), login.refresh_after))
+        {
+            return Ok(b.admitted());
+        }
+        let held = match flight.lock(idp, sub, ttl, ttl).await {
+            Ok(Some(held)) => held,
+            Ok(None) => {
+                return Err(AuthError::new(
+                    DenialReason::ProvisioningFailed,
+                    format!("another replica is still provisioning this person after {ttl:?}"),
+                ))
+            }
+            Err(e) => {
+                unavailable(e)?;
+                return self.provision(identity).await;
+            }
+        };
+        let after = flight.peek(idp, sub).await.ok().flatten();
+        let result = match reusable(
+            before.as_ref(),
+            after,
+            SystemTime::now(),
+            login.refresh_after,
+        ) {
+            Some(a) => Ok(a),
+            None => {
+                let r = self.provision(identity).await;
+                if let Ok(a) = &r {
+                    let keep = login.refresh_after.max(ttl);
+                    if let Err(e) = flight.record(idp, sub, a, keep).await {
+                        tracing::warn!(error = %e, "could not share the login admission");
+                    }
+                }
+                r
+            }
+        };
+        flight.unlock(&held).await;
+        result
+    }
+
     /// `on_failure = "allow"` lets the person in only when their account exists.
     fn on_failure(
         &self,
@@ -338,7 +424,10 @@ impl Admission for LoginProvisioner {
             if let Some(a) = self.fresh(&key, refresh) {
                 return Ok(a);
             }
-            let result = self.provision(identity).await;
+            let result = match &self.shared {
+                Some(flight) => self.provision_shared(flight, identity).await,
+                None => self.provision(identity).await,
+            };
             if let Ok(a) = &result {
                 self.recent.insert(key.clone(), (Instant::now(), a.clone()));
                 self.verdicts.insert(key.clone(), (Instant::now(), true));
@@ -380,6 +469,9 @@ impl Admission for LoginProvisioner {
             };
             if !verdict {
                 self.recent.remove(&key);
+                if let Some(flight) = &self.shared {
+                    flight.forget(&session.idp, &session.sub).await;
+                }
                 tracing::info!(user = %session.username, "session revoked at revalidation: suspended, removed or no longer allowed");
             }
             self.verdicts.insert(key, (Instant::now(), verdict));

@@ -72,6 +72,7 @@ pub fn main(settings: Settings, args: &SyncArgs) -> u8 {
         approved_by: args.apply_anyway.clone(),
         trigger: Trigger::Cli,
         id: None,
+        replica: None,
     };
     let progress = Arc::new(Progress::default());
     let show_bar = !args.json && std::io::stdout().is_terminal();

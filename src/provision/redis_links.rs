@@ -1,0 +1,200 @@
+//! Identity links shared by all replicas through Redis (`[state] redis_url`): one
+//! hash per target, `usher:links:{target}`, field = the person (`["google","1042"]`
+//! as JSON), value = the linked account (JSON). A new link is written with `HSETNX`,
+//! so two replicas can never link one person twice. Owns durability only; the
+//! rules live in `links`.
+//!
+//! `LinkStore` is synchronous, so this store uses a blocking Redis connection (one,
+//! reconnected after an error, 2 s timeouts). Link calls are rare and sub-millisecond
+//! on a nearby Redis: during a login (a few per sign-in) and per applied change in a
+//! full sync (which runs on a blocking-pool thread).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::Secret;
+use crate::identity::ExternalId;
+
+use super::link_store::{LinkError, LinkStore};
+use super::links::LinkedAccount;
+
+/// Key prefix of the per-target hashes.
+pub const KEY_PREFIX: &str = "usher:links:";
+
+/// Timeout of connecting and of every command.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Identity links in Redis.
+pub struct RedisLinkStore {
+    client: redis::Client,
+    prefix: String,
+    conn: Mutex<Option<redis::Connection>>,
+}
+
+impl std::fmt::Debug for RedisLinkStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisLinkStore({})", self.prefix)
+    }
+}
+
+fn field(id: &ExternalId) -> String {
+    serde_json::json!([id.source, id.id]).to_string()
+}
+
+fn parse_field(f: &str) -> Option<ExternalId> {
+    let (source, id): (String, String) = serde_json::from_str(f).ok()?;
+    Some(ExternalId { source, id })
+}
+
+fn redis_err(op: &'static str) -> impl FnOnce(redis::RedisError) -> LinkError {
+    move |e| LinkError::Redis {
+        op,
+        message: e.to_string(),
+    }
+}
+
+fn decode(op: &'static str, json: &str) -> Result<LinkedAccount, LinkError> {
+    serde_json::from_str(json).map_err(|e| LinkError::Redis {
+        op,
+        message: format!("a stored link is not what usher wrote: {e}"),
+    })
+}
+
+fn encode(account: &LinkedAccount) -> Result<String, LinkError> {
+    serde_json::to_string(account).map_err(|e| LinkError::Redis {
+        op: "encode",
+        message: e.to_string(),
+    })
+}
+
+impl RedisLinkStore {
+    /// Connects to `redis_url` (fails fast when unreachable).
+    pub fn connect(redis_url: &Secret) -> Result<Self, LinkError> {
+        Self::with_prefix(redis_url, KEY_PREFIX)
+    }
+
+    /// The store under another key prefix (tests run several on one Redis).
+    pub fn with_prefix(redis_url: &Secret, prefix: &str) -> Result<Self, LinkError> {
+        let client = redis::Client::open(redis_url.expose()).map_err(redis_err("open"))?;
+        let store = RedisLinkStore {
+            client,
+            prefix: prefix.to_string(),
+            conn: Mutex::new(None),
+        };
+        store.with_conn("connect", |c| redis::cmd("PING").query::<String>(c))?;
+        Ok(store)
+    }
+
+    fn key(&self, target: &str) -> String {
+        format!("{}{target}", self.prefix)
+    }
+
+    fn open(&self) -> redis::RedisResult<redis::Connection> {
+        let c = self.client.get_connection_with_timeout(TIMEOUT)?;
+        c.set_read_timeout(Some(TIMEOUT))?;
+        c.set_write_timeout(Some(TIMEOUT))?;
+        Ok(c)
+    }
+
+    /// Runs `f` on the connection (opening it if needed); drops the connection after
+    /// an I/O error so the next call reconnects.
+    fn with_conn<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, LinkError> {
+        let mut guard = self.conn.lock().map_err(|_| LinkError::Poisoned)?;
+        if guard.is_none() {
+            *guard = Some(self.open().map_err(redis_err(op))?);
+        }
+        let Some(conn) = guard.as_mut() else {
+            return Err(LinkError::Poisoned);
+        };
+        let r = f(conn);
+        if let Err(e) = &r {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                *guard = None;
+            }
+        }
+        r.map_err(redis_err(op))
+    }
+}
+
+impl LinkStore for RedisLinkStore {
+    fn get(&self, target: &str, id: &ExternalId) -> Result<Option<LinkedAccount>, LinkError> {
+        let raw: Option<String> = self.with_conn("read a link", |c| {
+            redis::cmd("HGET")
+                .arg(self.key(target))
+                .arg(field(id))
+                .query(c)
+        })?;
+        raw.map(|j| decode("read a link", &j)).transpose()
+    }
+
+    fn for_target(&self, target: &str) -> Result<BTreeMap<ExternalId, LinkedAccount>, LinkError> {
+        let all: Vec<(String, String)> = self.with_conn("read the links", |c| {
+            redis::cmd("HGETALL").arg(self.key(target)).query(c)
+        })?;
+        let mut out = BTreeMap::new();
+        for (f, v) in all {
+            let Some(id) = parse_field(&f) else {
+                tracing::warn!(
+                    target,
+                    "identity links: ignoring a malformed field in redis"
+                );
+                continue;
+            };
+            out.insert(id, decode("read the links", &v)?);
+        }
+        Ok(out)
+    }
+
+    fn put(&self, target: &str, id: &ExternalId, account: &LinkedAccount) -> Result<(), LinkError> {
+        let json = encode(account)?;
+        let _: i64 = self.with_conn("write a link", |c| {
+            redis::cmd("HSET")
+                .arg(self.key(target))
+                .arg(field(id))
+                .arg(json)
+                .query(c)
+        })?;
+        Ok(())
+    }
+
+    fn remove(&self, target: &str, id: &ExternalId) -> Result<(), LinkError> {
+        let _: i64 = self.with_conn("remove a link", |c| {
+            redis::cmd("HDEL")
+                .arg(self.key(target))
+                .arg(field(id))
+                .query(c)
+        })?;
+        Ok(())
+    }
+
+    fn put_new(
+        &self,
+        target: &str,
+        id: &ExternalId,
+        account: &LinkedAccount,
+    ) -> Result<Option<LinkedAccount>, LinkError> {
+        let json = encode(account)?;
+        let (created, existing): (i64, Option<String>) =
+            self.with_conn("write a new link", |c| {
+                redis::pipe()
+                    .atomic()
+                    .cmd("HSETNX")
+                    .arg(self.key(target))
+                    .arg(field(id))
+                    .arg(json)
+                    .cmd("HGET")
+                    .arg(self.key(target))
+                    .arg(field(id))
+                    .query(c)
+            })?;
+        if created == 1 {
+            return Ok(None);
+        }
+        existing.map(|j| decode("write a new link", &j)).transpose()
+    }
+}
