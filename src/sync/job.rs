@@ -72,11 +72,15 @@ pub enum Refused {
 pub const RUN_KEY: &str = "usher:sync:run";
 /// When the next scheduled sync is due (ms since the epoch).
 pub const NEXT_DUE_KEY: &str = "usher:sync:next-due";
-/// Lifetime of the run lock; renewed every [`RUN_RENEW`] while the run lasts, so a
-/// replica that dies mid-run blocks others for at most this long.
-pub const RUN_TTL: Duration = Duration::from_secs(30);
 /// How often the running replica renews the run lock and publishes its progress.
 pub const RUN_RENEW: Duration = Duration::from_secs(1);
+
+/// Lifetime of the run lock: the lease period, at least three renewals. Renewed every
+/// [`RUN_RENEW`] while the run lasts, so a replica that dies mid-run blocks the
+/// others for at most this long (a failover mid-run also takes one lease period).
+pub fn run_lock_ttl(lease: Duration) -> Duration {
+    lease.max(RUN_RENEW * 3)
+}
 
 /// What the leader's scheduler does at a tick, given the shared due time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +112,7 @@ struct SharedSync {
     shared: Shared,
     reports: SharedReports,
     lease: Arc<LeaderLease>,
+    run_ttl: Duration,
 }
 
 impl SharedSync {
@@ -181,6 +186,7 @@ impl SyncService {
         self.shared = Some(SharedSync {
             reports: SharedReports::new(shared.clone()),
             lease: LeaderLease::new(shared.clone(), period),
+            run_ttl: run_lock_ttl(period),
             shared,
         });
         self
@@ -352,7 +358,7 @@ impl SyncService {
             None => None,
             Some(sh) => {
                 let value = format!("{id} {}", new_token());
-                match sh.shared.try_lock(RUN_KEY, value, RUN_TTL).await {
+                match sh.shared.try_lock(RUN_KEY, value, sh.run_ttl).await {
                     Ok(Some(held)) => Some(held),
                     Ok(None) => {
                         self.finish_local(None);
@@ -418,7 +424,7 @@ impl SyncService {
         };
         loop {
             tokio::time::sleep(RUN_RENEW).await;
-            match sh.shared.renew(&held, RUN_TTL).await {
+            match sh.shared.renew(&held, sh.run_ttl).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::error!(sync_id = %id, "the sync run lock expired during the run; another replica may start a sync")

@@ -11,6 +11,7 @@ mod harness;
 mod oidc_peer;
 mod peers;
 mod proxy;
+mod replicas;
 mod sandbox_cmd;
 mod signin;
 mod signin_peer;
