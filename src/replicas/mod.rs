@@ -17,6 +17,7 @@
 pub mod lease;
 pub mod lock;
 pub mod reports;
+pub mod run_lock;
 
 use std::time::Duration;
 

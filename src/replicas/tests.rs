@@ -138,6 +138,9 @@ fn report(id: &str) -> SyncReport {
     let mut r = SyncReport::begin(id.into(), Trigger::Schedule, false, None);
     r.status = SyncStatus::Succeeded;
     r.replica = Some("r1".into());
+    // Fixed times: two calls must build equal reports.
+    r.started_at = "2026-11-29T01:00:00.000Z".into();
+    r.finished_at = "2026-11-29T01:00:02.000Z".into();
     r
 }
 

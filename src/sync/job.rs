@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
-use crate::replicas::lock::new_token;
-use crate::replicas::{lease_period, Held, LeaderLease, Shared, SharedReports};
+use crate::replicas::run_lock::{self, RunLock};
+use crate::replicas::{lease_period, LeaderLease, Shared, SharedReports};
 
 use super::notify;
 use super::report::{new_sync_id, SyncReport, Trigger};
@@ -68,19 +68,10 @@ pub enum Refused {
     SharedStateUnavailable(String),
 }
 
-/// The shared run lock: held by the replica running a full sync.
-pub const RUN_KEY: &str = "usher:sync:run";
 /// When the next scheduled sync is due (ms since the epoch).
 pub const NEXT_DUE_KEY: &str = "usher:sync:next-due";
-/// How often the running replica renews the run lock and publishes its progress.
-pub const RUN_RENEW: Duration = Duration::from_secs(1);
 
-/// Lifetime of the run lock: the lease period, at least three renewals. Renewed every
-/// [`RUN_RENEW`] while the run lasts, so a replica that dies mid-run blocks the
-/// others for at most this long (a failover mid-run also takes one lease period).
-pub fn run_lock_ttl(lease: Duration) -> Duration {
-    lease.max(RUN_RENEW * 3)
-}
+pub use crate::replicas::run_lock::{run_lock_ttl, RUN_KEY};
 
 /// What the leader's scheduler does at a tick, given the shared due time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +128,7 @@ impl SharedSync {
 
     /// The sync id in the shared run lock, if a run holds it.
     async fn running(&self) -> Option<String> {
-        let v = self.shared.get(RUN_KEY).await.ok()??;
-        v.split_once(' ').map(|(id, _)| id.to_string())
+        run_lock::running(&self.shared).await.ok().flatten()
     }
 }
 
@@ -357,15 +347,19 @@ impl SyncService {
         let run_lock = match &self.shared {
             None => None,
             Some(sh) => {
-                let value = format!("{id} {}", new_token());
-                match sh.shared.try_lock(RUN_KEY, value, sh.run_ttl).await {
-                    Ok(Some(held)) => Some(held),
-                    Ok(None) => {
+                let taken = RunLock::take(
+                    &sh.shared,
+                    &id,
+                    sh.run_ttl,
+                    progress.clone(),
+                    Some(sh.reports.clone()),
+                    &self.handle,
+                )
+                .await;
+                match taken {
+                    Ok(Ok(lock)) => Some(lock),
+                    Ok(Err(running)) => {
                         self.finish_local(None);
-                        let running = sh
-                            .running()
-                            .await
-                            .unwrap_or_else(|| "on another replica".into());
                         return Err(Busy { running }.into());
                     }
                     Err(e) => {
@@ -389,52 +383,20 @@ impl SyncService {
         // rust#102211), and a sync is long and partly CPU-bound anyway. Its I/O still
         // runs on this runtime.
         let handle = self.handle.clone();
-        let keeper = run_lock.clone().map(|held| {
-            self.handle
-                .spawn(me.clone().keep_run_lock(held, id.clone(), progress.clone()))
-        });
         let task = self.handle.spawn_blocking(move || {
             handle.block_on(async move {
                 let report = Arc::new(run(&me.settings, &me.sources, &options, &progress).await);
-                if let Some(k) = keeper {
-                    k.abort();
-                }
-                if let (Some(sh), Some(held)) = (&me.shared, &run_lock) {
+                if let (Some(sh), Some(lock)) = (&me.shared, run_lock) {
                     if let Err(e) = sh.reports.put(&report).await {
                         tracing::error!(sync_id = %report.id, error = %e, "the report could not be shared with the other replicas (the file copy exists)");
                     }
-                    match sh.shared.release(held).await {
-                        Ok(true) => {}
-                        Ok(false) => tracing::warn!(sync_id = %report.id, "the sync run lock had expired before the run ended"),
-                        Err(e) => tracing::warn!(sync_id = %report.id, error = %e, "could not release the sync run lock; it expires on its own"),
-                    }
+                    lock.release().await;
                 }
                 me.finish_local(Some(report.clone()));
                 notify::after_run(me.settings.sync.notify_webhook.as_ref(), &report).await;
             })
         });
         Ok((id, task))
-    }
-
-    /// Renews the run lock and publishes progress while the run lasts (aborted at
-    /// its end).
-    async fn keep_run_lock(self: Arc<Self>, held: Held, id: String, progress: Arc<Progress>) {
-        let Some(sh) = &self.shared else {
-            return;
-        };
-        loop {
-            tokio::time::sleep(RUN_RENEW).await;
-            match sh.shared.renew(&held, sh.run_ttl).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::error!(sync_id = %id, "the sync run lock expired during the run; another replica may start a sync")
-                }
-                Err(e) => {
-                    tracing::warn!(sync_id = %id, error = %e, "could not renew the sync run lock")
-                }
-            }
-            let _ = sh.reports.set_progress(&id, &progress.snapshot()).await;
-        }
     }
 
     /// Starts the `[sync] interval` schedule on the service's runtime (`None` when no

@@ -320,7 +320,42 @@ async fn sync_now_takes_the_shared_run_lock_and_reports_are_shared() {
         Some("20990101T000000000Z-beef"),
         "every replica sees the run of another"
     );
+    // `usher sync` refuses too (exit 1) rather than run beside it.
+    let cli_dir = crate::harness::temp_dir("replica-cli");
+    let cli_config = cli_dir.join("usher.toml");
+    std::fs::write(
+        &cli_config,
+        c.config_for(&cli_dir.join("state"), "127.0.0.1:0"),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+            .arg("sync")
+            .arg("-c")
+            .arg(&cli_config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("20990101T000000000Z-beef is running"), "{err}");
     assert!(other.release(&held).await.unwrap());
+    // Free: `usher sync` runs and its report is shared.
+    let out = cli(&["--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli_report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cli_id = cli_report["id"].as_str().unwrap();
+    let last = a.sync().last().await.unwrap();
+    assert_eq!(last.id, cli_id);
+    assert_eq!(last.trigger, Trigger::Cli);
+    assert!(other.get(RUN_KEY).await.unwrap().is_none(), "released");
 
     // Free again: B runs it; A answers /sync/{id} and /last with B's report.
     let id = b.sync().start_now(false, None).await.unwrap();
