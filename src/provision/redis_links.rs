@@ -97,27 +97,33 @@ impl RedisLinkStore {
         Ok(c)
     }
 
-    /// Runs `f` on the connection (opening it if needed); drops the connection after
-    /// an I/O error so the next call reconnects.
+    /// Runs `f` on the connection (opening it if needed). A connection that broke
+    /// (Redis restarted, network blip) is replaced and `f` tried once more on the new
+    /// one; every command here may safely run twice.
     fn with_conn<T>(
         &self,
         op: &'static str,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, LinkError> {
         let mut guard = self.conn.lock().map_err(|_| LinkError::Poisoned)?;
-        if guard.is_none() {
-            *guard = Some(self.open().map_err(redis_err(op))?);
-        }
-        let Some(conn) = guard.as_mut() else {
-            return Err(LinkError::Poisoned);
-        };
-        let r = f(conn);
-        if let Err(e) = &r {
-            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                *guard = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let conn = match guard.as_mut() {
+                Some(c) => c,
+                None => guard.insert(self.open().map_err(redis_err(op))?),
+            };
+            match f(conn) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                    *guard = None;
+                    if attempt >= 2 {
+                        return Err(redis_err(op)(e));
+                    }
+                }
+                Err(e) => return Err(redis_err(op)(e)),
             }
         }
-        r.map_err(redis_err(op))
     }
 }
 
@@ -156,7 +162,7 @@ impl LinkStore for RedisLinkStore {
             redis::cmd("HSET")
                 .arg(self.key(target))
                 .arg(field(id))
-                .arg(json)
+                .arg(json.as_str())
                 .query(c)
         })?;
         Ok(())
@@ -186,7 +192,7 @@ impl LinkStore for RedisLinkStore {
                     .cmd("HSETNX")
                     .arg(self.key(target))
                     .arg(field(id))
-                    .arg(json)
+                    .arg(json.as_str())
                     .cmd("HGET")
                     .arg(self.key(target))
                     .arg(field(id))

@@ -244,3 +244,45 @@ fn a_full_report_survives_the_round_trip_through_json() {
     let back: SyncReport = serde_json::from_str(&json).unwrap();
     assert_eq!(back, r);
 }
+
+#[tokio::test]
+async fn a_leader_that_cannot_reach_redis_stops_leading_within_one_period() {
+    let Some(mut server) = start_redis().await else {
+        return;
+    };
+    let period = Duration::from_millis(600);
+    let a = LeaderLease::on_key(shared(&server.url).await, "t:leader", period);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(a.clone().run(stop_rx));
+    let t0 = std::time::Instant::now();
+    while !a.is_leader() {
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill().await.unwrap();
+    let t0 = std::time::Instant::now();
+    while a.is_leader() {
+        assert!(t0.elapsed() < period * 2, "still leading without redis");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Its last renewal was at most a third of a period before redis went away.
+    assert!(
+        t0.elapsed() <= period + Duration::from_millis(50),
+        "{:?}",
+        t0.elapsed()
+    );
+    // Redis back: the lease is taken again.
+    let _again = crate::sandbox::redis_server::RedisServer::start_on(server.port)
+        .await
+        .unwrap();
+    let t1 = std::time::Instant::now();
+    while !a.is_leader() {
+        assert!(
+            t1.elapsed() < Duration::from_secs(10),
+            "no leader after redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(true).unwrap();
+    runner.await.unwrap();
+}

@@ -395,6 +395,53 @@ async fn sync_now_takes_the_shared_run_lock_and_reports_are_shared() {
     b.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_provisioning_logins_are_refused_until_it_returns() {
+    let Some(mut c) = Cluster::start("with_redis_down", "").await else {
+        return;
+    };
+    // Sessions in cookies here, so only the shared provisioning state is missing.
+    c.text = c.text.replace("store = \"redis\"", "store = \"cookie\"");
+    let a = c.replica().await;
+    assert_eq!(
+        c.browser(&a)
+            .sign_in("/", "alice@example.com")
+            .await
+            .status(),
+        302
+    );
+    c.redis.kill().await.unwrap();
+
+    // Provisioned by this replica within refresh_after: still admitted.
+    assert_eq!(
+        c.browser(&a)
+            .sign_in("/", "alice@example.com")
+            .await
+            .status(),
+        302
+    );
+    // A first login needs the lock and the links: refused (on_failure = "deny"),
+    // nothing created.
+    let r = c.browser(&a).sign_in("/", "bob@example.com").await;
+    assert_eq!(r.status(), 503);
+    assert!(c.sandbox.jira.state().user("bob").is_none());
+    // "sync now" refuses rather than risk two syncs at once.
+    assert!(matches!(
+        a.sync().start_now(false, None).await,
+        Err(Refused::SharedStateUnavailable(_))
+    ));
+
+    // Redis back (same address): everything resumes without a restart.
+    let _again = RedisServer::start_on(c.redis.port).await.unwrap();
+    assert_eq!(
+        c.browser(&a).sign_in("/", "bob@example.com").await.status(),
+        302,
+        "the first login after redis returned"
+    );
+    assert!(c.sandbox.jira.state().user("bob").is_some());
+    a.shutdown().await;
+}
+
 fn started(r: &SyncReport) -> SystemTime {
     humantime::parse_rfc3339(&r.started_at).unwrap()
 }
