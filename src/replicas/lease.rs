@@ -44,7 +44,7 @@ pub fn next_look(leader: bool, period: Duration, left: Option<Duration>, error: 
         return third;
     }
     match left {
-        Some(l) => (l + Duration::from_millis(5)).min(third),
+        Some(l) => l.saturating_add(Duration::from_millis(5)).min(third),
         // Absent right after our SET failed: it was just released; ask again soon.
         None => Duration::from_millis(10).min(third),
     }
@@ -230,6 +230,11 @@ mod tests {
             Duration::from_secs(10)
         );
         assert_eq!(next_look(false, p, None, false), Duration::from_millis(10));
+        // a lease key without expiry (set by hand): look every third, no overflow
+        assert_eq!(
+            next_look(false, p, Some(Duration::MAX), false),
+            Duration::from_secs(10)
+        );
         assert_eq!(next_look(true, p, None, true), Duration::from_secs(3));
     }
 }

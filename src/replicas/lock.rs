@@ -98,11 +98,14 @@ impl Shared {
         Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
     }
 
-    /// How long until `key` expires (`None`: absent or without expiry).
+    /// How long until `key` expires (`None`: absent; `Duration::MAX`: no expiry).
     pub async fn time_left(&self, key: &str) -> Result<Option<Duration>, SharedError> {
         let mut conn = self.conn();
         let ms: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await?;
-        Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+        Ok(match ms {
+            -1 => Some(Duration::MAX),
+            ms => u64::try_from(ms).ok().map(Duration::from_millis),
+        })
     }
 
     /// Takes `key`, waiting up to `wait` for the holder to release it or for it to
@@ -127,7 +130,7 @@ impl Shared {
             }
             let left = self.time_left(key).await?.unwrap_or(poll);
             let nap = poll
-                .min(left + Duration::from_millis(1))
+                .min(left.saturating_add(Duration::from_millis(1)))
                 .min(deadline - now);
             tokio::time::sleep(nap).await;
         }

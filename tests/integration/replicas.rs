@@ -649,4 +649,17 @@ async fn killing_the_sync_leader_hands_the_schedule_to_the_other_replica() {
     );
     // Only one scheduled run per due time: the dead leader never ran this one.
     assert_eq!(reports.ids().await.unwrap().len(), 2);
+
+    // A leader stopped cleanly (SIGTERM) hands the lease back at once instead of
+    // letting it run out.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &survivor_pid.unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::timeout(Duration::from_secs(10), survivor.child.wait())
+        .await
+        .expect("usher serve stops on SIGTERM")
+        .unwrap();
+    assert_eq!(leader_now().await, None, "lease released on shutdown");
 }
