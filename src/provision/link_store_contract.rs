@@ -150,6 +150,12 @@ async fn redis_link_store_reports_an_unreachable_redis_and_recovers() {
     server.kill().await.unwrap();
     let err = s.get("jira", &xid("1")).unwrap_err().to_string();
     assert!(err.contains("redis_url"), "{err}");
+    // While it is down, calls fail at once instead of connecting again each time.
+    let t0 = std::time::Instant::now();
+    let err = s.get("jira", &xid("1")).unwrap_err().to_string();
+    assert!(err.contains("retrying after"), "{err}");
+    assert!(t0.elapsed() < std::time::Duration::from_millis(50));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     // Redis back (empty: no persistence): the store reconnects by itself.
     let _again = crate::sandbox::redis_server::RedisServer::start_on(server.port)
         .await

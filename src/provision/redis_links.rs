@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::Secret;
 use crate::identity::ExternalId;
@@ -25,11 +25,18 @@ pub const KEY_PREFIX: &str = "usher:links:";
 /// Timeout of connecting and of every command.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
+/// After a failed connect, calls fail at once for this long instead of blocking
+/// their thread on another connect (a login must not stall a worker while Redis
+/// is unreachable).
+const BACKOFF: Duration = Duration::from_secs(1);
+
 /// Identity links in Redis.
 pub struct RedisLinkStore {
     client: redis::Client,
     prefix: String,
     conn: Mutex<Option<redis::Connection>>,
+    /// When the last connect failed, and why.
+    down: Mutex<Option<(Instant, String)>>,
 }
 
 impl std::fmt::Debug for RedisLinkStore {
@@ -81,6 +88,7 @@ impl RedisLinkStore {
             client,
             prefix: prefix.to_string(),
             conn: Mutex::new(None),
+            down: Mutex::new(None),
         };
         store.with_conn("connect", |c| redis::cmd("PING").query::<String>(c))?;
         Ok(store)
@@ -90,11 +98,31 @@ impl RedisLinkStore {
         format!("{}{target}", self.prefix)
     }
 
-    fn open(&self) -> redis::RedisResult<redis::Connection> {
-        let c = self.client.get_connection_with_timeout(TIMEOUT)?;
-        c.set_read_timeout(Some(TIMEOUT))?;
-        c.set_write_timeout(Some(TIMEOUT))?;
-        Ok(c)
+    /// A new connection, unless a connect failed less than [`BACKOFF`] ago.
+    fn open(&self, op: &'static str) -> Result<redis::Connection, LinkError> {
+        if let Ok(down) = self.down.lock() {
+            if let Some((at, why)) = down.as_ref().filter(|(at, _)| at.elapsed() < BACKOFF) {
+                return Err(LinkError::Redis {
+                    op,
+                    message: format!("{why} ({:?} ago; retrying after {BACKOFF:?})", at.elapsed()),
+                });
+            }
+        }
+        let opened = self
+            .client
+            .get_connection_with_timeout(TIMEOUT)
+            .and_then(|c| {
+                c.set_read_timeout(Some(TIMEOUT))?;
+                c.set_write_timeout(Some(TIMEOUT))?;
+                Ok(c)
+            });
+        if let Ok(mut down) = self.down.lock() {
+            *down = opened
+                .as_ref()
+                .err()
+                .map(|e| (Instant::now(), e.to_string()));
+        }
+        opened.map_err(redis_err(op))
     }
 
     /// Runs `f` on the connection (opening it if needed). A connection that broke
@@ -111,7 +139,7 @@ impl RedisLinkStore {
             attempt += 1;
             let conn = match guard.as_mut() {
                 Some(c) => c,
-                None => guard.insert(self.open().map_err(redis_err(op))?),
+                None => guard.insert(self.open(op)?),
             };
             match f(conn) {
                 Ok(v) => return Ok(v),
