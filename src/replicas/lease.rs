@@ -5,6 +5,7 @@
 //! the takeover happens within one lease period of the last renewal. Owns holding
 //! the lease; what the leader does with it is `sync::job`'s business.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,6 +64,8 @@ pub struct LeaderLease {
     key: String,
     period: Duration,
     holding: Mutex<Option<Holding>>,
+    /// Set by [`LeaderLease::resign`]: never take the lease again.
+    stopped: AtomicBool,
 }
 
 impl std::fmt::Debug for LeaderLease {
@@ -88,6 +91,7 @@ impl LeaderLease {
             key: key.to_string(),
             period,
             holding: Mutex::new(None),
+            stopped: AtomicBool::new(false),
         })
     }
 
@@ -132,6 +136,9 @@ impl LeaderLease {
     /// One look at the lease: renew it when held, else try to take it. Returns how
     /// long to wait before the next look.
     pub async fn step(&self) -> Duration {
+        if self.stopped.load(Ordering::SeqCst) {
+            return self.period;
+        }
         let sent = Instant::now();
         if let Some(held) = self.held() {
             match self.shared.renew(&held, self.period).await {
@@ -154,6 +161,11 @@ impl LeaderLease {
         }
         let value = format!("{} {}", self.replica(), new_token());
         match self.shared.try_lock(&self.key, value, self.period).await {
+            Ok(Some(held)) if self.stopped.load(Ordering::SeqCst) => {
+                // Resigned while asking: give it straight back.
+                let _ = self.shared.release(&held).await;
+                self.period
+            }
             Ok(Some(held)) => {
                 tracing::info!(replica = %self.replica(), lease = ?self.period, "this replica is now the sync leader");
                 self.set(Some(Holding {
@@ -173,8 +185,9 @@ impl LeaderLease {
         }
     }
 
-    /// Gives the lease up (shutdown), so another replica takes over at once.
+    /// Gives the lease up for good (shutdown), so another replica takes over at once.
     pub async fn resign(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
         let held = self.held();
         self.set(None);
         if let Some(held) = held {

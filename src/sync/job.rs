@@ -188,6 +188,15 @@ impl SyncService {
         self.shared.as_ref().map(|s| s.lease.is_leader())
     }
 
+    /// Shutdown: gives the sync leader lease up at once (several replicas), so
+    /// another replica takes the schedule over without waiting for it to expire.
+    /// Call after signalling shutdown and before the process exits.
+    pub async fn resign(&self) {
+        if let Some(sh) = &self.shared {
+            sh.lease.resign().await;
+        }
+    }
+
     /// Several replicas: this replica's id (`None` when usher runs alone).
     pub fn replica(&self) -> Option<&str> {
         self.shared.as_ref().map(|s| s.shared.replica())
