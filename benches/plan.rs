@@ -99,6 +99,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             LinkedAccount {
                 username: name,
                 key: Some(format!("JIRAUSER{i}")),
+                pending: false,
             },
         );
     }

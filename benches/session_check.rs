@@ -1,6 +1,8 @@
 //! Per-request cost of the signed-in hot path: decode the encrypted session cookie,
 //! check ttl/idle, look up the cached identity assertion, build the identity header
 //! values. Target: <= 2 µs median on one core. Run: `cargo bench --bench session_check`.
+//! `session_check_full` is the steady state (the browser sends the same cookie
+//! value again: memo hit); `session_check_first_sight` decrypts and parses.
 // A benchmark harness, like a test: a broken fixture should stop it loudly.
 #![allow(clippy::expect_used)]
 
@@ -12,6 +14,7 @@ use criterion::{criterion_group, Criterion};
 use futures_util::FutureExt;
 use usher::auth::assertion::{AssertionCache, AssertionSigner};
 use usher::config::Secret;
+use usher::session::decoded::DecodedCookies;
 use usher::session::store::CookieStore;
 use usher::session::{CookieCodec, CookiePayload, Session, SessionPolicy, Sessions};
 
@@ -51,11 +54,7 @@ fn fixture() -> (Sessions, Session, String) {
         "JSESSIONID=0123456789ABCDEF0123456789ABCDEF; atlassian.xsrf.token=BWP3-NZB2-6EDY-6C7K|0123456789abcdef|lin; {}",
         ours.join("; ")
     );
-    let sessions = Sessions {
-        codec: Arc::new(codec),
-        store: Arc::new(CookieStore),
-        policy,
-    };
+    let sessions = Sessions::new(codec, Arc::new(CookieStore), policy);
     (sessions, session, header)
 }
 
@@ -75,6 +74,25 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let now = SystemTime::now();
             let s = sessions
+                .resolve(black_box(&header), now)
+                .now_or_never()
+                .flatten()
+                .expect("valid session");
+            let headers = cache.headers_for(&s, now).expect("assertion");
+            black_box(headers)
+        })
+    });
+
+    // The first request with a cookie value (after sign-in or a touch): the memo
+    // misses and the cookie is decrypted and parsed.
+    let uncached = Sessions {
+        decoded: Arc::new(DecodedCookies::with_capacity(0)),
+        ..sessions.clone()
+    };
+    c.bench_function("session_check_first_sight", |b| {
+        b.iter(|| {
+            let now = SystemTime::now();
+            let s = uncached
                 .resolve(black_box(&header), now)
                 .now_or_never()
                 .flatten()

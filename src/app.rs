@@ -165,7 +165,10 @@ impl App {
             Some(shared) => Arc::new(s.with_shared(shared.clone())),
             None => Arc::new(s),
         });
-        let proxy = Proxy::build(settings, sign_in)?;
+        let proxy = Proxy::build(settings.clone(), sign_in)?;
+        let _ = proxy
+            .admin
+            .set(Arc::new(crate::admin::Admin::new(settings, sync.clone())));
         Ok(App {
             proxy,
             listeners,

@@ -3,6 +3,7 @@
 //! paths (request, login, sync) through them.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;

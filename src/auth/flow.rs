@@ -37,13 +37,36 @@ pub struct Admitted {
     pub groups: Vec<String>,
     /// Display name.
     pub display_name: String,
+    /// The person's IdP groups (directory group e-mails and names, or the groups
+    /// claim), used to decide `[admin] groups` membership at sign-in.
+    pub idp_groups: Vec<String>,
 }
 
 /// A boxed future returned by [`Admission::admit`].
 pub type AdmitFuture<'a> = Pin<Box<dyn Future<Output = Result<Admitted, AuthError>> + Send + 'a>>;
 
 /// A boxed future returned by [`Admission::revalidate`].
-pub type RevalidateFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+pub type RevalidateFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
+
+/// The answer of [`Admission::revalidate`]: keep or end the session, and, when the
+/// source was asked, the person's IdP groups now (so admin access is re-decided).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether the session may go on.
+    pub keep: bool,
+    /// The IdP groups as read just now; `None` when the source was not asked
+    /// (cached verdict, claims-only provider): admin access then stays as it was.
+    pub idp_groups: Option<Vec<String>>,
+}
+
+impl From<bool> for Verdict {
+    fn from(keep: bool) -> Self {
+        Verdict {
+            keep,
+            idp_groups: None,
+        }
+    }
+}
 
 /// The step between "the IdP vouched for this person" and "issue a session": the
 /// place where login-time provisioning runs. Denials are [`AuthError`]s.
@@ -55,7 +78,7 @@ pub trait Admission: Send + Sync {
     /// suspended or no-longer-allowed person loses the session at that request.
     /// Sources that cannot be asked between sign-ins keep the session.
     fn revalidate<'a>(&'a self, _session: &'a Session) -> RevalidateFuture<'a> {
-        Box::pin(async { true })
+        Box::pin(async { Verdict::from(true) })
     }
 }
 
@@ -95,6 +118,7 @@ impl Admission for ClaimsAdmission {
                 username,
                 groups: identity.groups.clone(),
                 display_name: display_name(identity),
+                idp_groups: identity.groups.clone(),
             })
         })
     }
@@ -143,6 +167,7 @@ pub struct SignIn {
     cookie_names: UsherCookieNames,
     redirect_hosts: Vec<String>,
     admission: Arc<dyn Admission>,
+    admins: crate::config::AdminSettings,
 }
 
 impl SignIn {
@@ -187,6 +212,7 @@ impl SignIn {
             cookie_names,
             redirect_hosts,
             admission: Arc::new(admission),
+            admins: settings.admin.clone(),
         })
     }
 
@@ -199,9 +225,13 @@ impl SignIn {
     /// it (with the `Set-Cookie` values carrying the new check time); `None` ends it
     /// (revoked in the store; the caller treats the request as signed out).
     pub async fn revalidate(&self, session: &mut Session, now: SystemTime) -> Option<Vec<String>> {
-        if !self.admission.revalidate(session).await {
+        let verdict = self.admission.revalidate(session).await;
+        if !verdict.keep {
             let _ = self.sessions.store.revoke(&session.id).await;
             return None;
+        }
+        if let Some(groups) = &verdict.idp_groups {
+            session.admin = crate::admin::access::is_admin(&self.admins, &session.email, groups);
         }
         session.revalidated_at = crate::session::unix_secs(now);
         match self.sessions.issue(session, now).await {
@@ -353,6 +383,8 @@ impl SignIn {
         );
         session.groups = admitted.groups;
         session.display_name = admitted.display_name;
+        session.admin =
+            crate::admin::access::is_admin(&self.admins, &identity.email, &admitted.idp_groups);
         match self.sessions.issue(&session, now).await {
             Ok(cookies) => set.extend(cookies),
             Err(e) => {

@@ -70,10 +70,6 @@ fn part(p: Option<&str>) -> Result<Vec<u8>, TokenError> {
         .map_err(|_| TokenError::Malformed("bad base64url"))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Verifies `token` and returns its claims.
 pub fn verify(
     token: &str,
@@ -179,7 +175,9 @@ pub fn check_claims(
         return Err(TokenError::Time("lifetime too long"));
     }
     let nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
-    if expected.nonce.is_empty() || !constant_time_eq(nonce.as_bytes(), expected.nonce.as_bytes()) {
+    if expected.nonce.is_empty()
+        || !super::constant_time_eq(nonce.as_bytes(), expected.nonce.as_bytes())
+    {
         return Err(TokenError::Nonce);
     }
     Ok(())

@@ -68,13 +68,6 @@ pub struct LoginStates {
     consumed: DashMap<String, u64>,
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 impl LoginStates {
     /// Login cookies for session cookie `cookie_name`, keys from the session secret
     /// (separate HKDF purpose), `__Host-` prefixed when `secure`.
@@ -195,7 +188,7 @@ impl LoginStates {
                 "login cookie could not be decrypted",
             )
         })?;
-        if !constant_time_eq(login.state.as_bytes(), state_param.as_bytes()) {
+        if !super::constant_time_eq(login.state.as_bytes(), state_param.as_bytes()) {
             return Err(AuthError::new(
                 DenialReason::StateMismatch,
                 "callback state does not match the login cookie",

@@ -292,6 +292,13 @@ impl RelyingParty {
         })
     }
 
+    /// The provider's authorization endpoint (from discovery): where the admin is
+    /// sent for the directory consent, which is plain OAuth on the same client.
+    pub async fn authorization_endpoint(&self) -> Result<url::Url, AuthError> {
+        let provider = self.provider_fresh().await?;
+        Ok(provider.client.auth_uri().url().clone())
+    }
+
     /// Starts a sign-in: the authorization URL to redirect the browser to, and the
     /// login state to keep in the login cookie (see `LoginStates::issue`).
     pub async fn begin(

@@ -3,6 +3,7 @@
 //! groups; the Google Admin SDK implementation lives in [`google`]. Must not
 //! decide anything about targets (that is `provision/`).
 
+pub mod connect;
 mod error;
 mod flatten;
 pub mod google;
@@ -20,7 +21,7 @@ use futures_util::stream::BoxStream;
 
 use crate::identity::{GroupMember, GroupRef, Person, PersonWithGroups};
 
-pub use error::DirectoryError;
+pub use error::{DirectoryError, CONNECT_PATH};
 pub use flatten::{flatten_memberships, snapshot, DirectorySnapshot, Nesting};
 
 /// A boxed future, so [`Directory`] stays object-safe (`Arc<dyn Directory>`).

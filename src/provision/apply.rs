@@ -262,7 +262,46 @@ pub async fn run(target: Arc<dyn Target>, plan: &Plan, ctx: &ApplyContext<'_>) -
         }
         start = end;
     }
+    if let Some(store) = ctx.links {
+        confirm_created(store, &report, plan, &blocked);
+    }
     report
+}
+
+/// Clears the pending mark of every created account whose creation-time groups
+/// are all in place now (a failed or skipped add keeps it, so the next run adds
+/// what is missing).
+fn confirm_created(store: &dyn LinkStore, report: &ApplyReport, plan: &Plan, blocked: &Blocked) {
+    let mut unfinished: HashSet<String> = blocked.users.clone();
+    for r in &report.results {
+        let incomplete = matches!(
+            r.outcome,
+            OpOutcome::Failed { .. } | OpOutcome::Skipped { .. }
+        );
+        if incomplete {
+            if let Some(u) = r.op.username() {
+                unfinished.insert(fold(u));
+            }
+        }
+    }
+    for person in &plan.confirm_created {
+        let Some(username) = plan.accounts.get(person) else {
+            continue;
+        };
+        if unfinished.contains(&fold(username)) {
+            continue;
+        }
+        match store.get(&report.target, person) {
+            Ok(Some(mut link)) if link.pending => {
+                link.pending = false;
+                if let Err(e) = store.put(&report.target, person, &link) {
+                    tracing::warn!(error = %e, "identity link not confirmed; the next run retries");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "identity link not read"),
+        }
+    }
 }
 
 fn outcome_of(r: Result<Outcome, TargetError>) -> OpOutcome {
@@ -342,18 +381,41 @@ async fn execute(
                 given_name: Some(account.given_name.clone()).filter(|s| !s.is_empty()),
                 family_name: Some(account.family_name.clone()).filter(|s| !s.is_empty()),
             };
+            // Recorded before the call: if usher dies between the create and the
+            // group adds, the next run knows it created this account (not adopt it).
+            let intent = LinkedAccount {
+                username: account.username.clone(),
+                key: None,
+                pending: true,
+            };
+            if let Some(e) = put_link(links, t.name(), person, intent) {
+                let error = format!("not created: {e}");
+                return (
+                    OpOutcome::Failed {
+                        error,
+                        transient: false,
+                    },
+                    None,
+                );
+            }
             match t.create_user(&new).await {
                 Ok(u) => {
                     let link = LinkedAccount {
                         username: u.username,
                         key: u.key,
+                        pending: true,
                     };
                     (
                         OpOutcome::Done,
                         put_first_link(links, t.name(), person, link),
                     )
                 }
-                Err(e) => (failed(e), None),
+                Err(e) => {
+                    // Nothing was created: the intent must not make the username look
+                    // like this person's account (someone else may hold it).
+                    let forgot = links.and_then(|s| s.remove(t.name(), person).err());
+                    (failed(e), forgot.map(|e| e.to_string()))
+                }
             }
         }
         Operation::Link {
@@ -364,6 +426,7 @@ async fn execute(
             let link = LinkedAccount {
                 username: username.clone(),
                 key: key.clone(),
+                pending: false,
             };
             match put_first_link(links, t.name(), person, link) {
                 None => (OpOutcome::Done, None),
@@ -397,6 +460,7 @@ async fn execute(
                     let link = LinkedAccount {
                         username: u.username,
                         key: u.key,
+                        pending: false,
                     };
                     (OpOutcome::Done, put_link(links, t.name(), person, link))
                 }

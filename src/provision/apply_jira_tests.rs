@@ -78,6 +78,7 @@ async fn jira_emulator_end_to_end_with_lead_handover() {
             &LinkedAccount {
                 username: "lead".into(),
                 key: None,
+                pending: false,
             },
         )
         .unwrap();

@@ -304,6 +304,7 @@ fn scenario() -> (
             LinkedAccount {
                 username: name.into(),
                 key: Some(format!("KEY-{name}")),
+                pending: false,
             },
         );
     }
@@ -471,4 +472,112 @@ async fn a_target_that_stays_down_is_given_up_on() {
         report.counts
     );
     assert_eq!(report.counts.skipped, adds - report.counts.failed);
+}
+
+fn added_groups(plan: &Plan, username: &str) -> BTreeSet<String> {
+    plan.operations
+        .iter()
+        .filter_map(|op| match op {
+            Operation::AddMember { group, username: u } if u == username => Some(group.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn no_op_ctx(store: &MemoryLinkStore) -> ApplyContext<'_> {
+    ApplyContext {
+        concurrency: 2,
+        links: Some(store),
+        audit: None,
+        actor: Actor::Sync,
+        by: None,
+        sync_id: None,
+    }
+}
+
+#[tokio::test]
+async fn a_create_cut_short_by_a_crash_is_finished_by_the_next_run() {
+    let people = vec![person("n", "newbie@example.com", &["eng@example.com"])];
+    let pol = policy(&prov(), &groups());
+    let mut actual = ActualState::default();
+    actual.insert_group("jira-software-users");
+    actual.insert_group("eng");
+    // The account exists (the run that created it died) but has none of its groups.
+    actual.insert_user(user("newbie", "newbie@example.com", true));
+
+    // Met for the first time (no link): adopted, so only the mapped groups.
+    let adopted = make_plan(&people, &actual, &BTreeMap::new(), &pol);
+    assert_eq!(added_groups(&adopted, "newbie"), ["eng".to_string()].into());
+    assert!(adopted.confirm_created.is_empty());
+
+    // usher's own unfinished create (pending link): the creation groups are owed too.
+    let mut links = BTreeMap::new();
+    links.insert(
+        xid("n"),
+        LinkedAccount {
+            username: "newbie".into(),
+            key: None,
+            pending: true,
+        },
+    );
+    let plan = make_plan(&people, &actual, &links, &pol);
+    assert_eq!(
+        added_groups(&plan, "newbie"),
+        ["eng".to_string(), "jira-software-users".to_string()].into()
+    );
+    assert_eq!(plan.confirm_created, vec![xid("n")]);
+
+    let fake = Arc::new(Fake {
+        state: Mutex::new(actual),
+        ..Fake::default()
+    });
+    let store = MemoryLinkStore::default();
+    store.put("fake", &xid("n"), &links[&xid("n")]).unwrap();
+    let report = run(fake.clone(), &plan, &no_op_ctx(&store)).await;
+    assert!(report.succeeded(), "{report:#?}");
+    assert!(!store.get("fake", &xid("n")).unwrap().unwrap().pending);
+    assert!(fake
+        .state
+        .lock()
+        .unwrap()
+        .is_member("jira-software-users", "newbie"));
+    let scope = Mapper::new("google", &prov(), &groups())
+        .unwrap()
+        .managed_scope(people.iter().flat_map(|p| &p.groups));
+    let read = read_actual(fake.as_ref(), &scope, 2).await.unwrap();
+    let again = make_plan(&people, &read, &store.for_target("fake").unwrap(), &pol);
+    assert!(again.is_empty(), "{again:#?}");
+}
+
+#[tokio::test]
+async fn a_create_stays_pending_until_its_groups_are_in_and_a_failed_create_leaves_no_link() {
+    let people = vec![
+        person("a", "ann@example.com", &["brand-new@example.com"]),
+        person("f", "fails@example.com", &[]),
+    ];
+    let pol = policy(&prov(), &groups());
+    let mut actual = ActualState::default();
+    actual.insert_group("jira-software-users");
+    let plan = make_plan(&people, &actual, &BTreeMap::new(), &pol);
+    assert_eq!(plan.confirm_created.len(), 2);
+    let fake = Arc::new(Fake {
+        state: Mutex::new(actual),
+        // The on-the-fly group cannot be created: ann's add to it is skipped.
+        fail_groups: ["brand-new".to_string()].into(),
+        fail_users: ["fails".to_string()].into(),
+        ..Fake::default()
+    });
+    let store = MemoryLinkStore::default();
+    let report = run(fake.clone(), &plan, &no_op_ctx(&store)).await;
+    assert_eq!(report.counts.failed, 2, "{report:#?}");
+    let ann = store.get("fake", &xid("a")).unwrap().expect("ann linked");
+    assert!(
+        ann.pending,
+        "a creation-time group is missing: still pending"
+    );
+    assert_eq!(ann.key.as_deref(), Some(model_key("ann").as_str()));
+    assert!(
+        store.get("fake", &xid("f")).unwrap().is_none(),
+        "nothing was created for the failed create, so no link"
+    );
 }

@@ -140,6 +140,9 @@ struct Record {
     key: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     gone: bool,
+    /// The account's creation is not confirmed yet (see `LinkedAccount::pending`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pending: bool,
 }
 
 struct FileInner {
@@ -342,6 +345,7 @@ impl FileLinkStore {
                 username: Some(acct.username.clone()),
                 key: acct.key.clone(),
                 gone: false,
+                pending: acct.pending,
             };
             serde_json::to_writer(&mut out, &rec).map_err(|e| LinkError::Io {
                 path: tmp.clone(),
@@ -445,6 +449,7 @@ fn replay_into(
                     LinkedAccount {
                         username,
                         key: rec.key,
+                        pending: rec.pending,
                     },
                 );
             }
@@ -478,6 +483,7 @@ impl LinkStore for FileLinkStore {
             username: Some(account.username.clone()),
             key: account.key.clone(),
             gone: false,
+            pending: account.pending,
         };
         self.append(&mut inner, &rec)?;
         inner.map.insert(k, account.clone());
@@ -508,6 +514,7 @@ impl LinkStore for FileLinkStore {
             username: Some(account.username.clone()),
             key: account.key.clone(),
             gone: false,
+            pending: account.pending,
         };
         self.append(&mut inner, &rec)?;
         inner.map.insert(k, account.clone());
@@ -527,6 +534,7 @@ impl LinkStore for FileLinkStore {
             username: None,
             key: None,
             gone: true,
+            pending: false,
         };
         self.append(&mut inner, &rec)?;
         inner.map.remove(&k);
@@ -555,6 +563,7 @@ mod tests {
         LinkedAccount {
             username: u.into(),
             key: Some(format!("K-{u}")),
+            pending: false,
         }
     }
 
@@ -661,6 +670,7 @@ mod shared_dir_tests {
         LinkedAccount {
             username: u.into(),
             key: None,
+            pending: false,
         }
     }
 

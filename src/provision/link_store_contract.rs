@@ -23,6 +23,7 @@ fn la(u: &str, key: Option<&str>) -> LinkedAccount {
     LinkedAccount {
         username: u.into(),
         key: key.map(str::to_string),
+        pending: false,
     }
 }
 
@@ -57,6 +58,15 @@ fn contract(store: &dyn LinkStore, peer: &dyn LinkStore) {
     .into();
     assert_eq!(all, want);
     assert_eq!(peer.for_target("confluence").unwrap().len(), 1);
+
+    // A pending mark (account created, groups not yet confirmed) round-trips.
+    let pending = LinkedAccount {
+        pending: true,
+        ..la("pat", Some("K9"))
+    };
+    store.put("jira", &xid("9"), &pending).unwrap();
+    assert_eq!(peer.get("jira", &xid("9")).unwrap(), Some(pending));
+    store.remove("jira", &xid("9")).unwrap();
 
     // put replaces (a rename).
     peer.put("jira", &xid("1"), &la("ann.b", Some("K1")))

@@ -19,6 +19,12 @@ pub struct LinkedAccount {
     pub username: String,
     /// The product's stable key (survives renames), when it has one.
     pub key: Option<String>,
+    /// usher created this account and has not yet confirmed the groups given at
+    /// creation (`default_new_users`). Written before the create call, cleared once
+    /// every creation-time membership is in place, so a run that dies in between
+    /// finishes the job next time instead of treating the account as adopted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// An existing target account met while linking, and the person already linked to it.

@@ -22,10 +22,13 @@ use super::mapping::{DesiredAccount, Mapper};
 use super::plan::{plan_for, PlanInput, Policy, Population};
 use super::read::read_person;
 use crate::auth::error::{AuthError, DenialReason};
-use crate::auth::flow::{Admission, AdmitFuture, Admitted, RevalidateFuture};
+use crate::auth::flow::{Admission, AdmitFuture, Admitted, RevalidateFuture, Verdict};
 use crate::auth::oidc::Identity;
 use crate::config::{OnFailure, Settings};
-use crate::directory::Directory;
+use crate::directory::{Directory, DirectoryError};
+
+/// Marks the denial that is really "admin, directory not connected yet".
+const BOOTSTRAP: &str = "the directory is not connected yet (admin bootstrap)";
 use crate::identity::{GroupRef, Person, PersonWithGroups};
 use crate::replicas::Shared;
 use crate::session::Session;
@@ -108,12 +111,20 @@ impl LoginProvisioner {
             .as_ref()
             .filter(|d| d.source() == identity.idp)
         {
-            let found = dir.person(&identity.sub).await.map_err(|e| {
-                AuthError::new(
-                    DenialReason::ProvisioningFailed,
-                    format!("directory lookup failed: {e}"),
-                )
-            })?;
+            let found = match dir.person(&identity.sub).await {
+                Ok(found) => found,
+                // Refresh-token mode before the first consent: only an `[admin] users`
+                // member gets in (unprovisioned), to connect the directory.
+                Err(DirectoryError::NotConnected) if self.is_admin_user(&identity.email) => {
+                    return Err(AuthError::new(DenialReason::ProvisioningFailed, BOOTSTRAP));
+                }
+                Err(e) => {
+                    return Err(AuthError::new(
+                        DenialReason::ProvisioningFailed,
+                        format!("directory lookup failed: {e}"),
+                    ))
+                }
+            };
             let Some(p) = found else {
                 return Err(AuthError::new(
                     DenialReason::NotInDirectory,
@@ -128,32 +139,37 @@ impl LoginProvisioner {
             }
             return Ok(p);
         }
-        let full = identity.name.clone().unwrap_or_default();
-        let mut groups: Vec<GroupRef> = identity
-            .groups
+        Ok(claims_person(identity))
+    }
+
+    /// Whether `email` is listed in `[admin] users` (groups cannot be known
+    /// without the directory).
+    fn is_admin_user(&self, email: &str) -> bool {
+        self.settings
+            .admin
+            .users
             .iter()
-            .map(|g| GroupRef {
-                id: g.clone(),
-                email: g.to_ascii_lowercase(),
-                name: g.clone(),
-            })
-            .collect();
-        groups.sort_by(|a, b| a.email.cmp(&b.email));
-        groups.dedup_by(|a, b| a.email == b.email);
-        Ok(PersonWithGroups {
-            person: Person {
-                id: identity.sub.clone(),
-                primary_email: identity.email.clone(),
-                aliases: Vec::new(),
-                given_name: identity.given_name.clone().unwrap_or_default(),
-                family_name: identity.family_name.clone().unwrap_or_default(),
-                full_name: full,
-                suspended: false,
-                archived: false,
-                org_unit_path: String::new(),
-                is_admin: false,
-            },
-            groups,
+            .any(|u| u.eq_ignore_ascii_case(email))
+    }
+
+    /// An `[admin] users` member signing in while the directory awaits its first
+    /// consent: admitted from the ID token alone, nothing provisioned, no groups.
+    fn bootstrap_admin(&self, identity: &Identity) -> Result<Admitted, AuthError> {
+        tracing::warn!(
+            admin = %identity.email,
+            "the directory is not connected yet; the admin signs in without provisioning to connect it at /_usher/admin/connect/google"
+        );
+        let mapper = self.mappers.get(&identity.idp).ok_or_else(|| {
+            AuthError::new(DenialReason::Misconfigured, "identity from an unknown idp")
+        })?;
+        let desired = mapper
+            .map(&claims_person(identity))
+            .map_err(|skip| AuthError::new(DenialReason::InvalidUsername, skip.reason))?;
+        Ok(Admitted {
+            username: desired.username.clone(),
+            groups: Vec::new(),
+            display_name: desired.display_name.clone(),
+            idp_groups: Vec::new(),
         })
     }
 
@@ -185,7 +201,11 @@ impl LoginProvisioner {
                     DenialReason::ProvisioningFailed,
                     late("the directory lookup"),
                 )
-            })??;
+            })?;
+        let source = match source {
+            Err(e) if e.detail == BOOTSTRAP => return self.bootstrap_admin(identity),
+            other => other?,
+        };
         if !self.allowed(&identity.idp, &source.groups) {
             return Err(AuthError::new(
                 DenialReason::NotInAllowedGroups,
@@ -232,6 +252,7 @@ impl LoginProvisioner {
             username,
             groups: desired.groups().map(|g| g.to_string()).collect(),
             display_name: desired.display_name.clone(),
+            idp_groups: idp_group_names(&source.groups),
         })
     }
 
@@ -447,7 +468,7 @@ impl Admission for LoginProvisioner {
                 .filter(|d| d.source() == session.idp)
             else {
                 // Claims-only providers: nothing to ask between sign-ins.
-                return true;
+                return Verdict::from(true);
             };
             let key = Self::key(&session.idp, &session.sub);
             let every = self
@@ -456,15 +477,19 @@ impl Admission for LoginProvisioner {
                 .revalidate_after
                 .max(Duration::from_secs(1));
             if let Some(v) = self.verdicts.get(&key).filter(|v| v.0.elapsed() < every) {
-                return v.1;
+                return Verdict::from(v.1);
             }
+            let mut idp_groups = None;
             let verdict = match dir.person(&session.sub).await {
-                Ok(Some(p)) => p.person.is_active() && self.allowed(&session.idp, &p.groups),
+                Ok(Some(p)) => {
+                    idp_groups = Some(idp_group_names(&p.groups));
+                    p.person.is_active() && self.allowed(&session.idp, &p.groups)
+                }
                 Ok(None) => false,
                 Err(e) => {
                     // A directory outage must not sign everyone out: keep the last verdict.
                     tracing::warn!(error = %e, "session revalidation could not reach the directory; keeping the session");
-                    return self.verdicts.get(&key).map(|v| v.1).unwrap_or(true);
+                    return Verdict::from(self.verdicts.get(&key).map(|v| v.1).unwrap_or(true));
                 }
             };
             if !verdict {
@@ -475,7 +500,51 @@ impl Admission for LoginProvisioner {
                 tracing::info!(user = %session.username, "session revoked at revalidation: suspended, removed or no longer allowed");
             }
             self.verdicts.insert(key, (Instant::now(), verdict));
-            verdict
+            Verdict {
+                keep: verdict,
+                idp_groups,
+            }
         })
+    }
+}
+
+/// The names `[admin] groups` may use for a person's IdP groups: each group's
+/// e-mail and display name.
+fn idp_group_names(groups: &[GroupRef]) -> Vec<String> {
+    groups
+        .iter()
+        .flat_map(|g| [g.email.clone(), g.name.clone()])
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The person as the ID token describes them (claims-only providers).
+fn claims_person(identity: &Identity) -> PersonWithGroups {
+    let full = identity.name.clone().unwrap_or_default();
+    let mut groups: Vec<GroupRef> = identity
+        .groups
+        .iter()
+        .map(|g| GroupRef {
+            id: g.clone(),
+            email: g.to_ascii_lowercase(),
+            name: g.clone(),
+        })
+        .collect();
+    groups.sort_by(|a, b| a.email.cmp(&b.email));
+    groups.dedup_by(|a, b| a.email == b.email);
+    PersonWithGroups {
+        person: Person {
+            id: identity.sub.clone(),
+            primary_email: identity.email.clone(),
+            aliases: Vec::new(),
+            given_name: identity.given_name.clone().unwrap_or_default(),
+            family_name: identity.family_name.clone().unwrap_or_default(),
+            full_name: full,
+            suspended: false,
+            archived: false,
+            org_unit_path: String::new(),
+            is_admin: false,
+        },
+        groups,
     }
 }

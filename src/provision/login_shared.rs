@@ -26,6 +26,9 @@ pub struct StoredAdmission {
     username: String,
     groups: Vec<String>,
     display_name: String,
+    /// The person's IdP groups (admin access is decided from them at sign-in).
+    #[serde(default)]
+    idp_groups: Vec<String>,
 }
 
 impl StoredAdmission {
@@ -35,6 +38,7 @@ impl StoredAdmission {
             username: self.username.clone(),
             groups: self.groups.clone(),
             display_name: self.display_name.clone(),
+            idp_groups: self.idp_groups.clone(),
         }
     }
 
@@ -137,6 +141,7 @@ impl SharedFlight {
             username: a.username.clone(),
             groups: a.groups.clone(),
             display_name: a.display_name.clone(),
+            idp_groups: a.idp_groups.clone(),
         })?;
         let mut conn = self.shared.conn();
         let () = redis::cmd("SET")
@@ -173,6 +178,7 @@ mod tests {
             username: "ann".into(),
             groups: vec!["eng".into()],
             display_name: "Ann".into(),
+            idp_groups: vec!["eng@example.com".into()],
         }
     }
 

@@ -344,6 +344,21 @@ impl Mapper {
         &self.source
     }
 
+    /// The `[[groups.map]]` rules: IdP group e-mail (lower-case) -> target groups.
+    pub fn map_rules(&self) -> impl Iterator<Item = (&str, &[GroupName])> + '_ {
+        self.map.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// The `[groups]` settings in force for this source (per-IdP override applied).
+    pub fn groups_settings(&self) -> &GroupsSettings {
+        &self.groups
+    }
+
+    /// `[groups] default_all_users` and `default_new_users`, in that order.
+    pub fn defaults(&self) -> (&[GroupName], &[GroupName]) {
+        (&self.defaults_all, &self.defaults_new)
+    }
+
     /// `[groups] keep_existing`.
     pub fn keep_existing(&self) -> bool {
         self.groups.keep_existing

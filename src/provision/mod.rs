@@ -23,6 +23,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod explain;
 pub mod link_store;
 pub mod links;
 pub mod login;

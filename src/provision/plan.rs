@@ -269,12 +269,17 @@ pub struct Plan {
     /// Everything else left undone on purpose (protected, missing group, policy off).
     pub notes: Vec<Note>,
     pub stats: PlanStats,
+    /// People whose account usher creates in this plan (or created in a run that
+    /// did not finish): once their creation-time groups are in, apply clears the
+    /// pending mark on their link.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub confirm_created: Vec<ExternalId>,
 }
 
 impl Plan {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.operations.is_empty()
+        self.operations.is_empty() && self.confirm_created.is_empty()
     }
 
     /// Operations per kind (`create-user` -> 3, ...), for dry-run output and reports.

@@ -131,6 +131,7 @@ fn world(c: &Case) -> World {
             LinkedAccount {
                 username: name.into(),
                 key,
+                pending: false,
             },
         );
     }

@@ -347,6 +347,7 @@ fn keep_existing_true_never_removes_false_removes_only_managed() {
             LinkedAccount {
                 username: "dan".into(),
                 key: Some("KEY-dan".into()),
+                pending: false,
             },
         );
         // "ops" is managed (some IdP group maps to it), "local-admins" is not.
@@ -411,6 +412,7 @@ fn renamed_person_is_renamed_in_place_never_duplicated() {
         LinkedAccount {
             username: "ivy".into(),
             key: Some("KEY-ivy".into()),
+            pending: false,
         },
     );
     let plan = w.converge();
@@ -447,6 +449,7 @@ fn account_linked_to_another_person_is_never_handed_over() {
         LinkedAccount {
             username: "kim".into(),
             key: Some("KEY-kim".into()),
+            pending: false,
         },
     );
     w.tweak = |p| p.population = Population::Listed;
@@ -472,6 +475,7 @@ fn suspended_gone_and_returning_people() {
             LinkedAccount {
                 username: n.into(),
                 key: Some(format!("KEY-{n}")),
+                pending: false,
             },
         );
     }
@@ -498,6 +502,7 @@ fn deprovision_none_incomplete_read_and_login_population_change_nothing() {
             LinkedAccount {
                 username: "ned".into(),
                 key: None,
+                pending: false,
             },
         );
         w.tweak = tweak;
@@ -521,6 +526,7 @@ fn remove_groups_strips_only_managed_groups_and_bitbucket_falls_back_to_it() {
             LinkedAccount {
                 username: "ned".into(),
                 key: None,
+                pending: false,
             },
         );
         w.tweak = tweak;
@@ -558,6 +564,7 @@ fn protected_users_are_never_in_a_plan() {
         LinkedAccount {
             username: "svc-ci".into(),
             key: None,
+            pending: false,
         },
     );
     let plan = w.plan();
@@ -589,6 +596,7 @@ fn invalid_username_is_skipped_and_never_deprovisioned() {
         LinkedAccount {
             username: "old".into(),
             key: None,
+            pending: false,
         },
     );
     let mapper = Mapper::new("google", &w.prov, &w.groups).unwrap();
@@ -659,6 +667,7 @@ fn one_account_is_never_given_to_two_people_even_with_a_damaged_link_store() {
             LinkedAccount {
                 username: "shared".into(),
                 key: None,
+                pending: false,
             },
         );
     }

@@ -81,6 +81,7 @@ impl<'a> Planner<'a> {
                 denied: Vec::new(),
                 notes: Vec::new(),
                 stats: PlanStats::default(),
+                confirm_created: Vec::new(),
             },
         };
         let mut active = 0;
@@ -245,7 +246,10 @@ impl<'a> Planner<'a> {
         if !d.active {
             return self.deprovision(u, Some(id));
         }
-        self.existing(d, u);
+        // A link still marked pending: usher created this account in a run that
+        // did not finish; it still owes the creation-time groups.
+        let unfinished_create = !adopt && self.i.links.get(id).is_some_and(|l| l.pending);
+        self.existing(d, u, unfinished_create);
     }
 
     fn create(&mut self, d: &DesiredAccount) {
@@ -275,12 +279,15 @@ impl<'a> Planner<'a> {
             }),
         });
         self.plan.accounts.insert(id.clone(), d.username.clone());
+        self.plan.confirm_created.push(id.clone());
         for g in d.groups().chain(d.groups_on_create.iter()) {
             self.add(Some(id), g, &d.username);
         }
     }
 
-    fn existing(&mut self, d: &DesiredAccount, u: &'a TargetUser) {
+    /// An account the person already has; `unfinished_create` adds the groups
+    /// usher owes from creating it (`default_new_users`).
+    fn existing(&mut self, d: &DesiredAccount, u: &'a TargetUser, unfinished_create: bool) {
         let id = &d.external_id;
         let pol = self.i.policy;
         let caps = pol.capabilities;
@@ -347,8 +354,15 @@ impl<'a> Planner<'a> {
             .get(&*folded(&u.username))
             .map(|v| v.iter().copied().collect())
             .unwrap_or_default();
-        let want: BTreeSet<std::borrow::Cow<'_, str>> = d.groups().map(|g| folded(g)).collect();
-        for g in d.groups() {
+        let on_create: &[super::mapping::GroupName] = if unfinished_create {
+            self.plan.confirm_created.push(id.clone());
+            &d.groups_on_create
+        } else {
+            &[]
+        };
+        let want: BTreeSet<std::borrow::Cow<'_, str>> =
+            d.groups().chain(on_create).map(|g| folded(g)).collect();
+        for g in d.groups().chain(on_create) {
             if !have.contains(&*folded(g)) {
                 self.add(Some(id), g, &final_name);
             }

@@ -112,6 +112,7 @@ pub fn apply_to_state(
                     LinkedAccount {
                         username: account.username.clone(),
                         key: Some(key),
+                        pending: false,
                     },
                 );
             }
@@ -125,6 +126,7 @@ pub fn apply_to_state(
                     LinkedAccount {
                         username: username.clone(),
                         key: key.clone(),
+                        pending: false,
                     },
                 );
             }

@@ -78,6 +78,9 @@ pub struct Proxy {
     pub readiness: reserved::Readiness,
     /// Sign-in endpoints and the per-request session check.
     pub sign_in: Arc<SignIn>,
+    /// The admin console (`/_usher/admin/`), installed by `App::build` once the sync
+    /// service exists; unset, the console answers 404.
+    pub admin: std::sync::OnceLock<Arc<crate::admin::Admin>>,
 }
 
 /// Why the proxy could not be built from a valid config (files, certificates).
@@ -161,6 +164,7 @@ impl Proxy {
             trusted,
             readiness: reserved::Readiness::default(),
             sign_in,
+            admin: std::sync::OnceLock::new(),
         }))
     }
 
@@ -243,6 +247,10 @@ impl Proxy {
         };
         if route::is_reserved(&path) {
             let ctx = PageContext { json, request_id };
+            if crate::admin::is_admin_path(&path) {
+                let resp = crate::admin::handle(self, &path, req, &ctx).await;
+                return Dispatched::usher(Ok(resp.map(ProxyBody::full)));
+            }
             let resp = reserved::handle(self, &path, &req, &ctx).await;
             return Dispatched::usher(resp.map(|r| r.map(ProxyBody::full)));
         }
@@ -429,8 +437,8 @@ fn strip_own_cookies(headers: &mut http::HeaderMap, names: &crate::session::Ushe
     }
 }
 
-/// The answer to a signed-out request that needs a session.
-fn signed_out(
+/// The answer to a signed-out request that needs a session (also the admin console's).
+pub(crate) fn signed_out(
     method: &http::Method,
     headers: &http::HeaderMap,
     json: bool,

@@ -14,8 +14,15 @@ impl Company {
     pub fn oidc_config(&self, extra_redirect_uris: &[String]) -> GoogleOidcConfig {
         let mut redirect_uris = self.oauth_client.redirect_uris.clone();
         for uri in extra_redirect_uris {
-            if !redirect_uris.contains(uri) {
-                redirect_uris.push(uri.clone());
+            // usher has two redirect URIs on the same client (sign-in and the
+            // directory consent); an admin registers both, so the sandbox does too.
+            let consent = uri
+                .strip_suffix(crate::auth::oidc::CALLBACK_PATH)
+                .map(|origin| format!("{origin}{}", crate::directory::CONNECT_PATH));
+            for u in std::iter::once(uri.clone()).chain(consent) {
+                if !redirect_uris.contains(&u) {
+                    redirect_uris.push(u);
+                }
             }
         }
         GoogleOidcConfig {

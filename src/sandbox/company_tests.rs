@@ -61,8 +61,15 @@ fn every_person_is_the_same_in_oidc_directory_and_atlassian() {
     let emu = GoogleDirectoryEmulator::new(dir, Arc::new(SystemClock)).unwrap();
     assert_eq!(emu.sizes(), (c.people.len(), c.groups.len()));
     assert!(emu.user("erin@example.com").is_some(), "aliases resolve");
-    // Seed redirect URIs plus the extra one.
-    assert!(oidc.redirect_uris.len() == c.oauth_client.redirect_uris.len() + 1);
+    // Seed redirect URIs plus the extra callback and its directory-consent sibling.
+    assert_eq!(
+        oidc.redirect_uris.len(),
+        c.oauth_client.redirect_uris.len() + 2
+    );
+    assert!(oidc
+        .redirect_uris
+        .iter()
+        .any(|u| u.ends_with("/_usher/admin/connect/google")));
     assert_eq!(oidc.client_id, c.oauth_client.client_id);
 }
 

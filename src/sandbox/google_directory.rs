@@ -361,6 +361,24 @@ impl GoogleDirectoryEmulator {
         scopes: &[&str],
         redirect_uri: &str,
     ) -> String {
+        crate::sandbox::google_oidc::ConsentIssuer::issue_consent_code(
+            self,
+            client_id,
+            subject,
+            scopes,
+            redirect_uri,
+        )
+    }
+}
+
+impl crate::sandbox::google_oidc::ConsentIssuer for GoogleDirectoryEmulator {
+    fn issue_consent_code(
+        &self,
+        client_id: &str,
+        subject: &str,
+        scopes: &[&str],
+        redirect_uri: &str,
+    ) -> String {
         let code = format!("4/sandbox-{:032x}", rand::random::<u128>());
         if let Ok(mut c) = self.codes.lock() {
             c.insert(
@@ -375,7 +393,9 @@ impl GoogleDirectoryEmulator {
         }
         code
     }
+}
 
+impl GoogleDirectoryEmulator {
     /// Invalidates every access token issued so far (API answers 401 to them).
     pub fn revoke_access_tokens(&self) {
         if let Ok(mut a) = self.access.lock() {
@@ -412,6 +432,28 @@ impl GoogleDirectoryEmulator {
             }
             None => false,
         }
+    }
+
+    /// Changes a user's primary email as a Workspace admin renaming the account
+    /// would: the id stays and the old address becomes an alias. False if `key`
+    /// names nobody or `new_email` already belongs to someone else.
+    pub fn rename_user(&self, key: &str, new_email: &str) -> bool {
+        let mut data = self.data.write().unwrap_or_else(|e| e.into_inner());
+        let Some(i) = data.user(key) else {
+            return false;
+        };
+        let new_key = new_email.to_ascii_lowercase();
+        if data.user(&new_key).is_some_and(|j| j != i) {
+            return false;
+        }
+        let user = &mut data.users[i as usize];
+        let old = std::mem::replace(&mut user.primary_email, new_key.clone());
+        if !user.aliases.iter().any(|a| a.eq_ignore_ascii_case(&old)) {
+            user.aliases.push(old);
+        }
+        user.aliases.retain(|a| !a.eq_ignore_ascii_case(&new_key));
+        data.user_keys.insert(new_key, i);
+        true
     }
 
     fn handler(self: &Arc<Self>) -> Handler {

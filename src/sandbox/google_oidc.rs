@@ -111,15 +111,34 @@ struct Mutable {
     jwks_requests: u32,
     /// Lower-case emails of suspended people.
     suspended: HashSet<String>,
+    /// Renamed accounts: lower-case seeded email -> current primary email.
+    renamed: HashMap<String, String>,
 }
 
 /// A running Google OIDC emulator.
 pub struct GoogleOidc {
     config: GoogleOidcConfig,
     issuer: OnceLock<String>,
+    /// Where consent codes for the Admin SDK scopes come from (the directory
+    /// emulator, whose token endpoint redeems them).
+    consent: OnceLock<Arc<dyn ConsentIssuer>>,
     state: Mutex<Mutable>,
     /// Injected 429/5xx on the token endpoint.
     pub faults: Faults,
+}
+
+/// Issues authorization codes for a plain OAuth consent (no `openid` scope): in
+/// Google one authorization server serves sign-in and API consent; in the
+/// sandbox the directory emulator redeems the API codes, so it issues them.
+pub trait ConsentIssuer: Send + Sync {
+    /// A single-use code for `subject` approving `scopes` for `client_id`.
+    fn issue_consent_code(
+        &self,
+        client_id: &str,
+        subject: &str,
+        scopes: &[&str],
+        redirect_uri: &str,
+    ) -> String;
 }
 
 /// How long an authorization code stays valid.
@@ -214,6 +233,7 @@ impl GoogleOidc {
         let me = Arc::new(GoogleOidc {
             config,
             issuer: OnceLock::new(),
+            consent: OnceLock::new(),
             state: Mutex::new(Mutable {
                 keys,
                 ..Mutable::default()
@@ -262,6 +282,49 @@ impl GoogleOidc {
             st.suspended.remove(&key);
         }
         true
+    }
+
+    /// Changes a seeded person's primary email, as a Workspace admin renaming the
+    /// account would: the `sub` stays, ID tokens carry the new address, and the old
+    /// address still signs in (Google keeps it as an alias). False if nobody has
+    /// `email` (seeded or current).
+    pub fn rename(&self, email: &str, new_email: &str) -> bool {
+        let Some(person) = self.person(email) else {
+            return false;
+        };
+        let Some(seeded) = self
+            .config
+            .people
+            .iter()
+            .find(|p| p.sub == person.sub)
+            .map(|p| p.email.to_ascii_lowercase())
+        else {
+            return false;
+        };
+        let Ok(mut st) = self.state.lock() else {
+            return false;
+        };
+        st.renamed.insert(seeded, new_email.to_ascii_lowercase());
+        true
+    }
+
+    /// The account that signs in with `email` (its primary address or a former
+    /// one), carrying its current primary address.
+    pub fn person(&self, email: &str) -> Option<SeedPerson> {
+        let st = self.state.lock().ok()?;
+        self.config.people.iter().find_map(|p| {
+            let seeded = p.email.to_ascii_lowercase();
+            let current = st.renamed.get(&seeded);
+            let matches = seeded.eq_ignore_ascii_case(email)
+                || current.is_some_and(|c| c.eq_ignore_ascii_case(email));
+            matches.then(|| {
+                let mut p = p.clone();
+                if let Some(c) = current {
+                    p.email = c.clone();
+                }
+                p
+            })
+        })
     }
 
     /// Whether the person with this email is suspended.

@@ -24,7 +24,16 @@ fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
     url.to_string()
 }
 
+/// Scopes a consent-only request may ask for (the Admin SDK's).
+const API_SCOPE_PREFIX: &str = "https://www.googleapis.com/auth/admin.directory.";
+
 impl GoogleOidc {
+    /// Lets consent requests for the Admin SDK scopes through, with codes from
+    /// `issuer` (the sandbox wires the directory emulator in).
+    pub fn attach_consent(&self, issuer: Arc<dyn ConsentIssuer>) {
+        let _ = self.consent.set(issuer);
+    }
+
     pub(super) fn authorize(&self, req: &Request<Bytes>) -> Response<Bytes> {
         let q: HashMap<String, String> = query_pairs(req).into_iter().collect();
         let get = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
@@ -52,7 +61,10 @@ impl GoogleOidc {
         if get("response_type") != "code" {
             return fail("unsupported_response_type");
         }
-        if !get("scope").split(' ').any(|s| s == "openid") {
+        let scopes: Vec<&str> = get("scope").split(' ').filter(|s| !s.is_empty()).collect();
+        let consent = !scopes.contains(&"openid");
+        if consent && (scopes.is_empty() || !scopes.iter().all(|s| s.starts_with(API_SCOPE_PREFIX)))
+        {
             return fail("invalid_scope");
         }
         let method = get("code_challenge_method");
@@ -67,16 +79,10 @@ impl GoogleOidc {
         if get("auto") != "1" {
             return self.chooser(req, hint);
         }
-        let Some(person) = self
-            .config
-            .people
-            .iter()
-            .find(|p| p.email.eq_ignore_ascii_case(hint))
-            .cloned()
-        else {
+        let Some(person) = self.person(hint) else {
             return fail("access_denied");
         };
-        if self.is_suspended(&person.email) {
+        if self.is_suspended(&person.email) || self.is_suspended(hint) {
             // Google stops on its own page; the client never hears back.
             return html(
                 StatusCode::FORBIDDEN,
@@ -87,6 +93,25 @@ impl GoogleOidc {
                     escape(&person.email)
                 ),
             );
+        }
+        if consent {
+            // Plain OAuth for the Admin SDK: no ID token, the code is redeemed at
+            // the directory emulator's token endpoint.
+            let Some(issuer) = self.consent.get() else {
+                return fail("invalid_scope");
+            };
+            let code = issuer.issue_consent_code(
+                &self.config.client_id,
+                &person.email,
+                &scopes,
+                redirect_uri,
+            );
+            let scope = scopes.join(" ");
+            let mut pairs = vec![("code", code.as_str()), ("scope", scope.as_str())];
+            if !state.is_empty() {
+                pairs.push(("state", state));
+            }
+            return redirect(&with_query(redirect_uri, &pairs));
         }
         let code = format!("4/0A{}", random_token(24));
         let pending = PendingCode {

@@ -167,6 +167,15 @@ impl SandboxHandles {
         oidc && dir
     }
 
+    /// Renames a person's Google account (sign-in and directory): same id, new
+    /// primary email, the old one kept as an alias. False if either emulator
+    /// does not know `email`.
+    pub fn rename(&self, email: &str, new_email: &str) -> bool {
+        let oidc = self.oidc.rename(email, new_email);
+        let dir = self.directory.rename_user(email, new_email);
+        oidc && dir
+    }
+
     /// Stops every emulator (dropping the handles does the same).
     pub fn stop(&self) {
         for r in &self.servers.0 {
@@ -358,6 +367,7 @@ pub async fn start(opts: SandboxOptions) -> Result<SandboxHandles, SandboxError>
         .await
         .map_err(bind_error("Google Directory", at))?;
     servers.0.push(running);
+    oidc.attach_consent(directory.clone());
     let at = addr(port, 2);
     let (jira, running) = JiraEmulator::start_on(at, company.jira_seed())
         .await

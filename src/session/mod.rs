@@ -3,6 +3,7 @@
 //! per request. Nothing here talks to an IdP or an upstream.
 
 pub mod cookie;
+pub mod decoded;
 pub mod store;
 
 use std::sync::Arc;
@@ -50,6 +51,10 @@ pub struct Session {
     /// Unix seconds of the last directory re-check of the person.
     #[serde(rename = "r")]
     pub revalidated_at: u64,
+    /// May open the admin console (`[admin] users`/`groups`); decided at sign-in and
+    /// re-decided at revalidation. Defaults to false so older cookies still decode.
+    #[serde(default, rename = "a", skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 /// Unix seconds of `t` (0 before the epoch, which never happens on a sane clock).
@@ -106,6 +111,7 @@ impl Session {
             issued_at: t,
             last_seen: t,
             revalidated_at: t,
+            admin: false,
         }
     }
 
@@ -161,9 +167,21 @@ pub struct Sessions {
     pub store: Arc<dyn SessionStore>,
     /// Lifetime limits.
     pub policy: SessionPolicy,
+    /// Cookies opened before (saves AES-GCM + JSON on every signed-in request).
+    pub decoded: Arc<decoded::DecodedCookies>,
 }
 
 impl Sessions {
+    /// Sessions over an already-built codec and store.
+    pub fn new(codec: CookieCodec, store: Arc<dyn SessionStore>, policy: SessionPolicy) -> Self {
+        Sessions {
+            codec: Arc::new(codec),
+            store,
+            policy,
+            decoded: Arc::default(),
+        }
+    }
+
     /// Builds codec, store and policy from `[session]`; `secure` is true when the public
     /// URL is https (adds `__Host-` and `Secure`). Connects to Redis for store = "redis"
     /// and starts the sweeper for store = "memory" (needs a Tokio runtime).
@@ -201,11 +219,7 @@ impl Sessions {
                 Arc::new(store::RedisStore::connect(&url).await?)
             }
         };
-        Ok(Sessions {
-            codec: Arc::new(codec),
-            store,
-            policy,
-        })
+        Ok(Sessions::new(codec, store, policy))
     }
 
     /// The names of usher's own cookies, for stripping them before forwarding.
@@ -220,7 +234,7 @@ impl Sessions {
     /// ttl/idle at `now`. Any failure (garbage, tampering, foreign key, expiry,
     /// revocation, store error) is `None`, so the caller starts a sign-in.
     pub async fn resolve(&self, cookie_header: &str, now: SystemTime) -> Option<Session> {
-        let payload: CookiePayload = self.codec.decode(cookie_header)?;
+        let payload = self.payload(cookie_header)?;
         let session = match self.store.load(payload).await {
             Ok(Some(s)) => s,
             Ok(None) => return None,
@@ -231,6 +245,23 @@ impl Sessions {
         };
         session.check(&self.policy, now).ok()?;
         Some(session)
+    }
+
+    /// The session cookie's payload: from the memo when this exact (single-chunk)
+    /// value was opened before, else decrypted and remembered.
+    fn payload(&self, cookie_header: &str) -> Option<CookiePayload> {
+        let raw = cookie::find_cookie(cookie_header, self.codec.name())?;
+        let single = raw.starts_with("1.");
+        if single {
+            if let Some(p) = self.decoded.get(raw) {
+                return Some(p);
+            }
+        }
+        let payload: CookiePayload = self.codec.decode(cookie_header)?;
+        if single {
+            self.decoded.put(raw, &payload);
+        }
+        Some(payload)
     }
 
     /// Saves `session` and returns the `Set-Cookie` header values that carry it.

@@ -73,11 +73,7 @@ fn session_ids_are_random_and_long() {
 fn sessions(store: Arc<dyn SessionStore>) -> Sessions {
     let codec =
         CookieCodec::new("_usher", "session", &Secret::new("k".repeat(32)), &[], true).unwrap();
-    Sessions {
-        codec: Arc::new(codec),
-        store,
-        policy: policy(),
-    }
+    Sessions::new(codec, store, policy())
 }
 
 fn header_from(set_cookies: &[String]) -> String {
@@ -202,4 +198,29 @@ async fn activity_keeps_a_cookie_session_alive_past_the_idle_timeout() {
     // Then silence longer than the idle timeout ends it.
     let later = t0 + Duration::from_secs(6 * 1800 + 7201);
     assert_eq!(s.resolve(&header, later).await, None);
+}
+
+#[tokio::test]
+async fn the_decode_memo_never_skips_expiry_or_accepts_a_tampered_value() {
+    let s = sessions(Arc::new(store::CookieStore));
+    let now = SystemTime::now();
+    let session = Session::new("google", "sub-m", "m@example.com", "m", now);
+    let header = header_from(&s.issue(&session, now).await.unwrap());
+    assert!(s.decoded.is_empty());
+    assert_eq!(s.resolve(&header, now).await, Some(session.clone()));
+    assert_eq!(s.decoded.len(), 1, "a value that opened is remembered");
+    assert_eq!(s.resolve(&header, now).await, Some(session.clone()));
+    // Remembered, yet past the idle timeout it is no session.
+    assert_eq!(
+        s.resolve(&header, now + Duration::from_secs(7201)).await,
+        None
+    );
+    // One character changed: a different value, decrypted (and refused), never memoized.
+    let (name, value) = header.split_once('=').unwrap();
+    let mut bytes = value.as_bytes().to_vec();
+    let i = bytes.len() - 3;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{name}={}", String::from_utf8(bytes).unwrap());
+    assert_eq!(s.resolve(&tampered, now).await, None);
+    assert_eq!(s.decoded.len(), 1, "failures are not remembered");
 }

@@ -316,6 +316,12 @@ impl SyncService {
         }
     }
 
+    /// The directory and targets the syncs use (the admin person lookup reads the
+    /// directory through them).
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
     /// Scheduled ticks skipped because a sync was still running.
     pub fn skipped_ticks(&self) -> u64 {
         self.skipped_ticks.load(Ordering::Relaxed)

@@ -340,8 +340,8 @@ pub fn render_plan(report: &SyncReport) -> String {
     out
 }
 
-/// (subject, detail) of one operation for the table.
-fn describe(op: &Operation) -> (String, String) {
+/// (subject, detail) of one operation for the table (also the admin plan preview).
+pub fn describe(op: &Operation) -> (String, String) {
     match op {
         Operation::CreateGroup { group } => (group.clone(), String::new()),
         Operation::CreateUser { account, .. } => (

@@ -182,6 +182,7 @@ mod tests {
                 managed_active_accounts: active,
                 group_sizes: sizes.iter().map(|(g, n)| (g.to_string(), *n)).collect(),
             },
+            confirm_created: vec![],
         }
     }
 

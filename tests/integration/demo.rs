@@ -227,3 +227,45 @@ async fn an_existing_account_of_someone_else_is_never_taken_over() {
         .all(|m| m != "bob"));
     d.shutdown();
 }
+
+#[tokio::test]
+async fn a_person_renamed_in_google_keeps_one_account_renamed_at_the_next_login() {
+    // refresh_after 0: the next sign-in reads the directory again at once.
+    let d = demo::start_with(0, |t| {
+        t.replace("refresh_after = \"1m\"", "refresh_after = \"0s\"")
+    })
+    .await
+    .expect("demo starts");
+    let mut b = browser(&d);
+    assert_eq!(b.sign_in("/", "bob@example.com").await.status(), 302);
+    let (key, groups_before) = {
+        let jira = d.sandbox.jira.state();
+        let bob = jira.user("bob").expect("account created at login");
+        let groups: Vec<String> = ["jira-software-users", "backend", "jira-developers"]
+            .into_iter()
+            .filter(|g| jira.members(g).contains("bob"))
+            .map(String::from)
+            .collect();
+        (bob.key.clone(), groups)
+    };
+    assert!(!groups_before.is_empty());
+    let count = d.sandbox.jira.state().users.len();
+
+    // The Workspace admin renames bob@ to robert@ (same Google id).
+    assert!(d.sandbox.rename("bob@example.com", "robert@example.com"));
+    let mut again = browser(&d);
+    assert_eq!(again.sign_in("/", "robert@example.com").await.status(), 302);
+    let page = again.get("/").await.text().await.unwrap();
+    assert!(page.contains("Signed in as <b>robert</b>"), "{page}");
+
+    let jira = d.sandbox.jira.state();
+    assert_eq!(jira.users.len(), count, "renamed, never duplicated");
+    assert!(jira.user("bob").is_none(), "the old username is gone");
+    let robert = jira.user("robert").expect("renamed account");
+    assert_eq!(robert.key, key, "the same Jira account (same key)");
+    assert_eq!(robert.email, "robert@example.com");
+    for g in &groups_before {
+        assert!(jira.members(g).contains("robert"), "still in {g}");
+    }
+    d.shutdown();
+}

@@ -4,8 +4,10 @@
 // Test support code may panic: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod auth;
 mod cli;
+mod connect;
 mod demo;
 mod harness;
 mod oidc_peer;

@@ -99,6 +99,37 @@ impl Browser {
         self.get_with(path, &[]).await
     }
 
+    /// POST `body` (sent as a url-encoded form unless `headers` set a content type)
+    /// to a path on usher, with the cookie jar and extra headers.
+    pub(crate) async fn post_with(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("http://{}{}", self.addr, path))
+            .header("host", self.host.as_str())
+            .body(body.to_string());
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let cookies = self.cookie_header();
+        if !cookies.is_empty() {
+            req = req.header("cookie", cookies);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        self.absorb(&resp);
+        resp
+    }
+
     /// Follows the whole sign-in from a protected URL; returns the final response
     /// of the callback (a 302 to `rd` on success, a denial page otherwise).
     pub(crate) async fn sign_in(&mut self, start: &str, email: &str) -> reqwest::Response {

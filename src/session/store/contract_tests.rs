@@ -216,11 +216,8 @@ async fn sessions_facade_shares_logout_across_replicas_via_redis() {
         return;
     };
     let url = Secret::new(server.url.clone());
-    let make = |store: RedisStore| crate::session::Sessions {
-        codec: Arc::new(codec()),
-        store: Arc::new(store),
-        policy: policy(),
-    };
+    let make =
+        |store: RedisStore| crate::session::Sessions::new(codec(), Arc::new(store), policy());
     let r1 = make(RedisStore::connect(&url).await.unwrap());
     let r2 = make(RedisStore::connect(&url).await.unwrap());
     let now = SystemTime::now();
