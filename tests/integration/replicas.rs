@@ -442,6 +442,78 @@ async fn with_redis_down_provisioning_logins_are_refused_until_it_returns() {
     a.shutdown().await;
 }
 
+const JSON: (&str, &str) = ("accept", "application/json");
+
+async fn api(b: &mut Browser, path: &str) -> (u16, serde_json::Value) {
+    let r = b.get_with(path, &[JSON]).await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_answers_the_same_on_every_replica() {
+    let Some(c) = Cluster::start("the_admin_api_answers_the_same", "").await else {
+        return;
+    };
+    let a = c.replica().await;
+    let b = c.replica().await;
+    // alice is an [admin] user of the demo config; her session works on both.
+    let mut on_a = c.browser(&a);
+    assert_eq!(on_a.sign_in("/", "alice@example.com").await.status(), 302);
+    let mut on_b = on_a.at(b.addr);
+    let token = on_a.get("/_usher/admin/").await.headers()["x-usher-csrf"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let r = on_a
+        .post_with("/_usher/admin/sync", &[("x-usher-csrf", &token), JSON], "")
+        .await;
+    assert_eq!(r.status(), 202);
+    let started: serde_json::Value = r.json().await.unwrap();
+    let id = started["id"].as_str().unwrap().to_string();
+
+    // B answers for A's run: running, then done, and as the last report.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let (status, v) = api(&mut on_b, &format!("/_usher/admin/sync/{id}")).await;
+        assert_eq!(status, 200, "{v}");
+        if v["state"] == "done" {
+            break v["report"].clone();
+        }
+        assert_eq!(v["state"], "running", "{v}");
+        assert!(Instant::now() < deadline, "sync {id} did not finish: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(report["status"], "succeeded", "{report}");
+    assert_eq!(report["replica"].as_str(), a.sync().replica());
+    for browser in [&mut on_a, &mut on_b] {
+        let (status, v) = api(browser, "/_usher/admin/sync/last").await;
+        assert_eq!(status, 200);
+        assert_eq!(v["report"]["id"], id.as_str());
+    }
+
+    // A run held elsewhere: "sync now" on B is 409 and names it.
+    let other = c.shared().await;
+    let held = other
+        .try_lock(
+            RUN_KEY,
+            "20990101T000000000Z-cafe t0k3n".into(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let r = on_b
+        .post_with("/_usher/admin/sync", &[("x-usher-csrf", &token), JSON], "")
+        .await;
+    assert_eq!(r.status(), 409);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["running"], "20990101T000000000Z-cafe", "{v}");
+    assert!(other.release(&held).await.unwrap());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 fn started(r: &SyncReport) -> SystemTime {
     humantime::parse_rfc3339(&r.started_at).unwrap()
 }
