@@ -50,6 +50,19 @@ async fn sync_panel(cx: &Ctx<'_>, out: &mut String) -> bool {
         out.push_str("<div class=\"panel\"><p class=\"muted\">No sync is configured: a full sync needs a <code>[directory]</code> and at least one <code>[[target]]</code>.</p></div>");
         return false;
     };
+    if let Some(me) = sync.replica() {
+        // Several replicas: which one this page comes from and which runs the schedule.
+        let leader = match sync.leader().await {
+            Some(l) if l == me => "this replica".to_string(),
+            Some(l) => esc(&l),
+            None => "none (no schedule, or the lease is changing hands)".into(),
+        };
+        let _ = write!(
+            out,
+            "<p class=\"muted\">Replica <code>{}</code>; scheduled syncs run on the sync leader: {leader}.</p>",
+            esc(me)
+        );
+    }
     if let Some(id) = sync.running().await {
         let progress = match sync.status(&id).await {
             Some(RunStatus::Running { progress, .. }) => format!(

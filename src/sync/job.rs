@@ -197,6 +197,12 @@ impl SyncService {
         }
     }
 
+    /// Several replicas: the replica id of the current sync leader (`None` when usher
+    /// runs alone, without a schedule, or while no replica holds the lease).
+    pub async fn leader(&self) -> Option<String> {
+        self.shared.as_ref()?.lease.leader().await
+    }
+
     /// Several replicas: this replica's id (`None` when usher runs alone).
     pub fn replica(&self) -> Option<&str> {
         self.shared.as_ref().map(|s| s.shared.replica())

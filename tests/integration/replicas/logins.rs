@@ -217,6 +217,15 @@ async fn the_admin_api_answers_the_same_on_every_replica() {
         assert_eq!(v["report"]["id"], id.as_str());
     }
 
+    // The console says which replica answered.
+    let html = on_b.get("/_usher/admin/").await.text().await.unwrap();
+    let me = format!("Replica <code>{}</code>", b.sync().replica().unwrap());
+    assert!(html.contains(&me), "{html}");
+    assert!(
+        html.contains("sync leader: none"),
+        "no schedule here: {html}"
+    );
+
     // A run held elsewhere: "sync now" on B is 409 and names it.
     let other = c.shared().await;
     let held = other
