@@ -76,7 +76,8 @@ pub use crate::replicas::run_lock::{run_lock_ttl, RUN_KEY};
 /// What the leader's scheduler does at a tick, given the shared due time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tick {
-    /// No due time yet (first leader ever): set one, one delay from now.
+    /// No due time yet (first leader ever), or one further away than a whole
+    /// delay (the interval was shortened): set one, one delay from now.
     Schedule,
     /// Not due yet.
     Wait,
@@ -84,10 +85,12 @@ pub enum Tick {
     Run,
 }
 
-/// The pure schedule decision of the leader.
-pub fn tick(next_due: Option<SystemTime>, now: SystemTime) -> Tick {
+/// The pure schedule decision of the leader; `longest` is the longest delay between
+/// two runs (interval plus jitter).
+pub fn tick(next_due: Option<SystemTime>, now: SystemTime, longest: Duration) -> Tick {
     match next_due {
         None => Tick::Schedule,
+        Some(due) if due > now + longest => Tick::Schedule,
         Some(due) if now < due => Tick::Wait,
         Some(_) => Tick::Run,
     }
@@ -512,7 +515,7 @@ impl SyncService {
                 }
             };
             let next = now + next_delay(interval, jitter, rand::random::<f64>());
-            match tick(due, now) {
+            match tick(due, now, interval + jitter) {
                 Tick::Wait => {}
                 Tick::Schedule => {
                     if let Err(e) = sh.set_next_due(next).await {
@@ -550,9 +553,13 @@ mod tests {
     fn the_leader_runs_when_the_shared_due_time_has_come() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let s = Duration::from_secs;
-        assert_eq!(tick(None, t0), Tick::Schedule);
-        assert_eq!(tick(Some(t0 + s(1)), t0), Tick::Wait);
-        assert_eq!(tick(Some(t0), t0), Tick::Run);
-        assert_eq!(tick(Some(t0 - s(600)), t0), Tick::Run);
+        let h = s(3600);
+        assert_eq!(tick(None, t0, h), Tick::Schedule);
+        assert_eq!(tick(Some(t0 + s(1)), t0, h), Tick::Wait);
+        assert_eq!(tick(Some(t0 + h), t0, h), Tick::Wait);
+        assert_eq!(tick(Some(t0), t0, h), Tick::Run);
+        assert_eq!(tick(Some(t0 - s(600)), t0, h), Tick::Run);
+        // set under a longer interval than configured now: rescheduled
+        assert_eq!(tick(Some(t0 + h), t0, s(300)), Tick::Schedule);
     }
 }
