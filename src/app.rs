@@ -5,8 +5,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+use crate::admin::listener::{AdminListener, AdminState};
 use crate::auth::flow::{Admission, SignIn, SignInError};
 use crate::config::Settings;
 use crate::directory::google::GoogleDirectory;
@@ -120,6 +122,10 @@ pub struct App {
     addr: SocketAddr,
     /// Full syncs (scheduler + admin "sync now"); `None` without `[directory]` or targets.
     pub sync: Option<Arc<SyncService>>,
+    /// The `admin_listen` listener (metrics, health), bound; served from `run`.
+    admin: Option<AdminListener>,
+    /// The control runtime `build` ran on: the admin listener is served there.
+    control: Handle,
 }
 
 impl App {
@@ -129,6 +135,18 @@ impl App {
     pub async fn build(settings: Settings) -> Result<App, StartError> {
         let settings = Arc::new(settings);
         let s = &settings.server;
+        let control = Handle::try_current().map_err(|e| {
+            ServeError::Runtime(std::io::Error::other(format!(
+                "App::build must run inside a tokio runtime: {e}"
+            )))
+        })?;
+        // Metrics exist to be scraped from the admin listener: without one, nothing is
+        // recorded and the request path skips the counters entirely. The recorder is
+        // process-wide and installed once, however many Apps a process builds.
+        if s.admin_listen.is_some() {
+            crate::admin::metrics::install();
+        }
+        let admin = s.admin_listen.map(AdminListener::bind).transpose()?;
         let tls = match &s.tls {
             Some(files) => Some(tls::acceptor(&files.cert, &files.key)?),
             None => None,
@@ -175,6 +193,8 @@ impl App {
             options,
             addr,
             sync,
+            admin,
+            control,
         })
     }
 
@@ -183,17 +203,29 @@ impl App {
         self.addr
     }
 
-    /// Starts the workers and the `[sync] interval` schedule (on the control
-    /// runtime); both stop when `shutdown` becomes true.
+    /// The bound `[server] admin_listen` address (port 0 resolved), serving
+    /// `/metrics`, `/healthz` and `/readyz` once [`App::run`] starts; `None` when
+    /// no admin listener is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminListener::local_addr)
+    }
+
+    /// Starts the workers, the `[sync] interval` schedule and the admin listener
+    /// (both on the control runtime); all stop when `shutdown` becomes true.
     pub fn run(self, shutdown: watch::Receiver<bool>) -> Result<Workers, StartError> {
         if let Some(sync) = &self.sync {
             let _ = sync.spawn_scheduler(shutdown.clone());
         }
-        Ok(server::start(
-            self.proxy,
-            self.listeners,
-            self.options,
-            shutdown,
-        )?)
+        let proxy = self.proxy.clone();
+        let workers = server::start(self.proxy, self.listeners, self.options, shutdown.clone())?;
+        if let Some(admin) = self.admin {
+            let state = AdminState {
+                ready: proxy,
+                open_connections: Some(workers.open_connections.clone()),
+            };
+            // Detached: it ends by itself when `shutdown` turns true.
+            drop(admin.spawn(&self.control, state, shutdown));
+        }
+        Ok(workers)
     }
 }

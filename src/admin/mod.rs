@@ -2,8 +2,8 @@
 //! (signed in + `[admin]` member, else sign-in / 401 / 403), the router to the
 //! server-rendered pages (`pages`) and the JSON API (`api`), CSRF and same-origin
 //! checks for every POST. Owns no sync or directory logic: it calls `SyncService`,
-//! the audit log and the mapping explanation. Metrics live on the admin listener,
-//! not here.
+//! the audit log and the mapping explanation. The `admin_listen` listener
+//! (metrics, health) lives in `listener` and `metrics`, never on the public port.
 
 pub mod access;
 mod api;
@@ -11,7 +11,9 @@ pub mod audit_view;
 pub mod csrf;
 #[cfg(test)]
 mod gate_tests;
+pub mod listener;
 pub mod lookup;
+pub mod metrics;
 pub mod page;
 mod pages;
 pub mod plan_view;

@@ -86,12 +86,7 @@ pub fn secure(resp: &mut Response<Bytes>) {
 
 /// An HTML response.
 pub fn html(status: StatusCode, body: String) -> Response<Bytes> {
-    let mut resp = Response::new(Bytes::from(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    let mut resp = crate::error::html_response(status, body);
     secure(&mut resp);
     resp
 }

@@ -19,6 +19,7 @@ use super::login_state::LoginStates;
 use super::oidc::{http_client, CallbackParams, Identity, RelyingParty};
 use super::policy::check_allowed_groups;
 use super::redirect::{validate_redirect, SafeRedirect};
+use crate::admin::metrics;
 use crate::config::Settings;
 use crate::error::{html_escape, page};
 use crate::provision::mapping::Mapper;
@@ -227,6 +228,7 @@ impl SignIn {
     pub async fn revalidate(&self, session: &mut Session, now: SystemTime) -> Option<Vec<String>> {
         let verdict = self.admission.revalidate(session).await;
         if !verdict.keep {
+            metrics::session_ended(metrics::SessionEndReason::Revoked);
             let _ = self.sessions.store.revoke(&session.id).await;
             return None;
         }
@@ -368,11 +370,14 @@ impl SignIn {
         };
         let identity = match rp.complete(&login, &params, now).await {
             Ok(id) => id,
-            Err(e) => return self.denied(&e, ctx, set),
+            Err(e) => return self.denied_at(rp.name(), &e, ctx, set),
         };
-        let admitted = match self.admission.admit(&identity, now).await {
+        let admitting = std::time::Instant::now();
+        let admission = self.admission.admit(&identity, now).await;
+        metrics::login_admission(&identity.idp, admitting.elapsed());
+        let admitted = match admission {
             Ok(a) => a,
-            Err(e) => return self.denied(&e, ctx, set),
+            Err(e) => return self.denied_at(&identity.idp, &e, ctx, set),
         };
         let mut session = Session::new(
             &identity.idp,
@@ -390,9 +395,10 @@ impl SignIn {
             Err(e) => {
                 tracing::error!(error = %e, "could not save the session");
                 let e = AuthError::new(DenialReason::ProvisioningFailed, "session store failed");
-                return self.denied(&e, ctx, set);
+                return self.denied_at(&identity.idp, &e, ctx, set);
             }
         }
+        metrics::login_succeeded(&identity.idp);
         tracing::info!(
             idp = %identity.idp,
             user = %session.username,
@@ -441,18 +447,33 @@ impl SignIn {
              <p><small>Request id: {}</small></p></body></html>\n",
             html_escape(ctx.request_id.to_str().unwrap_or(""))
         );
-        let mut resp = Response::new(Bytes::from(body));
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        resp
+        crate::error::html_response(StatusCode::OK, body)
+    }
+
+    /// A denial of a sign-in that reached identity provider `idp` (counted per IdP).
+    fn denied_at(
+        &self,
+        idp: &str,
+        e: &AuthError,
+        ctx: &PageContext<'_>,
+        set: Vec<String>,
+    ) -> Response<Bytes> {
+        metrics::login_denied(Some(idp), e.reason);
+        self.page_for_denial(e, ctx, set)
     }
 
     /// The denial page: the reason in plain words, details only in the log.
     fn denied(&self, e: &AuthError, ctx: &PageContext<'_>, set: Vec<String>) -> Response<Bytes> {
+        metrics::login_denied(None, e.reason);
+        self.page_for_denial(e, ctx, set)
+    }
+
+    fn page_for_denial(
+        &self,
+        e: &AuthError,
+        ctx: &PageContext<'_>,
+        set: Vec<String>,
+    ) -> Response<Bytes> {
         tracing::warn!(
             reason = e.reason.code(),
             detail = %e.detail,

@@ -64,7 +64,8 @@ pub(crate) fn server(cx: &mut Ctx, root: &mut Table) -> Option<ServerSettings> {
     let admin_listen = admin_listen_str
         .check(|s| {
             let addr = values::socket_addr(cx, &s, &t.key_path("admin_listen"))?;
-            if listen == Some(addr) {
+            // Port 0 means "any free port" for both, so two of them never collide.
+            if listen == Some(addr) && addr.port() != 0 {
                 cx.report(
                     s.span.clone(),
                     &t.key_path("admin_listen"),

@@ -275,14 +275,8 @@ impl DirectoryConnect {
             t = crate::error::html_escape(title),
             x = crate::error::html_escape(text)
         );
-        let mut resp = Response::new(Bytes::from(body));
-        *resp.status_mut() = status;
+        let mut resp = crate::error::html_response(status, body);
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         // The round trip is over either way: the state is single-use.
         let expire = format!(
             "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",

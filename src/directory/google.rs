@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 
 use super::google_auth::{Clock, Credentials, ServiceAccountKey, SystemClock, TokenProvider};
 use super::google_wire::{ApiError, ApiUser, GroupsPage, MembersPage, UsersPage};
+use crate::admin::metrics::{self, Api, RetryReason};
+
 use super::retry::{is_retryable, RateLimiter, RetryPolicy, Sleeper, TokioSleeper};
 use super::token_store::RefreshTokenStore;
 use super::{BoxFuture, Directory, DirectoryError, Pages};
@@ -207,23 +209,27 @@ impl GoogleDirectory {
         let mut reauthorised = false;
         loop {
             attempt += 1;
-            self.limiter.acquire().await;
+            let waited = self.limiter.acquire().await;
+            if !waited.is_zero() {
+                metrics::rate_limit_wait(Api::Directory, &self.source, waited);
+            }
             let token = match self.tokens.token().await {
                 Ok(t) => t,
                 // A token endpoint hiccup (5xx, connection reset) is worth the same retries.
                 Err(e) if e.is_transient() && attempt < policy.max_attempts => {
-                    self.backoff(attempt, None).await;
+                    self.backoff(attempt, None, RetryReason::ServerError).await;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
             self.api_calls.fetch_add(1, Ordering::Relaxed);
             let answer = self.send(url, &token).await;
+            metrics::directory_request(method, answer.as_ref().ok().map(|a| a.0));
             let (status, retry_after, body) = match answer {
                 Ok(a) => a,
                 Err(detail) => {
                     if attempt < policy.max_attempts {
-                        self.backoff(attempt, None).await;
+                        self.backoff(attempt, None, RetryReason::Connection).await;
                         continue;
                     }
                     return Err(DirectoryError::Unavailable {
@@ -249,7 +255,12 @@ impl GoogleDirectory {
             }
             if is_retryable(status, &err.reason) && attempt < policy.max_attempts {
                 tracing::debug!(method, status, reason = %err.reason, attempt, "retrying Directory API call");
-                self.backoff(attempt, retry_after).await;
+                let why = if status >= 500 {
+                    RetryReason::ServerError
+                } else {
+                    RetryReason::RateLimited
+                };
+                self.backoff(attempt, retry_after, why).await;
                 continue;
             }
             return Err(self.classify(method, status, err, attempt));
@@ -283,12 +294,13 @@ impl GoogleDirectory {
         Ok((status, retry_after, body))
     }
 
-    async fn backoff(&self, attempt: u32, retry_after: Option<Duration>) {
+    async fn backoff(&self, attempt: u32, retry_after: Option<Duration>, why: RetryReason) {
         let jitter: f64 = rand::random();
         let d = self
             .options
             .retry
             .delay(attempt.saturating_sub(1), jitter, retry_after);
+        metrics::api_retry(Api::Directory, &self.source, why, d);
         self.options.sleeper.sleep(d).await;
     }
 

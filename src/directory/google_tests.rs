@@ -519,6 +519,7 @@ async fn consent_url_and_code_exchange_yield_a_working_refresh_token() {
     assert_eq!(q["redirect_uri"], redirect);
     assert_eq!(q["state"], "st4te");
 
+    use crate::sandbox::google_oidc::ConsentIssuer as _;
     let code = env
         .emu
         .issue_consent_code(OAUTH_CLIENT, "alice@example.com", &SCOPES, redirect);

@@ -161,8 +161,9 @@ impl RateLimiter {
         }
     }
 
-    /// Waits until one more request fits the budget.
-    pub async fn acquire(&self) {
+    /// Waits until one more request fits the budget; returns how long it waited
+    /// (zero almost always), for the rate-limit metrics.
+    pub async fn acquire(&self) -> Duration {
         let wait = match self.state.lock() {
             Ok(mut b) => b.reserve(Instant::now()),
             Err(_) => Duration::ZERO,
@@ -170,6 +171,7 @@ impl RateLimiter {
         if !wait.is_zero() {
             self.sleeper.sleep(wait).await;
         }
+        wait
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::admin::metrics;
 use crate::target::{NewUser, Outcome, Target, TargetError, UserUpdate};
 
 use super::audit::{Actor, AuditContext, AuditEntry, AuditLog, AuditResult};
@@ -218,6 +219,7 @@ pub async fn run(target: Arc<dyn Target>, plan: &Plan, ctx: &ApplyContext<'_>) -
         let now = SystemTime::now();
         let mut lines = Vec::new();
         for (op, (outcome, record_error)) in batch.iter().zip(outcomes) {
+            metrics::provision_operation(&report.target, op.kind(), &outcome, ctx.actor);
             if let Some(e) = record_error {
                 report.record_errors.push(e);
             }

@@ -1,8 +1,8 @@
 //! The response body usher sends: either bytes it made itself (error pages,
 //! health answers) or the upstream's body streamed through frame by frame. When
 //! an upstream body ends cleanly its connection goes back to the worker's pool;
-//! when the body is finished or dropped the request's access-log line is written,
-//! so bytes and duration are the real ones.
+//! when the body is finished or dropped the request's access-log line is written
+//! and its status and duration counted, so bytes and duration are the real ones.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::pool::Checkout;
+use crate::admin::metrics::{UpstreamErrorKind, UpstreamMetrics};
 
 /// What the access log needs to know about one request.
 #[derive(Debug)]
@@ -29,11 +30,16 @@ pub struct AccessRecord {
     pub request_id: HeaderValue,
     /// Signed-in user, once known.
     pub user: Option<String>,
+    /// The upstream's request counters (`None` while metrics are off).
+    pub metrics: Option<&'static UpstreamMetrics>,
 }
 
 impl AccessRecord {
     fn write(&self, bytes: u64) {
         let elapsed = self.start.elapsed();
+        if let Some(m) = self.metrics {
+            m.record(self.status.as_u16(), elapsed);
+        }
         tracing::info!(
             target: "usher::access",
             // Display, not Debug: no per-character escaping on the hot path. None
@@ -136,6 +142,9 @@ impl Body for ProxyBody {
                     Poll::Ready(Some(Err(e))) => {
                         // A broken body poisons the connection: never pool it.
                         connection.take();
+                        if let Some(m) = this.log.as_ref().and_then(|r| r.metrics) {
+                            m.error(UpstreamErrorKind::Body);
+                        }
                         Poll::Ready(Some(Err(e)))
                     }
                     Poll::Pending => Poll::Pending,

@@ -24,6 +24,7 @@ use ipnet::IpNet;
 
 use std::time::SystemTime;
 
+use crate::admin::metrics::{upstream_metrics, UpstreamErrorKind, UpstreamMetrics};
 use crate::auth::assertion::AssertionCache;
 use crate::auth::flow::{cookie_header, PageContext, SignIn};
 use crate::config::Settings;
@@ -63,6 +64,8 @@ pub struct UpstreamRoute {
     /// Signed identity assertions for this upstream (`aud` = its name), cached per
     /// session; `None` when no `assertion_header` is configured.
     pub assertions: Option<AssertionCache>,
+    /// This upstream's request counters, resolved once; `None` while metrics are off.
+    pub metrics: Option<&'static UpstreamMetrics>,
 }
 
 /// Everything a worker needs to handle requests, built once from [`Settings`].
@@ -81,6 +84,8 @@ pub struct Proxy {
     /// The admin console (`/_usher/admin/`), installed by `App::build` once the sync
     /// service exists; unset, the console answers 404.
     pub admin: std::sync::OnceLock<Arc<crate::admin::Admin>>,
+    /// Request counters of usher's own answers (`upstream="usher"`).
+    usher_metrics: Option<&'static UpstreamMetrics>,
 }
 
 /// Why the proxy could not be built from a valid config (files, certificates).
@@ -151,6 +156,7 @@ impl Proxy {
                     .assertion_header
                     .as_ref()
                     .map(|_| AssertionCache::new(sign_in.signer.clone(), &u.name)),
+                metrics: upstream_metrics(name),
             });
         }
         let hosts = HostTable::new(settings.upstreams.iter().map(|u| u.host.as_str()));
@@ -165,6 +171,7 @@ impl Proxy {
             readiness: reserved::Readiness::default(),
             sign_in,
             admin: std::sync::OnceLock::new(),
+            usher_metrics: upstream_metrics("usher"),
         }))
     }
 
@@ -196,9 +203,13 @@ impl Proxy {
         } = self
             .dispatch(&pools, conn, req, &uri, &request_id, &host, json)
             .await;
+        let metrics = self.metrics_for(upstream);
         let mut resp = match result {
             Ok(resp) => resp,
             Err(err) => {
+                if let (Some(m), Some(kind)) = (metrics, UpstreamErrorKind::of(&err)) {
+                    m.error(kind);
+                }
                 tracing::warn!(
                     error = %err,
                     request_id = request_id.to_str().unwrap_or("-"),
@@ -221,9 +232,21 @@ impl Proxy {
             upstream,
             request_id,
             user,
+            metrics,
         };
         let (parts, body) = resp.into_parts();
         Response::from_parts(parts, body.with_log(record))
+    }
+
+    /// The counters of the upstream named `upstream` (a name from `Dispatched`, so
+    /// compared by address: a few pointer comparisons, no string compare).
+    fn metrics_for(&self, upstream: &'static str) -> Option<&'static UpstreamMetrics> {
+        // Metrics off (no admin listener): every table is `None`; skip the scan.
+        self.usher_metrics?;
+        self.upstreams
+            .iter()
+            .find(|u| std::ptr::eq(u.target.name, upstream))
+            .map_or(self.usher_metrics, |u| u.metrics)
     }
 
     #[allow(clippy::too_many_arguments)]

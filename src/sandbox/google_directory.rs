@@ -351,27 +351,11 @@ impl GoogleDirectoryEmulator {
             q.extend(std::iter::repeat_n(fault, times));
         }
     }
-
-    /// Issues a consent code as if `subject` had approved `client_id` (what the
-    /// OIDC `/authorize` page would redirect back with).
-    pub fn issue_consent_code(
-        &self,
-        client_id: &str,
-        subject: &str,
-        scopes: &[&str],
-        redirect_uri: &str,
-    ) -> String {
-        crate::sandbox::google_oidc::ConsentIssuer::issue_consent_code(
-            self,
-            client_id,
-            subject,
-            scopes,
-            redirect_uri,
-        )
-    }
 }
 
 impl crate::sandbox::google_oidc::ConsentIssuer for GoogleDirectoryEmulator {
+    /// Issues a consent code as if `subject` had approved `client_id` (what the
+    /// OIDC `/authorize` page redirects back with).
     fn issue_consent_code(
         &self,
         client_id: &str,

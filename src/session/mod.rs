@@ -13,6 +13,7 @@ use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::admin::metrics;
 use crate::config::{SessionSettings, SessionStoreKind};
 
 pub use self::cookie::{strip_usher_cookies, CookieCodec, CookieError, UsherCookieNames};
@@ -243,7 +244,10 @@ impl Sessions {
                 return None;
             }
         };
-        session.check(&self.policy, now).ok()?;
+        if let Err(end) = session.check(&self.policy, now) {
+            metrics::session_ended(metrics::SessionEndReason::Lifetime(end));
+            return None;
+        }
         Some(session)
     }
 
@@ -298,6 +302,7 @@ impl Sessions {
     /// returns `Set-Cookie` values that clear every chunk.
     pub async fn end(&self, cookie_header: &str) -> Vec<String> {
         if let Some(payload) = self.codec.decode::<CookiePayload>(cookie_header) {
+            metrics::session_ended(metrics::SessionEndReason::Logout);
             if let Err(e) = self.store.revoke(payload.session_id()).await {
                 tracing::warn!(error = %e, "could not revoke session in the store; the cookie is cleared anyway");
             }

@@ -188,6 +188,7 @@ pub async fn run(
         report.errors.push(msg);
     }
     tracing::info!(sync_id = %report.id, status = ?report.status, duration_ms = report.duration_ms, "{}", report.summary_line());
+    crate::admin::metrics::sync_finished(&report, SystemTime::now());
     report
 }
 

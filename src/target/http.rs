@@ -19,6 +19,7 @@ pub use super::dialect::Flavor;
 use super::retry::server_hint;
 pub use super::retry::{retry_delay, Clock, RecordingClock, RetryPolicy, SystemClock};
 use super::TargetError;
+use crate::admin::metrics::{self, Api, RetryReason};
 use crate::config::{TargetAuth, TargetSettings};
 
 /// Characters escaped inside one path segment (everything but unreserved).
@@ -160,7 +161,13 @@ impl RestClient {
         loop {
             attempt += 1;
             let outcome = self.attempt(&method, &url, body).await;
-            let (retryable, headers, last) = match outcome {
+            metrics::target_request(
+                &self.target,
+                self.flavor,
+                &method,
+                outcome.as_ref().ok().map(|r| r.status.as_u16()),
+            );
+            let (retryable, headers, last, why) = match outcome {
                 Ok(reply) => {
                     let s = reply.status;
                     let retry = s == StatusCode::TOO_MANY_REQUESTS
@@ -169,12 +176,23 @@ impl RestClient {
                     if !retry {
                         return self.check_identity(reply);
                     }
-                    (true, reply.headers.clone(), Err(self.error(&reply, what)))
+                    let why = if s == StatusCode::TOO_MANY_REQUESTS {
+                        RetryReason::RateLimited
+                    } else {
+                        RetryReason::ServerError
+                    };
+                    (
+                        true,
+                        reply.headers.clone(),
+                        Err(self.error(&reply, what)),
+                        why,
+                    )
                 }
                 Err((retry, err)) => (
                     retry && (idempotent || is_connect(&err)),
                     HeaderMap::new(),
                     Err(err),
+                    RetryReason::Connection,
                 ),
             };
             if !retryable || attempt >= self.retry.max_attempts {
@@ -186,6 +204,7 @@ impl RestClient {
                 return last;
             }
             tracing::debug!(target_name = %self.target, what, attempt, ?delay, "retrying");
+            metrics::api_retry(Api::Target, &self.target, why, delay);
             self.clock.sleep(delay).await;
             waited += delay;
         }

@@ -14,36 +14,27 @@
 // as admin-failure.png), 2 on bad arguments.
 
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import { chromium } from 'playwright-core';
 
-function die(code, message) {
-  process.stderr.write(`admin.mjs: ${message}\n`);
-  process.exit(code);
-}
+import { die as dieAs, parseCli } from './cli.mjs';
 
-let args;
-try {
-  ({ values: args } = parseArgs({
-    options: {
-      base: { type: 'string' },
-      admin: { type: 'string' },
-      user: { type: 'string' },
-      out: { type: 'string' },
-      'timeout-ms': { type: 'string', default: '120000' },
-    },
-  }));
-} catch (e) {
-  die(2, e.message);
-}
-for (const name of ['base', 'admin', 'user', 'out']) {
-  if (!args[name]) die(2, `--${name} is required (see the usage at the top of admin.mjs)`);
-}
+const die = (code, message) => dieAs('admin.mjs', code, message);
+
+const [args, timeout] = parseCli(
+  'admin.mjs',
+  {
+    base: { type: 'string' },
+    admin: { type: 'string' },
+    user: { type: 'string' },
+    out: { type: 'string' },
+    'timeout-ms': { type: 'string', default: '120000' },
+  },
+  ['base', 'admin', 'user', 'out'],
+);
 if (!/^http:\/\/(127\.\d+\.\d+\.\d+|localhost)(:\d+)?$/.test(args.base)) {
   die(2, `--base ${args.base} must be a loopback http://HOST:PORT`);
 }
-const timeout = Number.parseInt(args['timeout-ms'], 10);
 const deadline = Date.now() + timeout;
 const left = () => Math.max(1, deadline - Date.now());
 const admin = `${args.base}/_usher/admin`;

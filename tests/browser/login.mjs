@@ -18,35 +18,25 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import { chromium } from 'playwright-core';
 
-function die(code, message) {
-  process.stderr.write(`login.mjs: ${message}\n`);
-  process.exit(code);
-}
+import { die as dieAs, parseCli } from './cli.mjs';
 
-let args;
-try {
-  ({ values: args } = parseArgs({
-    options: {
-      start: { type: 'string' },
-      email: { type: 'string' },
-      'expect-prefix': { type: 'string' },
-      screenshot: { type: 'string' },
-      'timeout-ms': { type: 'string', default: '30000' },
-      'map-host': { type: 'string', multiple: true, default: [] },
-    },
-  }));
-} catch (e) {
-  die(2, e.message);
-}
-for (const name of ['start', 'email', 'expect-prefix', 'screenshot']) {
-  if (!args[name]) die(2, `--${name} is required (see the usage at the top of login.mjs)`);
-}
-const timeout = Number.parseInt(args['timeout-ms'], 10);
-if (!(timeout > 0)) die(2, `--timeout-ms ${args['timeout-ms']} is not a positive number`);
+const die = (code, message) => dieAs('login.mjs', code, message);
+
+const [args, timeout] = parseCli(
+  'login.mjs',
+  {
+    start: { type: 'string' },
+    email: { type: 'string' },
+    'expect-prefix': { type: 'string' },
+    screenshot: { type: 'string' },
+    'timeout-ms': { type: 'string', default: '30000' },
+    'map-host': { type: 'string', multiple: true, default: [] },
+  },
+  ['start', 'email', 'expect-prefix', 'screenshot'],
+);
 const hostRules = args['map-host'].map((m) => {
   const found = /^([A-Za-z0-9.-]+)=(127\.\d+\.\d+\.\d+|localhost)(?::(\d+))?$/.exec(m);
   if (!found) die(2, `--map-host ${m} is not NAME=127.0.0.1:PORT (loopback only)`);

@@ -25,11 +25,9 @@ async fn sandbox() -> SandboxHandles {
     .expect("sandbox starts")
 }
 
-/// The sandbox's usher fragment with the service account replaced by `oauth = true`.
-fn oauth_settings(sb: &SandboxHandles) -> usher::config::Settings {
-    let fragment: String = sb
-        .usher_toml()
-        .lines()
+/// Config text with the directory's service account replaced by `oauth = true`.
+fn oauth_mode(text: &str) -> String {
+    text.lines()
         .filter(|l| !l.starts_with("service_account_key") && !l.starts_with("admin_subject"))
         .map(|l| {
             if l == "idp = \"google\"" {
@@ -38,7 +36,12 @@ fn oauth_settings(sb: &SandboxHandles) -> usher::config::Settings {
                 format!("{l}\n")
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The sandbox's usher fragment with the service account replaced by `oauth = true`.
+fn oauth_settings(sb: &SandboxHandles) -> usher::config::Settings {
+    let fragment = oauth_mode(&sb.usher_toml());
     let text = format!(
         r#"
 [server]
@@ -244,20 +247,9 @@ async fn a_service_account_directory_has_no_connect_flow() {
 /// signs in and is provisioned from the directory.
 #[tokio::test]
 async fn the_admin_connects_the_directory_through_the_console_then_everyone_signs_in() {
-    let d = usher::sandbox::demo::start_with(0, |t| {
-        t.lines()
-            .filter(|l| !l.starts_with("service_account_key") && !l.starts_with("admin_subject"))
-            .map(|l| {
-                if l == "idp = \"google\"" {
-                    "idp = \"google\"\noauth = true\n".to_string()
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect()
-    })
-    .await
-    .expect("demo starts in oauth mode");
+    let d = usher::sandbox::demo::start_with(0, |t| oauth_mode(&t))
+        .await
+        .expect("demo starts in oauth mode");
     let host = d.addr.to_string();
     let public = format!("http://{host}");
 

@@ -10,6 +10,7 @@ mod cli;
 mod connect;
 mod demo;
 mod harness;
+mod metrics;
 mod oidc_peer;
 mod peers;
 mod proxy;

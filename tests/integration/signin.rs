@@ -73,15 +73,24 @@ impl Browser {
         path: &str,
         headers: &[(&str, &str)],
     ) -> reqwest::Response {
-        let mut req = self
-            .http
-            .get(format!("http://{}{}", self.addr, path))
-            .header("host", self.host.as_str());
+        let req = self.http.get(format!("http://{}{}", self.addr, path));
+        self.send(req, headers, ("accept", "text/html")).await
+    }
+
+    /// Sends with the Host, the cookie jar, `default` unless `headers` set that
+    /// header, and `headers`; keeps the cookies the answer sets.
+    async fn send(
+        &mut self,
+        mut req: reqwest::RequestBuilder,
+        headers: &[(&str, &str)],
+        default: (&str, &str),
+    ) -> reqwest::Response {
+        req = req.header("host", self.host.as_str());
         if !headers
             .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+            .any(|(k, _)| k.eq_ignore_ascii_case(default.0))
         {
-            req = req.header("accept", "text/html");
+            req = req.header(default.0, default.1);
         }
         let cookies = self.cookie_header();
         if !cookies.is_empty() {
@@ -107,27 +116,12 @@ impl Browser {
         headers: &[(&str, &str)],
         body: &str,
     ) -> reqwest::Response {
-        let mut req = self
+        let req = self
             .http
             .post(format!("http://{}{}", self.addr, path))
-            .header("host", self.host.as_str())
             .body(body.to_string());
-        if !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            req = req.header("content-type", "application/x-www-form-urlencoded");
-        }
-        let cookies = self.cookie_header();
-        if !cookies.is_empty() {
-            req = req.header("cookie", cookies);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.unwrap();
-        self.absorb(&resp);
-        resp
+        let form = ("content-type", "application/x-www-form-urlencoded");
+        self.send(req, headers, form).await
     }
 
     /// Follows the whole sign-in from a protected URL; returns the final response
