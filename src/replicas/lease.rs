@@ -134,8 +134,14 @@ impl LeaderLease {
     }
 
     /// One look at the lease: renew it when held, else try to take it. Returns how
-    /// long to wait before the next look.
+    /// long to wait before the next look. Publishes the `usher_sync_leader` gauge.
     pub async fn step(&self) -> Duration {
+        let wait = self.look().await;
+        crate::admin::metrics::sync_leader(self.is_leader());
+        wait
+    }
+
+    async fn look(&self) -> Duration {
         if self.stopped.load(Ordering::SeqCst) {
             return self.period;
         }
@@ -190,6 +196,7 @@ impl LeaderLease {
         self.stopped.store(true, Ordering::SeqCst);
         let held = self.held();
         self.set(None);
+        crate::admin::metrics::sync_leader(false);
         if let Some(held) = held {
             if let Err(e) = self.shared.release(&held).await {
                 tracing::warn!(error = %e, "could not release the sync leader lease; it expires on its own");

@@ -176,17 +176,26 @@ async fn exactly_one_replica_runs_each_scheduled_sync() {
 struct Serve {
     child: tokio::process::Child,
     port: u16,
+    /// `admin_listen` (metrics).
+    admin: u16,
+}
+
+impl Serve {
+    /// `usher_sync_leader` from this process's `/metrics`.
+    async fn leader_gauge(&self) -> Option<f64> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.admin);
+        let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+        let scrape = usher::admin::metrics::Scrape::parse(&text).unwrap();
+        scrape.get(usher::admin::metrics::SYNC_LEADER, &[])
+    }
 }
 
 async fn serve(c: &Cluster, name: &str) -> Serve {
     let dir = crate::harness::temp_dir(name);
-    let port = free_port();
+    let (port, admin) = (free_port(), free_port());
     let path = dir.join("usher.toml");
-    std::fs::write(
-        &path,
-        c.config_for(&dir.join("state"), &format!("127.0.0.1:{port}")),
-    )
-    .unwrap();
+    let listen = format!("127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}");
+    std::fs::write(&path, c.config_for(&dir.join("state"), &listen)).unwrap();
     let log = std::fs::File::create(dir.join("usher.log")).unwrap();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_usher"))
         .args(["serve", "-c"])
@@ -209,7 +218,7 @@ async fn serve(c: &Cluster, name: &str) -> Serve {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Serve { child, port }
+    Serve { child, port, admin }
 }
 
 /// The pid inside a replica id (`host:pid:random`).
@@ -262,6 +271,10 @@ async fn killing_the_sync_leader_hands_the_schedule_to_the_other_replica() {
         assert_eq!(pid_of(&leader), two.child.id());
         (&mut two, &mut one)
     };
+
+    // Its metrics say so; the other's say it is not.
+    assert_eq!(dead.leader_gauge().await, Some(1.0));
+    assert_eq!(survivor.leader_gauge().await, Some(0.0));
 
     // Kill the leader half a second before its next sync is due.
     let due: u64 = shared
@@ -322,6 +335,8 @@ async fn killing_the_sync_leader_hands_the_schedule_to_the_other_replica() {
     );
     // Only one scheduled run per due time: the dead leader never ran this one.
     assert_eq!(reports.ids().await.unwrap().len(), 2);
+
+    assert_eq!(survivor.leader_gauge().await, Some(1.0));
 
     // A leader stopped cleanly (SIGTERM) hands the lease back at once instead of
     // letting it run out.
