@@ -97,7 +97,7 @@ fn login_provisioner(
             })?;
         targets.push(target::build(t).map_err(|e| err(&format!("[[target]] {name}"), &e))?);
     }
-    let links = open_configured(&settings.state).map_err(|e| err("identity links", &e))?;
+    let links = open_configured(settings).map_err(|e| err("identity links", &e))?;
     let audit = AuditLog::open(&settings.state.dir).map_err(|e| err("audit log", &e))?;
     let mut provisioner = LoginProvisioner::new(
         settings.clone(),

@@ -64,12 +64,19 @@ pub trait LinkStore: Send + Sync {
 }
 
 /// The identity-link store for this config: shared through Redis when `[state]
-/// redis_url` is set (several replicas), else the file under `[state] dir`.
+/// redis_url` is set (several replicas; links of an earlier single-replica
+/// `links.jsonl` are imported once), else the file under `[state] dir`.
 pub fn open_configured(
-    state: &crate::config::StateSettings,
+    settings: &crate::config::Settings,
 ) -> Result<std::sync::Arc<dyn LinkStore>, LinkError> {
+    let state = &settings.state;
     Ok(match &state.redis_url {
-        Some(url) => std::sync::Arc::new(super::redis_links::RedisLinkStore::connect(url)?),
+        Some(url) => {
+            let store = super::redis_links::RedisLinkStore::connect(url)?;
+            let targets: Vec<&str> = settings.targets.iter().map(|t| t.name.as_str()).collect();
+            store.import_file_once(&state.dir, &targets)?;
+            std::sync::Arc::new(store)
+        }
         None => std::sync::Arc::new(FileLinkStore::open(&state.dir)?),
     })
 }

@@ -174,3 +174,47 @@ async fn redis_link_store_reports_an_unreachable_redis_and_recovers() {
     s.put("jira", &xid("1"), &la("ann", None)).unwrap();
     assert_eq!(s.get("jira", &xid("1")).unwrap(), Some(la("ann", None)));
 }
+
+#[tokio::test]
+async fn moving_to_redis_imports_the_link_file_once_without_overwriting() {
+    let Some(server) = start_redis().await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "usher-links-import-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let file = FileLinkStore::open(&dir).unwrap();
+    file.put("jira", &xid("1"), &la("ann", Some("K1"))).unwrap();
+    file.put("jira", &xid("2"), &la("bo", None)).unwrap();
+    file.put("confluence", &xid("1"), &la("ann-c", None))
+        .unwrap();
+    file.put("gone-target", &xid("1"), &la("x", None)).unwrap();
+    let url = Secret::new(server.url.clone());
+    let redis = RedisLinkStore::connect(&url).unwrap();
+    // Already in Redis (a replica linked it first): kept.
+    redis.put("jira", &xid("2"), &la("bo.new", None)).unwrap();
+    let added = redis
+        .import_file_once(&dir, &["jira", "confluence"])
+        .unwrap();
+    assert_eq!(added, 2);
+    assert_eq!(
+        redis.get("jira", &xid("1")).unwrap(),
+        Some(la("ann", Some("K1")))
+    );
+    assert_eq!(
+        redis.get("jira", &xid("2")).unwrap(),
+        Some(la("bo.new", None))
+    );
+    assert_eq!(redis.for_target("confluence").unwrap().len(), 1);
+    assert!(redis.for_target("gone-target").unwrap().is_empty());
+    // Once: a later change to the file is not imported again.
+    file.put("jira", &xid("3"), &la("cy", None)).unwrap();
+    assert_eq!(redis.import_file_once(&dir, &["jira"]).unwrap(), 0);
+    assert_eq!(redis.get("jira", &xid("3")).unwrap(), None);
+    // No file: nothing to do.
+    let empty = dir.join("none");
+    assert_eq!(redis.import_file_once(&empty, &["jira"]).unwrap(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

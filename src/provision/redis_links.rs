@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::config::Secret;
 use crate::identity::ExternalId;
 
-use super::link_store::{LinkError, LinkStore};
+use super::link_store::{FileLinkStore, LinkError, LinkStore};
 use super::links::LinkedAccount;
 
 /// Key prefix of the per-target hashes.
@@ -152,6 +152,58 @@ impl RedisLinkStore {
                 Err(e) => return Err(redis_err(op)(e)),
             }
         }
+    }
+}
+
+impl RedisLinkStore {
+    /// The key that records the one-time import of a `links.jsonl`.
+    fn imported_key(&self) -> String {
+        format!("{}imported", self.prefix)
+    }
+
+    /// Moving from one replica to several: copies the links of `<dir>/links.jsonl`
+    /// (if there is one) for these targets into Redis, once per Redis (a marker key
+    /// remembers it), never overwriting a link already in Redis. Returns how many
+    /// links were added.
+    pub fn import_file_once(
+        &self,
+        dir: &std::path::Path,
+        targets: &[&str],
+    ) -> Result<usize, LinkError> {
+        if !dir.join(FileLinkStore::FILE).exists() {
+            return Ok(0);
+        }
+        let done: Option<String> = self.with_conn("check the link import", |c| {
+            redis::cmd("GET").arg(self.imported_key()).query(c)
+        })?;
+        if done.is_some() {
+            return Ok(0);
+        }
+        let file = FileLinkStore::open(dir)?;
+        let mut added = 0;
+        for target in targets {
+            for (id, account) in file.for_target(target)? {
+                if self.put_new(target, &id, &account)?.is_none() {
+                    added += 1;
+                }
+            }
+        }
+        let note = format!(
+            "{added} link(s) from {} at {}",
+            dir.join(FileLinkStore::FILE).display(),
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        );
+        let _: () = self.with_conn("record the link import", |c| {
+            redis::cmd("SET")
+                .arg(self.imported_key())
+                .arg(note.as_str())
+                .query(c)
+        })?;
+        tracing::info!(
+            added,
+            "identity links imported from links.jsonl into redis (once)"
+        );
+        Ok(added)
     }
 }
 

@@ -263,7 +263,7 @@ async fn reconcile(
         .map(|s| format!("{}: {}", s.email, s.reason))
         .collect();
 
-    let links = open_configured(&settings.state).map_err(|e| e.to_string())?;
+    let links = open_configured(settings).map_err(|e| e.to_string())?;
     let links = links.as_ref();
 
     // 3. Read and plan every target (concurrently), then judge them all.
