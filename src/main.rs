@@ -193,10 +193,9 @@ fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = stop.send(true);
     if let Some(sync) = sync {
         // Several replicas: hand the sync leader lease over before exiting.
-        let _ = rt.block_on(tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            sync.resign(),
-        ));
+        rt.block_on(async {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sync.resign()).await;
+        });
     }
     workers.join();
     tracing::info!("usher stopped");

@@ -345,9 +345,10 @@ async fn killing_the_sync_leader_hands_the_schedule_to_the_other_replica() {
         .status()
         .unwrap();
     assert!(status.success());
-    tokio::time::timeout(Duration::from_secs(10), survivor.child.wait())
+    let exit = tokio::time::timeout(Duration::from_secs(10), survivor.child.wait())
         .await
         .expect("usher serve stops on SIGTERM")
         .unwrap();
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
     assert_eq!(leader_now().await, None, "lease released on shutdown");
 }
