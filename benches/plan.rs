@@ -159,6 +159,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         protected: provisioning.protected_users.clone(),
         complete_read: true,
         population: Population::Everyone,
+        source: None,
     };
     let t2 = Instant::now();
     let plan = plan_for(PlanInput {

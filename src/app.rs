@@ -124,7 +124,10 @@ pub struct App {
     pub sync: Option<Arc<SyncService>>,
     /// The `admin_listen` listener (metrics, health), bound; served from `run`.
     admin: Option<AdminListener>,
-    /// The control runtime `build` ran on: the admin listener is served there.
+    /// Applies inbound SCIM pushes to the targets; its worker starts in [`App::run`].
+    pub scim_pusher: Option<Arc<crate::directory::scim_in::Pusher>>,
+    /// The control runtime `build` ran on: the admin listener and the SCIM pusher
+    /// are served there.
     control: Handle,
 }
 
@@ -183,10 +186,17 @@ impl App {
             Some(shared) => Arc::new(s.with_shared(shared.clone())),
             None => Arc::new(s),
         });
+        let inbound = crate::directory::scim_in::build(&settings)
+            .map_err(|e| StartError::Provisioning(e.to_string()))?;
         let proxy = Proxy::build(settings.clone(), sign_in)?;
         let _ = proxy
             .admin
             .set(Arc::new(crate::admin::Admin::new(settings, sync.clone())));
+        let mut scim_pusher = None;
+        if let Some(inbound) = inbound {
+            let _ = proxy.scim.set(inbound.server);
+            scim_pusher = inbound.pusher;
+        }
         Ok(App {
             proxy,
             listeners,
@@ -194,6 +204,7 @@ impl App {
             addr,
             sync,
             admin,
+            scim_pusher,
             control,
         })
     }
@@ -215,6 +226,9 @@ impl App {
     pub fn run(self, shutdown: watch::Receiver<bool>) -> Result<Workers, StartError> {
         if let Some(sync) = &self.sync {
             let _ = sync.spawn_scheduler(shutdown.clone());
+        }
+        if let Some(pusher) = &self.scim_pusher {
+            self.control.spawn(pusher.clone().run(shutdown.clone()));
         }
         let proxy = self.proxy.clone();
         let workers = server::start(self.proxy, self.listeners, self.options, shutdown.clone())?;

@@ -298,6 +298,7 @@ pub fn provision_operation(target: &str, operation: &'static str, outcome: &OpOu
         Actor::Login => "login",
         Actor::Sync => "sync",
         Actor::Admin => "admin",
+        Actor::Scim => "scim",
     };
     counter!(
         PROVISION_OPERATIONS,

@@ -12,6 +12,7 @@ pub mod google_auth;
 mod google_tests;
 mod google_wire;
 pub mod retry;
+pub mod scim_in;
 pub mod token_store;
 
 use std::future::Future;

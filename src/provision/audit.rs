@@ -23,6 +23,8 @@ pub enum Actor {
     Sync,
     /// An administrator (admin console "Synchronize").
     Admin,
+    /// An inbound SCIM push from an identity provider (`by` = `scim:<idp>`).
+    Scim,
 }
 
 /// How one operation ended.

@@ -6,7 +6,7 @@
 //! `refresh_after` costs no API call. Also re-checks sessions (`revalidate_after`).
 //! Owns no decision logic: mapping, planning and applying live beside it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,9 +16,10 @@ use dashmap::DashMap;
 
 use super::apply::{self, ApplyContext};
 use super::audit::{Actor, AuditLog};
+use super::known_groups::KnownGroups;
 use super::link_store::LinkStore;
 use super::login_shared::{reusable, SharedFlight};
-use super::mapping::{DesiredAccount, Mapper};
+use super::mapping::{DesiredAccount, GroupName, Mapper};
 use super::plan::{plan_for, PlanInput, Policy, Population};
 use super::read::read_person;
 use crate::auth::error::{AuthError, DenialReason};
@@ -47,6 +48,11 @@ pub struct LoginProvisioner {
     verdicts: DashMap<String, (Instant, bool)>,
     /// Cross-replica single-flight (`[state] redis_url`).
     shared: Option<SharedFlight>,
+    /// IdP groups seen by syncs and sign-ins (what the rules may manage).
+    known: KnownGroups,
+    /// Per IdP: the target groups the current rules make of the known groups, with
+    /// the store version they were computed from.
+    known_scopes: DashMap<String, (u64, Arc<BTreeSet<GroupName>>)>,
 }
 
 /// Why the provisioner could not be built.
@@ -70,6 +76,8 @@ impl LoginProvisioner {
                 .map_err(|e| LoginSetupError(format!("[[idp]] {}: {e}", idp.name)))?;
             mappers.insert(idp.name.clone(), m);
         }
+        let known =
+            KnownGroups::open(&settings.state.dir).map_err(|e| LoginSetupError(e.to_string()))?;
         Ok(LoginProvisioner {
             settings,
             directory,
@@ -81,6 +89,8 @@ impl LoginProvisioner {
             flights: DashMap::new(),
             verdicts: DashMap::new(),
             shared: None,
+            known,
+            known_scopes: DashMap::new(),
         })
     }
 
@@ -89,6 +99,20 @@ impl LoginProvisioner {
     pub fn with_shared(mut self, shared: Shared) -> Self {
         self.shared = Some(SharedFlight::new(shared));
         self
+    }
+
+    /// The target groups the current rules manage for `idp`'s known groups
+    /// (recomputed only when the store changed).
+    fn known_scope(&self, idp: &str, mapper: &Mapper) -> Arc<BTreeSet<GroupName>> {
+        let version = self.known.version();
+        if let Some(cached) = self.known_scopes.get(idp).filter(|c| c.0 == version) {
+            return cached.1.clone();
+        }
+        let (version, groups) = self.known.groups(idp);
+        let scope = Arc::new(mapper.managed_scope(&groups).groups);
+        self.known_scopes
+            .insert(idp.to_string(), (version, scope.clone()));
+        scope
     }
 
     fn key(idp: &str, sub: &str) -> String {
@@ -206,6 +230,9 @@ impl LoginProvisioner {
             Err(e) if e.detail == BOOTSTRAP => return self.bootstrap_admin(identity),
             other => other?,
         };
+        if let Err(e) = self.known.remember(&identity.idp, &source.groups) {
+            tracing::warn!(error = %e, "the person's groups were not recorded as known");
+        }
         if !self.allowed(&identity.idp, &source.groups) {
             return Err(AuthError::new(
                 DenialReason::NotInAllowedGroups,
@@ -284,10 +311,22 @@ impl LoginProvisioner {
                     );
                 }
             };
-            let scope = mapper.managed_scope(&source.groups);
+            // The person's groups, plus every group the rules make of the IdP groups
+            // seen so far: a membership the person no longer has a reason for is
+            // in scope, so keep_existing = false can remove it.
+            let mut scope = mapper.managed_scope(&source.groups);
+            let known = self.known_scope(&desired.external_id.source, mapper);
+            scope.groups.extend(known.iter().cloned());
             let s = &self.settings;
+            // The person's IdP may override [groups] (keep_existing, create_missing).
+            let groups = s
+                .idps
+                .iter()
+                .find(|i| i.name == mapper.source())
+                .and_then(|i| i.groups.as_ref())
+                .unwrap_or(&s.groups);
             let mut policy =
-                Policy::from_settings(&s.provisioning, &s.groups, &s.sync, target.capabilities());
+                Policy::from_settings(&s.provisioning, groups, &s.sync, target.capabilities());
             policy.population = Population::Listed;
             let desired_list = std::slice::from_ref(desired);
             let plan = plan_for(PlanInput {

@@ -24,6 +24,7 @@
 pub mod apply;
 pub mod audit;
 pub mod explain;
+pub mod known_groups;
 pub mod link_store;
 pub mod links;
 pub mod login;

@@ -50,6 +50,11 @@ pub struct Policy {
     pub complete_read: bool,
     /// Whether people missing from `desired` are gone (full sync) or just not listed.
     pub population: Population,
+    /// The source a full sync read (`[directory] idp`): only people linked from it can
+    /// be gone. People another `[[idp]]` provisioned (a second OIDC provider, SCIM
+    /// pushes) are not in that directory and must never be deprovisioned by its sync.
+    /// `None` = every linked person counts (a single-source setup).
+    pub source: Option<String>,
 }
 
 impl Policy {
@@ -71,6 +76,7 @@ impl Policy {
             protected: provisioning.protected_users.clone(),
             complete_read: true,
             population: Population::Everyone,
+            source: None,
         }
     }
 

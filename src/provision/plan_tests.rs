@@ -85,6 +85,7 @@ pub(crate) fn policy(p: &ProvisioningSettings, g: &GroupsSettings) -> Policy {
         protected: p.protected_users.clone(),
         complete_read: true,
         population: Population::Everyone,
+        source: None,
     }
 }
 
@@ -715,4 +716,40 @@ fn a_directory_answering_almost_nobody_trips_the_safety_brake() {
     w.tweak = |p| p.deprovision = Deprovision::RemoveGroups;
     let verdict = check(&w.plan(), &limits);
     assert!(verdict.hits.iter().any(|h| matches!(h, LimitHit::GroupRemovals { group, count: 10, size: 40, .. } if group == "eng")), "{:?}", verdict.hits);
+}
+
+#[test]
+fn a_full_sync_of_one_source_never_deprovisions_people_of_another_idp() {
+    // ann came from Google, pat from a second provider ("okta": OIDC sign-in or SCIM).
+    let mut w = World::new(vec![person("1", "ann@example.com", &[])]);
+    w.actual.insert_user(user("ann", "ann@example.com", true));
+    w.actual
+        .insert_user(user("pat", "pat@partner.example", true));
+    let okta = ExternalId {
+        source: "okta".into(),
+        id: "00u-pat".into(),
+    };
+    for (id, name) in [(xid("1"), "ann"), (okta.clone(), "pat")] {
+        w.links.insert(
+            id,
+            LinkedAccount {
+                username: name.into(),
+                key: Some(format!("KEY-{name}")),
+                pending: false,
+            },
+        );
+    }
+    // Told which source it read, the Google sync leaves pat alone...
+    w.tweak = |p| p.source = Some("google".into());
+    assert!(
+        !kinds(&w.plan()).iter().any(|k| k.starts_with("deactivate")),
+        "{:?}",
+        kinds(&w.plan())
+    );
+    // ...while a person of that source who is gone is still deprovisioned.
+    w.people.clear();
+    assert_eq!(kinds(&w.plan()), vec!["deactivate:ann"]);
+    // Without a source (single-IdP setups) every linked person counts, as before.
+    w.tweak = |p| p.source = None;
+    assert_eq!(kinds(&w.plan()), vec!["deactivate:ann", "deactivate:pat"]);
 }

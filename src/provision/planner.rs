@@ -483,8 +483,9 @@ impl<'a> Planner<'a> {
             .chain(self.i.skipped.iter().map(|s| &s.external_id))
             .collect();
         let links = self.i.links;
+        let source = self.i.policy.source.as_deref();
         for (id, l) in links {
-            if present.contains(id) {
+            if present.contains(id) || source.is_some_and(|s| s != id.source) {
                 continue;
             }
             if let Some(u) = self.resolve(l) {

@@ -81,6 +81,9 @@ pub struct Proxy {
     pub readiness: reserved::Readiness,
     /// Sign-in endpoints and the per-request session check.
     pub sign_in: Arc<SignIn>,
+    /// Inbound SCIM (`/_usher/scim/v2/{idp}/`), set once by `App::build` when an
+    /// `[[idp]]` has a `scim_token`.
+    pub scim: std::sync::OnceLock<Arc<crate::directory::scim_in::ScimServer>>,
     /// The admin console (`/_usher/admin/`), installed by `App::build` once the sync
     /// service exists; unset, the console answers 404.
     pub admin: std::sync::OnceLock<Arc<crate::admin::Admin>>,
@@ -170,6 +173,7 @@ impl Proxy {
             trusted,
             readiness: reserved::Readiness::default(),
             sign_in,
+            scim: std::sync::OnceLock::new(),
             admin: std::sync::OnceLock::new(),
             usher_metrics: upstream_metrics("usher"),
         }))
@@ -269,6 +273,11 @@ impl Proxy {
             Err(e) => return Dispatched::usher(Err(e.into())),
         };
         if route::is_reserved(&path) {
+            if crate::directory::scim_in::is_scim_path(&path) {
+                // Bearer-authenticated by the IdP's token, never behind sign-in.
+                let resp = reserved::scim(self, &path, req).await;
+                return Dispatched::usher(resp.map(|r| r.map(ProxyBody::full)));
+            }
             let ctx = PageContext { json, request_id };
             if crate::admin::is_admin_path(&path) {
                 let resp = crate::admin::handle(self, &path, req, &ctx).await;

@@ -69,6 +69,23 @@ pub async fn handle<B>(
     }
 }
 
+/// Answers an inbound SCIM request (`/_usher/scim/...`): 404 when no `[[idp]]` of
+/// that name has a `scim_token`.
+pub async fn scim<B>(
+    proxy: &Proxy,
+    path: &str,
+    req: Request<B>,
+) -> Result<Response<Bytes>, RequestError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match proxy.scim.get() {
+        Some(server) => server.handle(path, req).await.ok_or(RequestError::NotFound),
+        None => Err(RequestError::NotFound),
+    }
+}
+
 /// Whether every identity provider's discovery is loaded and every upstream
 /// answers an HTTP request right now (cached for a second).
 pub async fn ready(proxy: &Proxy) -> bool {

@@ -418,6 +418,30 @@ impl GoogleDirectoryEmulator {
         }
     }
 
+    /// Adds (`member = true`) or removes a user's direct membership of a group, as
+    /// an admin editing the group would. False if either key names nothing.
+    pub fn set_member(&self, group: &str, user: &str, member: bool) -> bool {
+        let mut data = self.data.write().unwrap_or_else(|e| e.into_inner());
+        let (Some(g), Some(u)) = (data.group(group), data.user(user)) else {
+            return false;
+        };
+        let rows = &mut data.groups[g as usize].rows;
+        rows.retain(|r| r.who != Who::User(u));
+        if member {
+            rows.push(Row {
+                who: Who::User(u),
+                role: SeedRole::Member,
+            });
+        }
+        let direct = &mut data.user_groups[u as usize];
+        direct.retain(|&x| x != g);
+        if member {
+            direct.push(g);
+            direct.sort_unstable();
+        }
+        true
+    }
+
     /// Changes a user's primary email as a Workspace admin renaming the account
     /// would: the id stays and the old address becomes an alias. False if `key`
     /// names nobody or `new_email` already belongs to someone else.

@@ -29,7 +29,8 @@ pub struct SyncArgs {
     /// Print the plan (creates, updates, deactivations, group adds/removes) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// The source to read ([directory] idp); refuses to run if it names another.
+    /// The source to read: the [directory] idp, or an [[idp]] with a scim_token (the
+    /// people it pushed); refuses to run if it names anything else.
     #[arg(long, value_name = "NAME")]
     pub source: Option<String>,
     /// Only this target (repeat for several); default: every [[target]].
@@ -62,7 +63,7 @@ pub fn main(settings: Settings, args: &SyncArgs) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let sources = match Sources::from_settings(&settings) {
+    let sources = match Sources::for_source(&settings, args.source.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("usher sync: {e}");

@@ -22,6 +22,7 @@ use crate::directory::{snapshot, DirectorySnapshot};
 use crate::identity::{GroupRef, PersonWithGroups};
 use crate::provision::apply::{self, ApplyContext, OpOutcome};
 use crate::provision::audit::{Actor, AuditLog};
+use crate::provision::known_groups::KnownGroups;
 use crate::provision::link_store::open_configured;
 use crate::provision::mapping::{DesiredAccount, ManagedScope, Mapper, Skip};
 use crate::provision::plan::{plan_for, Plan, PlanInput, Policy};
@@ -42,8 +43,8 @@ const MAP_BATCH: usize = 4096;
 pub struct SyncOptions {
     /// Plan and check only; change nothing (no links, no audit lines).
     pub dry_run: bool,
-    /// `--source NAME`: must name the `[directory] idp` (guards against syncing the
-    /// wrong tenant by accident).
+    /// `--source NAME`: must name the source the [`Sources`] read (the `[directory] idp`,
+    /// or an SCIM-pushing `[[idp]]`; guards against syncing the wrong tenant by accident).
     pub source: Option<String>,
     /// `--target NAME` (repeatable): only these targets; empty = all.
     pub targets: Vec<String>,
@@ -254,6 +255,15 @@ async fn reconcile(
         None => Mapper::new(&source, &settings.provisioning, &settings.groups),
     }
     .map_err(|e| e.to_string())?;
+    // Sign-ins map these too, to know which target groups the rules manage.
+    match KnownGroups::open(&settings.state.dir) {
+        Ok(known) => {
+            if let Err(e) = known.remember(&source, &snap.groups) {
+                tracing::warn!(error = %e, "directory groups not recorded as known");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "directory groups not recorded as known"),
+    }
     let scope = mapper.managed_scope(&snap.groups);
     let (desired, skipped) = map_snapshot(&mapper, snap);
     report.directory.skipped = skipped.len();
@@ -272,6 +282,7 @@ async fn reconcile(
     for target in targets {
         plans.push(Box::pin(plan_target(
             target,
+            &source,
             settings,
             groups_settings,
             &desired,
@@ -421,6 +432,7 @@ fn map_snapshot(mapper: &Mapper, snap: DirectorySnapshot) -> (Vec<DesiredAccount
 #[allow(clippy::too_many_arguments)]
 async fn plan_target(
     target: Arc<dyn Target>,
+    scope_source: &str,
     settings: &Settings,
     groups: &crate::config::GroupsSettings,
     desired: &[DesiredAccount],
@@ -463,12 +475,14 @@ async fn plan_target(
         Ok(l) => l,
         Err(e) => return fail(tr, e.to_string()),
     };
-    let policy = Policy::from_settings(
+    let mut policy = Policy::from_settings(
         &settings.provisioning,
         groups,
         &settings.sync,
         counted.capabilities(),
     );
+    // Only people of the source read here can be gone (not those of other IdPs).
+    policy.source = Some(scope_source.to_string());
     let plan = plan_for(PlanInput {
         target: &name,
         desired,

@@ -69,6 +69,43 @@ impl Sources {
     }
 }
 
+impl Sources {
+    /// Like [`Sources::from_settings`], but `--source NAME` naming an `[[idp]]` with a
+    /// `scim_token` (and not the `[directory] idp`) reads the people that IdP pushed
+    /// to usher's inbound SCIM endpoint (`<state dir>/scim/NAME.json`) instead.
+    pub fn for_source(settings: &Settings, source: Option<&str>) -> Result<Self, SyncError> {
+        let scim_idp = source.and_then(|name| {
+            let is_directory = settings.directory.as_ref().is_some_and(|d| d.idp == name);
+            settings
+                .idps
+                .iter()
+                .find(|i| i.name == name && i.scim_token.is_some() && !is_directory)
+        });
+        let Some(idp) = scim_idp else {
+            return Self::from_settings(settings);
+        };
+        let store = crate::directory::scim_in::ScimStore::open(
+            &settings.state.dir,
+            std::slice::from_ref(&idp.name),
+        )
+        .map_err(|e| {
+            SyncError::Directory(crate::directory::DirectoryError::Config {
+                detail: e.to_string(),
+            })
+        })?;
+        let directory = crate::directory::scim_in::ScimDirectory::new(Arc::new(store), &idp.name);
+        let mut targets = Vec::with_capacity(settings.targets.len());
+        for t in &settings.targets {
+            targets.push(crate::target::build(t)?);
+        }
+        Ok(Sources {
+            directory: Arc::new(directory),
+            targets,
+            directory_calls: None,
+        })
+    }
+}
+
 /// Calls made to one target during a sync (method calls; the HTTP client's own
 /// retries are not counted separately).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -141,6 +141,7 @@ async fn admins_by_idp_group_are_decided_at_sign_in() {
             "users = [\"alice@example.com\"]",
             "users = []\ngroups = [\"Support@example.com\"]",
         )
+        .replace("revalidate_after = \"20s\"", "revalidate_after = \"1s\"")
     })
     .await;
     let mut frank = signed_in(&d, "frank@example.com").await;
@@ -149,6 +150,17 @@ async fn admins_by_idp_group_are_decided_at_sign_in() {
     assert!(html.contains("frank@example.com"));
     let mut alice = signed_in(&d, "alice@example.com").await;
     assert_eq!(alice.get("/_usher/admin/").await.status(), 403);
+
+    // frank leaves support@ in Google: at the next revalidation he is no admin.
+    assert!(d
+        .sandbox
+        .directory
+        .set_member("support@example.com", "frank@example.com", false));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, _) = page(&mut frank, "/_usher/admin/").await;
+    assert_eq!(status, 403, "admin access ends with the group membership");
+    // Still signed in (he is active and allowed), just not an admin.
+    assert_eq!(frank.get("/").await.status(), 200);
     d.shutdown();
 }
 

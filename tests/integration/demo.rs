@@ -269,3 +269,28 @@ async fn a_person_renamed_in_google_keeps_one_account_renamed_at_the_next_login(
     }
     d.shutdown();
 }
+
+#[tokio::test]
+async fn a_group_change_in_google_reaches_jira_at_the_next_login() {
+    let d = demo::start_with(0, |t| {
+        t.replace("refresh_after = \"1m\"", "refresh_after = \"0s\"")
+    })
+    .await
+    .expect("demo starts");
+    let mut b = browser(&d);
+    assert_eq!(b.sign_in("/", "alice@example.com").await.status(), 302);
+    assert!(d.sandbox.jira.state().members("backend").contains("alice"));
+
+    // Removed from backend@ in Google (keep_existing = false): the on-the-fly group
+    // membership goes at the next sign-in; the default group stays.
+    assert!(d
+        .sandbox
+        .directory
+        .set_member("backend@example.com", "alice@example.com", false));
+    let mut again = browser(&d);
+    assert_eq!(again.sign_in("/", "alice@example.com").await.status(), 302);
+    let jira = d.sandbox.jira.state();
+    assert!(!jira.members("backend").contains("alice"), "removed");
+    assert!(jira.members("jira-software-users").contains("alice"));
+    d.shutdown();
+}

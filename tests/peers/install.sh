@@ -55,3 +55,13 @@ npm_ci tests/browser
 # --- SCIM peers (branch targets): scim2-server, scim2-tester, scim2-cli in target/peers-venv ---
 timeout 300 bash tests/peers/scim2_server.sh install
 # --- end SCIM peers ---
+
+# --- inbound SCIM tests (branch scim): scim2-client and scim2-tester importable in the same
+# venv (tests/scim/*.py drive usher's /_usher/scim/v2/ with them) ---
+scim_venv="${USHER_PEERS_VENV:-target/peers-venv}"
+if ! "$scim_venv/bin/python" -c 'import scim2_client, scim2_tester, httpx2' 2>/dev/null; then
+  echo "installing scim2-client and scim2-tester into $scim_venv" >&2
+  timeout 300 "$scim_venv/bin/pip" install --quiet --disable-pip-version-check \
+    'scim2-client==0.13.2' 'scim2-tester[httpx2]==0.5.2'
+fi
+# --- end inbound SCIM tests ---
