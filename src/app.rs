@@ -14,10 +14,11 @@ use crate::config::Settings;
 use crate::directory::google::GoogleDirectory;
 use crate::directory::Directory;
 use crate::provision::audit::AuditLog;
-use crate::provision::link_store::FileLinkStore;
+use crate::provision::link_store::open_configured;
 use crate::provision::login::LoginProvisioner;
 use crate::proxy::server::{self, ServeError, ServerOptions, Workers};
 use crate::proxy::{tls, BuildError, Proxy};
+use crate::replicas::Shared;
 use crate::sync::SyncService;
 use crate::target;
 
@@ -42,11 +43,17 @@ pub enum StartError {
     /// The sync clients (directory, targets) could not be built.
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+    /// `[state] redis_url` is set but Redis cannot be reached.
+    #[error(transparent)]
+    Shared(#[from] crate::replicas::SharedError),
 }
 
 /// The login-time provisioner, when there is anything to provision from or into:
 /// a `[directory]` (people read at login) or targets named by an upstream.
-fn login_provisioner(settings: &Arc<Settings>) -> Result<Option<Arc<dyn Admission>>, StartError> {
+fn login_provisioner(
+    settings: &Arc<Settings>,
+    shared: Option<&Shared>,
+) -> Result<Option<Arc<dyn Admission>>, StartError> {
     let err =
         |what: &str, e: &dyn std::fmt::Display| StartError::Provisioning(format!("{what}: {e}"));
     let mut names: Vec<&str> = Vec::new();
@@ -90,16 +97,19 @@ fn login_provisioner(settings: &Arc<Settings>) -> Result<Option<Arc<dyn Admissio
             })?;
         targets.push(target::build(t).map_err(|e| err(&format!("[[target]] {name}"), &e))?);
     }
-    let links = FileLinkStore::open(&settings.state.dir).map_err(|e| err("identity links", &e))?;
+    let links = open_configured(settings).map_err(|e| err("identity links", &e))?;
     let audit = AuditLog::open(&settings.state.dir).map_err(|e| err("audit log", &e))?;
-    let provisioner = LoginProvisioner::new(
+    let mut provisioner = LoginProvisioner::new(
         settings.clone(),
         directory,
         targets,
-        Arc::new(links),
+        links,
         Some(Arc::new(audit)),
     )
     .map_err(|e| err("login provisioning", &e))?;
+    if let Some(shared) = shared {
+        provisioner = provisioner.with_shared(shared.clone());
+    }
     Ok(Some(Arc::new(provisioner)))
 }
 
@@ -161,13 +171,21 @@ impl App {
             header_read_timeout: s.header_read_timeout,
             shutdown_grace: s.shutdown_grace,
         };
+        // Several replicas: one connection for the locks, the lease and the reports.
+        let shared = match &settings.state.redis_url {
+            Some(url) => Some(Shared::connect(url).await?),
+            None => None,
+        };
         let mut sign_in = SignIn::build(&settings).await?;
-        if let Some(provisioner) = login_provisioner(&settings)? {
+        if let Some(provisioner) = login_provisioner(&settings, shared.as_ref())? {
             sign_in.set_admission(provisioner);
         }
         let sign_in = Arc::new(sign_in);
         // Built here, on the control runtime, which also runs the schedule and the syncs.
-        let sync = SyncService::from_settings(settings.clone())?.map(Arc::new);
+        let sync = SyncService::from_settings(settings.clone())?.map(|s| match &shared {
+            Some(shared) => Arc::new(s.with_shared(shared.clone())),
+            None => Arc::new(s),
+        });
         let inbound = crate::directory::scim_in::build(&settings)
             .map_err(|e| StartError::Provisioning(e.to_string()))?;
         let proxy = Proxy::build(settings.clone(), sign_in)?;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod identity;
 pub mod provision;
 pub mod proxy;
+pub mod replicas;
 pub mod sandbox;
 pub mod session;
 pub mod sync;

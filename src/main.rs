@@ -185,11 +185,18 @@ fn run(settings: Settings) -> anyhow::Result<()> {
     let app = rt.block_on(App::build(settings))?;
     let addr = app.local_addr();
     let (stop, stopped) = watch::channel(false);
+    let sync = app.sync.clone();
     let workers = app.run(stopped)?;
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "usher is serving");
     rt.block_on(wait_for_signal())?;
     tracing::info!("shutdown requested; draining in-flight requests");
     let _ = stop.send(true);
+    if let Some(sync) = sync {
+        // Several replicas: hand the sync leader lease over before exiting.
+        rt.block_on(async {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sync.resign()).await;
+        });
+    }
     workers.join();
     tracing::info!("usher stopped");
     Ok(())

@@ -1,5 +1,6 @@
-//! The admin JSON API: start a sync (202 with its id, 409 when one is running, 404
-//! without a sync service), a sync's status or report, the last report, audit
+//! The admin JSON API: start a sync (202 with its id, 409 when one is running here
+//! or on another replica, 503 when the shared run lock is unavailable, 404 without
+//! a sync service), a sync's status or report, the last report, audit
 //! queries and the person explanation. Same gate as the pages; errors are JSON.
 
 use std::time::SystemTime;
@@ -9,7 +10,7 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use crate::provision::audit::AuditLog;
-use crate::sync::job::RunStatus;
+use crate::sync::job::{Refused, RunStatus};
 
 use super::page::{self, BASE};
 use super::{audit_view, lookup, Ctx};
@@ -17,7 +18,7 @@ use super::{audit_view, lookup, Ctx};
 /// Starts a sync for the signed-in admin. `approve` applies past a safety limit and
 /// records the admin as the approver; `redirect` answers a browser form with a 303
 /// to the report page instead of JSON.
-pub(super) fn start_sync(
+pub(super) async fn start_sync(
     cx: &Ctx<'_>,
     dry_run: bool,
     approve: bool,
@@ -27,7 +28,7 @@ pub(super) fn start_sync(
         return cx.no_sync();
     };
     let approved_by = (approve && !dry_run).then(|| cx.email.clone());
-    match sync.start_now(dry_run, approved_by.clone()) {
+    match sync.start_now(dry_run, approved_by.clone()).await {
         Ok(id) => {
             tracing::info!(
                 admin = %cx.email,
@@ -49,7 +50,18 @@ pub(super) fn start_sync(
                 }),
             )
         }
-        Err(busy) => {
+        Err(Refused::SharedStateUnavailable(why)) => {
+            let msg = Refused::SharedStateUnavailable(why).to_string();
+            if redirect {
+                let body = format!("<p>{}</p>", page::esc(&msg));
+                return page::html(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    page::layout("The sync could not start", "/", &cx.email, &body, None),
+                );
+            }
+            page::json_error(StatusCode::SERVICE_UNAVAILABLE, &msg, &[])
+        }
+        Err(Refused::Busy(busy)) => {
             if redirect {
                 let body = format!(
                     "<p>Sync <a href=\"{BASE}/report/{}\">{}</a> is still running; one sync runs at a time.</p>",
@@ -72,11 +84,11 @@ pub(super) fn start_sync(
 
 /// `GET /_usher/admin/sync/{id}`: `{"state":"running","progress":..}` or
 /// `{"state":"done","report":..}`.
-pub(super) fn status(cx: &Ctx<'_>, id: &str) -> Response<Bytes> {
+pub(super) async fn status(cx: &Ctx<'_>, id: &str) -> Response<Bytes> {
     let Some(sync) = cx.admin.sync.as_ref() else {
         return cx.no_sync();
     };
-    match sync.status(id) {
+    match sync.status(id).await {
         Some(st) => match serde_json::to_value(&st) {
             Ok(v) => page::json(StatusCode::OK, &v),
             Err(e) => page::json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), &[]),
@@ -90,11 +102,11 @@ pub(super) fn status(cx: &Ctx<'_>, id: &str) -> Response<Bytes> {
 }
 
 /// `GET /_usher/admin/sync/last`: the newest finished report.
-pub(super) fn last(cx: &Ctx<'_>) -> Response<Bytes> {
+pub(super) async fn last(cx: &Ctx<'_>) -> Response<Bytes> {
     let Some(sync) = cx.admin.sync.as_ref() else {
         return cx.no_sync();
     };
-    match sync.last() {
+    match sync.last().await {
         Some(report) => {
             let st = RunStatus::Done { report };
             match serde_json::to_value(&st) {
@@ -105,7 +117,7 @@ pub(super) fn last(cx: &Ctx<'_>) -> Response<Bytes> {
         None => page::json_error(
             StatusCode::NOT_FOUND,
             "no sync has finished since usher started",
-            &[("running", json!(sync.running()))],
+            &[("running", json!(sync.running().await))],
         ),
     }
 }

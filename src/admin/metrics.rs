@@ -70,6 +70,10 @@ pub const SYNC_CHANGES: &str = "usher_sync_changes_total";
 /// `usher_sync_safety_limit_hits_total{target,limit,outcome}`: brake events.
 pub const SYNC_SAFETY_HITS: &str = "usher_sync_safety_limit_hits_total";
 
+/// `usher_sync_leader`: 1 while this replica holds the sync leader lease (several
+/// replicas, `[state] redis_url`), else 0; summed over the replicas it should be 1.
+pub const SYNC_LEADER: &str = "usher_sync_leader";
+
 /// Buckets of the login admission histogram (seconds).
 const LOGIN_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// Buckets of the sync duration histogram (seconds): a small tenant to a huge one.
@@ -183,6 +187,10 @@ fn describe() {
     describe_counter!(
         SYNC_CHANGES,
         "Changes full syncs set out to apply, by target and operation."
+    );
+    describe_gauge!(
+        SYNC_LEADER,
+        "1 while this replica holds the sync leader lease (several replicas), else 0."
     );
     describe_counter!(SYNC_SAFETY_HITS, "Safety limits exceeded by a sync plan, by target, limit and what happened (stopped, approved, dry_run).");
 }
@@ -404,6 +412,13 @@ fn limit_label(hit: &LimitHit) -> &'static str {
         LimitHit::Deprovision { .. } => "deprovision",
         LimitHit::Changes { .. } => "changes",
         LimitHit::GroupRemovals { .. } => "group_removals",
+    }
+}
+
+/// Whether this replica holds the sync leader lease now.
+pub fn sync_leader(leader: bool) {
+    if enabled() {
+        gauge!(SYNC_LEADER).set(if leader { 1.0 } else { 0.0 });
     }
 }
 

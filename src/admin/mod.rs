@@ -241,20 +241,20 @@ where
     let sub = path.strip_prefix(BASE).unwrap_or("");
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     match (sub, get) {
-        ("" | "/", true) => pages::status(cx),
-        ("/plan", true) => pages::plan(cx),
+        ("" | "/", true) => pages::status(cx).await,
+        ("/plan", true) => pages::plan(cx).await,
         ("/audit", true) if cx.json => api::audit(cx),
         ("/audit", true) => pages::audit(cx),
         ("/person", true) if cx.json => api::person(cx).await,
         ("/person", true) => pages::person(cx).await,
-        ("/sync/last", true) => api::last(cx),
+        ("/sync/last", true) => api::last(cx).await,
         ("/sync", false) if *req.method() == Method::POST => post_sync(cx, req).await,
         ("/connect/google", true) => connect_google(cx, &req).await,
         (s, true) => {
             if let Some(id) = s.strip_prefix("/sync/") {
-                api::status(cx, id)
+                api::status(cx, id).await
             } else if let Some(id) = s.strip_prefix("/report/") {
-                pages::report(cx, id)
+                pages::report(cx, id).await
             } else if let Some(name) = s.strip_prefix("/static/") {
                 page::asset(name).unwrap_or_else(|| {
                     cx.error(StatusCode::NOT_FOUND, "There is nothing at this address.")
@@ -323,6 +323,7 @@ where
         flag("approve"),
         !form.is_empty() && !cx.json,
     )
+    .await
 }
 
 /// Reads a small url-encoded body (empty for other content types).

@@ -45,13 +45,26 @@ fn report_link(id: &str) -> String {
 }
 
 /// The two sync buttons (or the running sync's progress).
-fn sync_panel(cx: &Ctx<'_>, out: &mut String) -> bool {
+async fn sync_panel(cx: &Ctx<'_>, out: &mut String) -> bool {
     let Some(sync) = cx.admin.sync.as_ref() else {
         out.push_str("<div class=\"panel\"><p class=\"muted\">No sync is configured: a full sync needs a <code>[directory]</code> and at least one <code>[[target]]</code>.</p></div>");
         return false;
     };
-    if let Some(id) = sync.running() {
-        let progress = match sync.status(&id) {
+    if let Some(me) = sync.replica() {
+        // Several replicas: which one this page comes from and which runs the schedule.
+        let leader = match sync.leader().await {
+            Some(l) if l == me => "this replica".to_string(),
+            Some(l) => esc(&l),
+            None => "none (no schedule, or the lease is changing hands)".into(),
+        };
+        let _ = write!(
+            out,
+            "<p class=\"muted\">Replica <code>{}</code>; scheduled syncs run on the sync leader: {leader}.</p>",
+            esc(me)
+        );
+    }
+    if let Some(id) = sync.running().await {
+        let progress = match sync.status(&id).await {
             Some(RunStatus::Running { progress, .. }) => format!(
                 "{}: {} of {} changes written",
                 progress.phase, progress.done, progress.total
@@ -131,15 +144,13 @@ fn syncs_table(reports: &[Arc<SyncReport>]) -> String {
 }
 
 /// `GET /_usher/admin/`.
-pub(super) fn status(cx: &Ctx<'_>) -> Response<Bytes> {
+pub(super) async fn status(cx: &Ctx<'_>) -> Response<Bytes> {
     let mut b = String::new();
-    let running = sync_panel(cx, &mut b);
-    let recent = cx
-        .admin
-        .sync
-        .as_ref()
-        .map(|s| s.recent())
-        .unwrap_or_default();
+    let running = sync_panel(cx, &mut b).await;
+    let recent = match cx.admin.sync.as_ref() {
+        Some(s) => s.recent().await,
+        None => Vec::new(),
+    };
     match recent.iter().find(|r| !r.dry_run) {
         Some(r) if r.status == SyncStatus::Stopped => brake_panel(cx, r, &mut b),
         _ => {
@@ -252,11 +263,11 @@ pub(super) fn status(cx: &Ctx<'_>) -> Response<Bytes> {
 }
 
 /// `GET /_usher/admin/report/{id}`: one sync, live while it runs.
-pub(super) fn report(cx: &Ctx<'_>, id: &str) -> Response<Bytes> {
+pub(super) async fn report(cx: &Ctx<'_>, id: &str) -> Response<Bytes> {
     let Some(sync) = cx.admin.sync.as_ref() else {
         return cx.no_sync();
     };
-    let report = match sync.status(id) {
+    let report = match sync.status(id).await {
         None => {
             return cx.error(
                 StatusCode::NOT_FOUND,
@@ -390,13 +401,13 @@ pub(super) fn report(cx: &Ctx<'_>, id: &str) -> Response<Bytes> {
 }
 
 /// `GET /_usher/admin/plan?id=&target=&op=&person=`: the plan preview.
-pub(super) fn plan(cx: &Ctx<'_>) -> Response<Bytes> {
+pub(super) async fn plan(cx: &Ctx<'_>) -> Response<Bytes> {
     let Some(sync) = cx.admin.sync.as_ref() else {
         return cx.no_sync();
     };
     let action = format!("{BASE}/sync");
     let mut b = String::new();
-    let running = sync.running();
+    let running = sync.running().await;
     if let Some(id) = &running {
         let _ = write!(
             b,
@@ -406,7 +417,7 @@ pub(super) fn plan(cx: &Ctx<'_>) -> Response<Bytes> {
         );
     }
     let chosen = match cx.query.get("id").filter(|i| !i.is_empty()) {
-        Some(id) => match sync.status(id) {
+        Some(id) => match sync.status(id).await {
             Some(RunStatus::Done { report }) => Some(report),
             _ => {
                 return cx.error(
@@ -415,7 +426,7 @@ pub(super) fn plan(cx: &Ctx<'_>) -> Response<Bytes> {
                 )
             }
         },
-        None => sync.recent().into_iter().find(|r| r.dry_run),
+        None => sync.recent().await.into_iter().find(|r| r.dry_run),
     };
     let Some(report) = chosen else {
         let _ = write!(

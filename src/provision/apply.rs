@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures_util::stream::{self, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::admin::metrics;
 use crate::target::{NewUser, Outcome, Target, TargetError, UserUpdate};
@@ -70,7 +70,7 @@ impl std::fmt::Debug for ApplyContext<'_> {
 }
 
 /// How one operation ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum OpOutcome {
     /// The target changed.
@@ -87,7 +87,7 @@ pub enum OpOutcome {
 }
 
 /// One operation and its outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpResult {
     pub op: Operation,
     #[serde(flatten)]
@@ -95,7 +95,7 @@ pub struct OpResult {
 }
 
 /// Totals of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyCounts {
     pub done: usize,
     pub already_done: usize,
@@ -354,6 +354,39 @@ fn put_link(
     })
 }
 
+/// Records the first link of `person` (a created or adopted account). When the person
+/// is already linked to another account (another replica got there first), nothing
+/// is overwritten and the conflict is returned as an error.
+fn put_first_link(
+    links: Option<&dyn LinkStore>,
+    target: &str,
+    person: &crate::identity::ExternalId,
+    account: LinkedAccount,
+) -> Option<String> {
+    let store = links?;
+    match store.put_new(target, person, &account) {
+        Ok(None) => None,
+        Ok(Some(existing)) if existing.username.eq_ignore_ascii_case(&account.username) => {
+            if existing != account {
+                return put_link(links, target, person, account);
+            }
+            None
+        }
+        Ok(Some(existing)) => {
+            let msg = format!(
+                "{}:{} is already linked to account {} in {target} (linked concurrently, e.g. by another replica); not linking {} as well",
+                person.source, person.id, existing.username, account.username
+            );
+            tracing::error!("{msg}");
+            Some(msg)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "identity link not recorded");
+            Some(e.to_string())
+        }
+    }
+}
+
 /// Runs one operation; returns its outcome and any link-recording error.
 async fn execute(
     t: &dyn Target,
@@ -394,7 +427,10 @@ async fn execute(
                         key: u.key,
                         pending: true,
                     };
-                    (OpOutcome::Done, put_link(links, t.name(), person, link))
+                    (
+                        OpOutcome::Done,
+                        put_first_link(links, t.name(), person, link),
+                    )
                 }
                 Err(e) => {
                     // Nothing was created: the intent must not make the username look
@@ -414,7 +450,7 @@ async fn execute(
                 key: key.clone(),
                 pending: false,
             };
-            match put_link(links, t.name(), person, link) {
+            match put_first_link(links, t.name(), person, link) {
                 None => (OpOutcome::Done, None),
                 Some(e) => (
                     OpOutcome::Failed {

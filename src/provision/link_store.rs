@@ -31,6 +31,8 @@ pub enum LinkError {
     },
     #[error("identity links: the store lock was poisoned by a crashed writer; restart usher")]
     Poisoned,
+    #[error("identity links in redis: {op} failed ({message}); check [state] redis_url and that redis is running")]
+    Redis { op: &'static str, message: String },
 }
 
 /// Where identity links live. Synchronous and cheap: a local file (or later Redis).
@@ -43,6 +45,40 @@ pub trait LinkStore: Send + Sync {
     fn put(&self, target: &str, id: &ExternalId, account: &LinkedAccount) -> Result<(), LinkError>;
     /// Forgets a link; durable when this returns.
     fn remove(&self, target: &str, id: &ExternalId) -> Result<(), LinkError>;
+    /// Records a link only if the person has none in this target yet and returns
+    /// `None`; otherwise leaves the existing link alone and returns it. Atomic in the
+    /// shared (Redis) store, so two replicas can never link one person twice; this
+    /// default (look, then put) is atomic only against the caller's own writes.
+    fn put_new(
+        &self,
+        target: &str,
+        id: &ExternalId,
+        account: &LinkedAccount,
+    ) -> Result<Option<LinkedAccount>, LinkError> {
+        if let Some(existing) = self.get(target, id)? {
+            return Ok(Some(existing));
+        }
+        self.put(target, id, account)?;
+        Ok(None)
+    }
+}
+
+/// The identity-link store for this config: shared through Redis when `[state]
+/// redis_url` is set (several replicas; links of an earlier single-replica
+/// `links.jsonl` are imported once), else the file under `[state] dir`.
+pub fn open_configured(
+    settings: &crate::config::Settings,
+) -> Result<std::sync::Arc<dyn LinkStore>, LinkError> {
+    let state = &settings.state;
+    Ok(match &state.redis_url {
+        Some(url) => {
+            let store = super::redis_links::RedisLinkStore::connect(url)?;
+            let targets: Vec<&str> = settings.targets.iter().map(|t| t.name.as_str()).collect();
+            store.import_file_once(&state.dir, &targets)?;
+            std::sync::Arc::new(store)
+        }
+        None => std::sync::Arc::new(FileLinkStore::open(&state.dir)?),
+    })
 }
 
 type LinkMap = BTreeMap<(String, ExternalId), LinkedAccount>;
@@ -83,6 +119,20 @@ impl LinkStore for MemoryLinkStore {
         m.remove(&(target.to_string(), id.clone()));
         Ok(())
     }
+    fn put_new(
+        &self,
+        target: &str,
+        id: &ExternalId,
+        account: &LinkedAccount,
+    ) -> Result<Option<LinkedAccount>, LinkError> {
+        let mut m = self.map.lock().map_err(|_| LinkError::Poisoned)?;
+        let k = (target.to_string(), id.clone());
+        if let Some(existing) = m.get(&k) {
+            return Ok(Some(existing.clone()));
+        }
+        m.insert(k, account.clone());
+        Ok(None)
+    }
 }
 
 /// One line of the log: a put (username present) or a removal (`gone`).
@@ -97,6 +147,9 @@ struct Record {
     key: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     gone: bool,
+    /// The account's creation is not confirmed yet (see `LinkedAccount::pending`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pending: bool,
 }
 
 struct FileInner {
@@ -299,6 +352,7 @@ impl FileLinkStore {
                 username: Some(acct.username.clone()),
                 key: acct.key.clone(),
                 gone: false,
+                pending: acct.pending,
             };
             serde_json::to_writer(&mut out, &rec).map_err(|e| LinkError::Io {
                 path: tmp.clone(),
@@ -402,7 +456,7 @@ fn replay_into(
                     LinkedAccount {
                         username,
                         key: rec.key,
-                        pending: false,
+                        pending: rec.pending,
                     },
                 );
             }
@@ -417,6 +471,32 @@ fn replay_into(
 }
 
 impl LinkStore for FileLinkStore {
+    fn put_new(
+        &self,
+        target: &str,
+        id: &ExternalId,
+        account: &LinkedAccount,
+    ) -> Result<Option<LinkedAccount>, LinkError> {
+        let mut inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
+        self.refresh(&mut inner)?;
+        let k = (target.to_string(), id.clone());
+        if let Some(existing) = inner.map.get(&k) {
+            return Ok(Some(existing.clone()));
+        }
+        let rec = Record {
+            target: target.to_string(),
+            source: id.source.clone(),
+            id: id.id.clone(),
+            username: Some(account.username.clone()),
+            key: account.key.clone(),
+            gone: false,
+            pending: account.pending,
+        };
+        self.append(&mut inner, &rec)?;
+        inner.map.insert(k, account.clone());
+        self.maybe_compact(&mut inner)?;
+        Ok(None)
+    }
     fn get(&self, target: &str, id: &ExternalId) -> Result<Option<LinkedAccount>, LinkError> {
         let mut inner = self.inner.lock().map_err(|_| LinkError::Poisoned)?;
         self.refresh(&mut inner)?;
@@ -441,6 +521,7 @@ impl LinkStore for FileLinkStore {
             username: Some(account.username.clone()),
             key: account.key.clone(),
             gone: false,
+            pending: account.pending,
         };
         self.append(&mut inner, &rec)?;
         inner.map.insert(k, account.clone());
@@ -460,6 +541,7 @@ impl LinkStore for FileLinkStore {
             username: None,
             key: None,
             gone: true,
+            pending: false,
         };
         self.append(&mut inner, &rec)?;
         inner.map.remove(&k);

@@ -18,6 +18,7 @@ use super::apply::{self, ApplyContext};
 use super::audit::{Actor, AuditLog};
 use super::known_groups::KnownGroups;
 use super::link_store::LinkStore;
+use super::login_shared::{reusable, SharedFlight};
 use super::mapping::{DesiredAccount, GroupName, Mapper};
 use super::plan::{plan_for, PlanInput, Policy, Population};
 use super::read::read_person;
@@ -30,6 +31,7 @@ use crate::directory::{Directory, DirectoryError};
 /// Marks the denial that is really "admin, directory not connected yet".
 const BOOTSTRAP: &str = "the directory is not connected yet (admin bootstrap)";
 use crate::identity::{GroupRef, Person, PersonWithGroups};
+use crate::replicas::Shared;
 use crate::session::Session;
 use crate::target::Target;
 
@@ -44,6 +46,8 @@ pub struct LoginProvisioner {
     recent: DashMap<String, (Instant, Admitted)>,
     flights: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     verdicts: DashMap<String, (Instant, bool)>,
+    /// Cross-replica single-flight (`[state] redis_url`).
+    shared: Option<SharedFlight>,
     /// IdP groups seen by syncs and sign-ins (what the rules may manage).
     known: KnownGroups,
     /// Per IdP: the target groups the current rules make of the known groups, with
@@ -84,9 +88,17 @@ impl LoginProvisioner {
             recent: DashMap::new(),
             flights: DashMap::new(),
             verdicts: DashMap::new(),
+            shared: None,
             known,
             known_scopes: DashMap::new(),
         })
+    }
+
+    /// Makes provisioning single-flight across replicas through Redis (a lock per
+    /// person) and shares the "provisioned recently" cache between them.
+    pub fn with_shared(mut self, shared: Shared) -> Self {
+        self.shared = Some(SharedFlight::new(shared));
+        self
     }
 
     /// The target groups the current rules manage for `idp`'s known groups
@@ -365,6 +377,80 @@ impl LoginProvisioner {
         })
     }
 
+    /// [`Self::provision`] under the person's Redis lock. Another replica's run that
+    /// finished while this one waited (or within `refresh_after`) is reused, never
+    /// repeated. When Redis cannot be reached, `on_failure = "deny"` refuses the
+    /// login and `"allow"` provisions with this replica's own single-flight only.
+    async fn provision_shared(
+        &self,
+        flight: &SharedFlight,
+        identity: &Identity,
+    ) -> Result<Admitted, AuthError> {
+        let login = &self.settings.provisioning.login;
+        let (idp, sub) = (identity.idp.as_str(), identity.sub.as_str());
+        // The lock outlives one bounded run; a waiter waits about as long.
+        let ttl = login.timeout + Duration::from_secs(5);
+        let unavailable = |e: crate::replicas::SharedError| -> Result<(), AuthError> {
+            match login.on_failure {
+                OnFailure::Allow => {
+                    tracing::warn!(error = %e, "login provisioning lock unavailable; provisioning without it (on_failure = allow)");
+                    Ok(())
+                }
+                OnFailure::Deny => Err(AuthError::new(
+                    DenialReason::ProvisioningFailed,
+                    format!("the login provisioning lock is unavailable: {e}"),
+                )),
+            }
+        };
+        let before = match flight.peek(idp, sub).await {
+            Ok(b) => b,
+            Err(e) => {
+                unavailable(e)?;
+                return self.provision(identity).await;
+            }
+        };
+        if let Some(b) = before
+            .as_ref()
+            .filter(|b| b.fresh(SystemTime::now(), login.refresh_after))
+        {
+            return Ok(b.admitted());
+        }
+        let held = match flight.lock(idp, sub, ttl, ttl).await {
+            Ok(Some(held)) => held,
+            Ok(None) => {
+                return Err(AuthError::new(
+                    DenialReason::ProvisioningFailed,
+                    format!("another replica is still provisioning this person after {ttl:?}"),
+                ))
+            }
+            Err(e) => {
+                unavailable(e)?;
+                return self.provision(identity).await;
+            }
+        };
+        let after = flight.peek(idp, sub).await.ok().flatten();
+        let result = match reusable(
+            before.as_ref(),
+            after,
+            SystemTime::now(),
+            login.refresh_after,
+        ) {
+            Some(a) => Ok(a),
+            None => {
+                let r = self.provision(identity).await;
+                if let Ok(a) = &r {
+                    let keep = login.refresh_after.max(ttl);
+                    if let Err(e) = flight.record(idp, sub, a, keep).await {
+                        tracing::warn!(error = %e, "could not share the login admission");
+                    }
+                }
+                r
+            }
+        };
+        flight.unlock(&held).await;
+        result
+    }
+
     /// `on_failure = "allow"` lets the person in only when their account exists.
     fn on_failure(
         &self,
@@ -396,7 +482,10 @@ impl Admission for LoginProvisioner {
             if let Some(a) = self.fresh(&key, refresh) {
                 return Ok(a);
             }
-            let result = self.provision(identity).await;
+            let result = match &self.shared {
+                Some(flight) => self.provision_shared(flight, identity).await,
+                None => self.provision(identity).await,
+            };
             if let Ok(a) = &result {
                 self.recent.insert(key.clone(), (Instant::now(), a.clone()));
                 self.verdicts.insert(key.clone(), (Instant::now(), true));
@@ -442,6 +531,9 @@ impl Admission for LoginProvisioner {
             };
             if !verdict {
                 self.recent.remove(&key);
+                if let Some(flight) = &self.shared {
+                    flight.forget(&session.idp, &session.sub).await;
+                }
                 tracing::info!(user = %session.username, "session revoked at revalidation: suspended, removed or no longer allowed");
             }
             self.verdicts.insert(key, (Instant::now(), verdict));

@@ -28,12 +28,16 @@ pub mod known_groups;
 pub mod link_store;
 pub mod links;
 pub mod login;
+pub mod login_shared;
 pub mod mapping;
 pub mod plan;
 mod planner;
 pub mod read;
+pub mod redis_links;
 pub mod state;
 
+#[cfg(test)]
+mod link_store_contract;
 #[cfg(test)]
 mod plan_props;
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{
     Deprovision, GroupsSettings, LinkExisting, ProvisioningSettings, SyncSettings, UserPattern,
@@ -90,7 +90,7 @@ impl Policy {
 }
 
 /// The fields of an account usher creates.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewAccount {
     pub username: String,
     pub email: String,
@@ -100,14 +100,14 @@ pub struct NewAccount {
 }
 
 /// One field's value before and after.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     pub before: String,
     pub after: String,
 }
 
 /// What an update changes; `None` fields stay.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountChanges {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<Change>,
@@ -125,7 +125,7 @@ impl AccountChanges {
 }
 
 /// Why a membership is removed (safety limits count deprovisioning separately).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Removal {
     /// `keep_existing = false` and no rule justifies the membership any more.
@@ -136,7 +136,7 @@ pub enum Removal {
 }
 
 /// One change to a target. Never a deletion.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Operation {
     CreateGroup {
@@ -181,7 +181,7 @@ pub enum Operation {
 }
 
 /// Execution phases; a phase starts when the previous one has finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     Groups,
@@ -243,7 +243,7 @@ impl Operation {
 }
 
 /// A person the plan leaves alone, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Note {
     /// The person, when the note is about one.
     pub person: Option<ExternalId>,

@@ -14,5 +14,6 @@ pub mod google_directory;
 pub mod google_oidc;
 pub mod http;
 pub mod jira;
+pub mod redis_server;
 pub mod run;
 pub mod scim;

@@ -1,7 +1,8 @@
 //! `usher sync`: its arguments, a runtime, logs on stderr (stdout is for the plan,
 //! the summary or the JSON report), a progress bar when stdout is a terminal, and
-//! the exit code (0 success, 1 failure, 3 stopped by a safety limit). Presentation
-//! only: the run itself is `run::run`.
+//! the exit code (0 success, 1 failure, 3 stopped by a safety limit), and with
+//! `[state] redis_url` the shared run lock and shared report. The run itself is
+//! `run::run`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,7 +13,10 @@ use clap::Args;
 
 use crate::config::Settings;
 
-use super::report::{render_plan, SyncReport, Trigger};
+use crate::replicas::run_lock::{run_lock_ttl, RunLock};
+use crate::replicas::{lease_period, Shared, SharedReports};
+
+use super::report::{new_sync_id, render_plan, SyncReport, Trigger};
 use super::run::{run, Progress, SyncOptions};
 use super::sources::Sources;
 
@@ -66,27 +70,83 @@ pub fn main(settings: Settings, args: &SyncArgs) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let options = SyncOptions {
+    let mut options = SyncOptions {
         dry_run: args.dry_run,
         source: args.source.clone(),
         targets: args.targets.clone(),
         approved_by: args.apply_anyway.clone(),
         trigger: Trigger::Cli,
-        id: None,
+        id: Some(new_sync_id(std::time::SystemTime::now())),
+        replica: None,
     };
     let progress = Arc::new(Progress::default());
     let show_bar = !args.json && std::io::stdout().is_terminal();
     let report = rt.block_on(async {
+        let shared = match shared_run(&settings, &mut options, &progress).await {
+            Ok(s) => s,
+            Err(msg) => {
+                eprintln!("usher sync: {msg}");
+                return None;
+            }
+        };
         let bar = show_bar.then(|| spawn_bar(progress.clone()));
         let report = run(&settings, &sources, &options, &progress).await;
         if let Some((stop, task)) = bar {
             let _ = stop.send(true);
             let _ = task.await;
         }
-        report
+        if let Some((reports, lock)) = shared {
+            if let Err(e) = reports.put(&report).await {
+                eprintln!("usher sync: the report could not be shared with the replicas: {e}");
+            }
+            if let Some(lock) = lock {
+                lock.release().await;
+            }
+        }
+        Some(report)
     });
+    let Some(report) = report else {
+        return EXIT_FAILURE;
+    };
     print_report(&report, args);
     report.exit_code()
+}
+
+/// With `[state] redis_url`: the shared reports, and for a run that applies, the
+/// shared run lock (so `usher sync` never runs beside a replica's sync). `Err` says
+/// why the sync must not start.
+async fn shared_run(
+    settings: &Settings,
+    options: &mut SyncOptions,
+    progress: &Arc<Progress>,
+) -> Result<Option<(SharedReports, Option<RunLock>)>, String> {
+    let Some(url) = &settings.state.redis_url else {
+        return Ok(None);
+    };
+    let shared = Shared::connect(url).await.map_err(|e| e.to_string())?;
+    options.replica = Some(shared.replica().to_string());
+    let reports = SharedReports::new(shared.clone());
+    if options.dry_run {
+        return Ok(Some((reports, None)));
+    }
+    let id = options.id.clone().unwrap_or_default();
+    let ttl = run_lock_ttl(lease_period(settings.sync.interval));
+    let taken = RunLock::take(
+        &shared,
+        &id,
+        ttl,
+        progress.clone(),
+        Some(reports.clone()),
+        &tokio::runtime::Handle::current(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    match taken {
+        Ok(lock) => Ok(Some((reports, Some(lock)))),
+        Err(running) => Err(format!(
+            "sync {running} is running on a replica; run again when it has finished (one sync at a time)"
+        )),
+    }
 }
 
 fn print_report(report: &SyncReport, args: &SyncArgs) {

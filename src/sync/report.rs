@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::provision::apply::{ApplyCounts, OpResult};
 use crate::provision::plan::{Note, Operation};
@@ -21,7 +21,7 @@ use super::sources::ApiCalls;
 pub const MAX_LISTED: usize = 20_000;
 
 /// How a sync ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SyncStatus {
     /// Still running (only seen through the service's `status`).
@@ -38,7 +38,7 @@ pub enum SyncStatus {
 }
 
 /// What started the sync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Trigger {
     /// `usher sync`.
@@ -50,7 +50,7 @@ pub enum Trigger {
 }
 
 /// What was read from the source.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectorySummary {
     /// The `[directory] idp`.
     pub source: String,
@@ -71,7 +71,7 @@ pub struct DirectorySummary {
 }
 
 /// One target's part of a sync.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TargetReport {
     pub name: String,
     /// Planned operations per kind (`create-user` -> 3, ...).
@@ -121,7 +121,7 @@ impl TargetReport {
 }
 
 /// The report of one full sync, written to `<state dir>/reports/<id>.json`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncReport {
     /// Time-sortable id (see [`new_sync_id`]).
     pub id: String,
@@ -140,6 +140,9 @@ pub struct SyncReport {
     pub errors: Vec<String>,
     /// Human explanation of the safety stop, when there was one.
     pub stopped_because: Vec<String>,
+    /// The replica that ran it (`[state] redis_url`: several replicas share reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 impl SyncReport {
@@ -159,6 +162,7 @@ impl SyncReport {
             targets: Vec::new(),
             errors: Vec::new(),
             stopped_because: Vec::new(),
+            replica: None,
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use futures_util::future::join_all;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::config::Settings;
@@ -23,9 +23,10 @@ use crate::identity::{GroupRef, PersonWithGroups};
 use crate::provision::apply::{self, ApplyContext, OpOutcome};
 use crate::provision::audit::{Actor, AuditLog};
 use crate::provision::known_groups::KnownGroups;
+use crate::provision::link_store::open_configured;
 use crate::provision::mapping::{DesiredAccount, ManagedScope, Mapper, Skip};
 use crate::provision::plan::{plan_for, Plan, PlanInput, Policy};
-use crate::provision::{read_actual, FileLinkStore, LinkStore};
+use crate::provision::{read_actual, LinkStore};
 use crate::target::Target;
 
 use super::report::{
@@ -53,6 +54,8 @@ pub struct SyncOptions {
     pub trigger: Trigger,
     /// A preassigned id (the service hands it out before the run starts).
     pub id: Option<String>,
+    /// The replica running it, recorded in the report (several replicas).
+    pub replica: Option<String>,
 }
 
 impl Default for SyncOptions {
@@ -64,6 +67,7 @@ impl Default for SyncOptions {
             approved_by: None,
             trigger: Trigger::Cli,
             id: None,
+            replica: None,
         }
     }
 }
@@ -77,7 +81,7 @@ pub struct Progress {
 }
 
 /// A copy of [`Progress`] at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgressSnapshot {
     pub phase: String,
     /// Writes made so far.
@@ -159,6 +163,7 @@ pub async fn run(
         options.dry_run,
         options.approved_by.clone(),
     );
+    report.replica = options.replica.clone();
     let span = tracing::info_span!("sync", sync_id = %report.id, dry_run = options.dry_run);
     let result = reconcile(settings, sources, options, progress, &mut report)
         .instrument(span)
@@ -268,7 +273,8 @@ async fn reconcile(
         .map(|s| format!("{}: {}", s.email, s.reason))
         .collect();
 
-    let links = FileLinkStore::open(&settings.state.dir).map_err(|e| e.to_string())?;
+    let links = open_configured(settings).map_err(|e| e.to_string())?;
+    let links = links.as_ref();
 
     // 3. Read and plan every target (concurrently), then judge them all.
     progress.set_phase("reading targets and planning");
@@ -282,7 +288,7 @@ async fn reconcile(
             &desired,
             &skipped,
             &scope,
-            &links,
+            links,
             progress,
         )));
     }
@@ -335,7 +341,7 @@ async fn reconcile(
     };
     let ctx = ApplyContext {
         concurrency,
-        links: Some(&links),
+        links: Some(links),
         audit: audit.as_ref(),
         actor,
         by: options.approved_by.as_deref(),
@@ -432,7 +438,7 @@ async fn plan_target(
     desired: &[DesiredAccount],
     skipped: &[Skip],
     scope: &ManagedScope,
-    links: &FileLinkStore,
+    links: &dyn LinkStore,
     progress: &Progress,
 ) -> Planned {
     let counter = Arc::new(CallCounter::with_progress(progress.done.clone()));

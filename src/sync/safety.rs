@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Limit, SyncSettings};
 use crate::provision::plan::{Operation, Plan, Removal};
@@ -41,7 +41,7 @@ pub fn allowed(limit: Limit, base: usize) -> u64 {
 }
 
 /// One limit that the plan exceeds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "limit", rename_all = "kebab-case")]
 pub enum LimitHit {
     /// `max_deprovision`: `count` accounts would be deprovisioned, `allowed` may be
@@ -82,7 +82,7 @@ impl std::fmt::Display for LimitHit {
 }
 
 /// The numbers a plan was checked with (reported whether or not a limit was hit).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SafetyCounts {
     pub deprovisions: u64,
     pub changes: u64,
@@ -92,7 +92,7 @@ pub struct SafetyCounts {
 }
 
 /// The verdict: every limit hit (empty = the plan may run) and the counts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SafetyReport {
     pub hits: Vec<LimitHit>,
     pub counts: SafetyCounts,

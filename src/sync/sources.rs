@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Settings, TargetKind};
 use crate::directory::google::GoogleDirectory;
@@ -108,7 +108,7 @@ impl Sources {
 
 /// Calls made to one target during a sync (method calls; the HTTP client's own
 /// retries are not counted separately).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiCalls {
     /// Listings and look-ups.
     pub reads: u64,

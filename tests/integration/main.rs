@@ -15,6 +15,7 @@ mod multi_idp;
 mod oidc_peer;
 mod peers;
 mod proxy;
+mod replicas;
 mod sandbox_cmd;
 mod scim_in;
 mod signin;

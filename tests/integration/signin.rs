@@ -35,6 +35,17 @@ impl Browser {
         }
     }
 
+    /// The same browser (same cookies, same Host) talking to another usher address:
+    /// a load balancer sending the next request to another replica.
+    pub(crate) fn at(&self, addr: SocketAddr) -> Self {
+        Browser {
+            addr,
+            host: self.host.clone(),
+            jar: self.jar.clone(),
+            http: harness::client(),
+        }
+    }
+
     fn cookie_header(&self) -> String {
         self.jar
             .iter()

@@ -654,7 +654,7 @@ async fn the_schedule_runs_on_its_interval_and_never_overlaps() {
     let mut seen = Vec::new();
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Some(r) = svc.last() {
+        if let Some(r) = svc.last().await {
             if !seen.iter().any(|s: &Arc<SyncReport>| s.id == r.id) {
                 seen.push(r);
             }
@@ -709,9 +709,15 @@ async fn the_webhook_receives_the_summary_and_the_service_reports_status() {
             .unwrap()
             .unwrap(),
     );
-    let id = svc.start_now(false, None).unwrap();
-    let busy = svc.start_now(true, None);
-    assert_eq!(busy.unwrap_err().running, id, "one sync at a time");
+    let id = svc.start_now(false, None).await.unwrap();
+    let busy = svc.start_now(true, None).await;
+    assert_eq!(
+        busy.unwrap_err(),
+        usher::sync::job::Refused::Busy(usher::sync::job::Busy {
+            running: id.clone()
+        }),
+        "one sync at a time"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while bodies.lock().unwrap().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -723,14 +729,14 @@ async fn the_webhook_receives_the_summary_and_the_service_reports_status() {
     assert_eq!(got[0]["report"]["id"], id.as_str());
     // 4 accounts, 2 groups, 7 memberships.
     assert_eq!(got[0]["report"]["targets"][0]["applied"]["done"], 13);
-    match svc.status(&id) {
+    match svc.status(&id).await {
         Some(usher::sync::job::RunStatus::Done { report }) => {
             assert_eq!(report.status, SyncStatus::Succeeded)
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(svc.last().unwrap().id, id);
-    assert!(svc.running().is_none());
+    assert_eq!(svc.last().await.unwrap().id, id);
+    assert!(svc.running().await.is_none());
     hook.stop();
 }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::provision::audit::AuditLog;
-use crate::provision::link_store::FileLinkStore;
+use crate::provision::link_store::open_configured;
 
 pub use apply::Pusher;
 pub use server::{is_scim_path, ScimServer, PREFIX};
@@ -72,8 +72,9 @@ pub fn build(settings: &Arc<Settings>) -> Result<Option<Inbound>, InboundError> 
                     .map_err(|e| InboundError(format!("[[target]] {}: {e}", t.name)))?,
             );
         }
-        let links = FileLinkStore::open(&settings.state.dir)
-            .map_err(|e| InboundError(format!("identity links: {e}")))?;
+        // Shared through Redis with `[state] redis_url` (several replicas).
+        let links =
+            open_configured(settings).map_err(|e| InboundError(format!("identity links: {e}")))?;
         let audit = AuditLog::open(&settings.state.dir)
             .map_err(|e| InboundError(format!("audit log: {e}")))?;
         Some(Arc::new(
@@ -81,7 +82,7 @@ pub fn build(settings: &Arc<Settings>) -> Result<Option<Inbound>, InboundError> 
                 settings.clone(),
                 store.clone(),
                 targets,
-                Arc::new(links),
+                links,
                 Some(Arc::new(audit)),
             )
             .map_err(|e| InboundError(e.to_string()))?,

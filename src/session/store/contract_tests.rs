@@ -139,60 +139,19 @@ async fn memory_store_contract_and_sweeper() {
     assert!(!store.contains(&old.id));
 }
 
-/// A redis-server child process on a free loopback port, killed on drop.
-pub(crate) struct RedisServer {
-    pub(crate) url: String,
-    _child: tokio::process::Child,
-}
+pub(crate) use crate::sandbox::redis_server::RedisServer;
 
 /// Starts redis-server, or `None` (with a printed reason) when it is not installed
 /// and `USHER_PEERS` is unset. With `USHER_PEERS` set, a missing server is a failure.
 pub(crate) async fn start_redis() -> Option<RedisServer> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let spawned = tokio::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    let child = match spawned {
-        Ok(c) => c,
+    match RedisServer::start().await {
+        Ok(s) => Some(s),
         Err(e) if std::env::var_os("USHER_PEERS").is_none() => {
             println!("SKIP redis contract: redis-server not runnable ({e}); install with `apt-get install -y redis-server` or set USHER_PEERS=1 to make this a failure");
-            return None;
+            None
         }
         Err(e) => panic!("USHER_PEERS is set but redis-server could not start: {e}"),
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "redis-server did not listen within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    Some(RedisServer {
-        url: format!("redis://127.0.0.1:{port}/"),
-        _child: child,
-    })
 }
 
 #[tokio::test]

@@ -119,4 +119,4 @@ impl SessionStore for CookieStore {
 }
 
 #[cfg(test)]
-mod contract_tests;
+pub(crate) mod contract_tests;
