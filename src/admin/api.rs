@@ -28,7 +28,10 @@ pub(super) async fn start_sync(
         return cx.no_sync();
     };
     let approved_by = (approve && !dry_run).then(|| cx.email.clone());
-    match sync.start_now(dry_run, approved_by.clone()).await {
+    match sync
+        .start_now(dry_run, Some(cx.email.clone()), approved_by.clone())
+        .await
+    {
         Ok(id) => {
             tracing::info!(
                 admin = %cx.email,

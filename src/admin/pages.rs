@@ -309,7 +309,12 @@ pub(super) async fn report(cx: &Ctx<'_>, id: &str) -> Response<Bytes> {
         esc(&r.id),
         url_enc(&r.id),
         esc(&trigger),
-        if r.dry_run { ", dry run" } else { "" },
+        match (&r.requested_by, r.dry_run) {
+            (Some(by), true) => format!(", dry run, by {}", esc(by)),
+            (Some(by), false) => format!(", by {}", esc(by)),
+            (None, true) => ", dry run".to_string(),
+            (None, false) => String::new(),
+        },
         esc(&r.started_at),
         esc(&r.finished_at),
         esc(r.approved_by.as_deref().unwrap_or("nobody (no override)")),

@@ -75,6 +75,7 @@ pub fn main(settings: Settings, args: &SyncArgs) -> u8 {
         source: args.source.clone(),
         targets: args.targets.clone(),
         approved_by: args.apply_anyway.clone(),
+        requested_by: None,
         trigger: Trigger::Cli,
         id: Some(new_sync_id(std::time::SystemTime::now())),
         replica: None,

@@ -224,12 +224,15 @@ impl SyncService {
     /// Starts a sync now (admin console "Synchronize"); returns its id at once.
     /// `approved_by` applies it even past a safety limit and is recorded. With
     /// several replicas it starts only if it can take the shared run lock.
+    /// `requested_by` (the admin who clicked) is recorded in the report and as
+    /// `by` on the audit lines.
     pub async fn start_now(
         self: &Arc<Self>,
         dry_run: bool,
+        requested_by: Option<String>,
         approved_by: Option<String>,
     ) -> Result<String, Refused> {
-        self.start(Trigger::Admin, dry_run, approved_by)
+        self.start(Trigger::Admin, dry_run, requested_by, approved_by)
             .await
             .map(|(id, _)| id)
     }
@@ -352,6 +355,7 @@ impl SyncService {
         self: &Arc<Self>,
         trigger: Trigger,
         dry_run: bool,
+        requested_by: Option<String>,
         approved_by: Option<String>,
     ) -> Result<(String, JoinHandle<()>), Refused> {
         let progress = Arc::new(Progress::default());
@@ -396,6 +400,7 @@ impl SyncService {
         let me = self.clone();
         let options = SyncOptions {
             dry_run,
+            requested_by,
             approved_by,
             trigger,
             id: Some(id.clone()),
@@ -466,7 +471,7 @@ impl SyncService {
     }
 
     async fn scheduled_start(self: &Arc<Self>) {
-        match self.start(Trigger::Schedule, false, None).await {
+        match self.start(Trigger::Schedule, false, None, None).await {
             Ok((id, _)) => tracing::info!(sync_id = %id, "scheduled sync started"),
             Err(Refused::Busy(busy)) => {
                 self.skipped_ticks.fetch_add(1, Ordering::Relaxed);

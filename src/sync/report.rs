@@ -130,6 +130,9 @@ pub struct SyncReport {
     pub dry_run: bool,
     /// Who approved applying despite a safety limit (the override), if anyone.
     pub approved_by: Option<String>,
+    /// Who started it from the admin console, if anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
     /// RFC 3339.
     pub started_at: String,
     pub finished_at: String,
@@ -155,6 +158,7 @@ impl SyncReport {
             trigger,
             dry_run,
             approved_by,
+            requested_by: None,
             started_at: now.clone(),
             finished_at: now,
             duration_ms: 0,

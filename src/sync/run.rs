@@ -51,6 +51,8 @@ pub struct SyncOptions {
     /// Apply even when a safety limit is exceeded; the approver is recorded in the
     /// report and the audit log.
     pub approved_by: Option<String>,
+    /// Who started it (the admin in the console), for the report and the audit log.
+    pub requested_by: Option<String>,
     pub trigger: Trigger,
     /// A preassigned id (the service hands it out before the run starts).
     pub id: Option<String>,
@@ -65,6 +67,7 @@ impl Default for SyncOptions {
             source: None,
             targets: Vec::new(),
             approved_by: None,
+            requested_by: None,
             trigger: Trigger::Cli,
             id: None,
             replica: None,
@@ -164,6 +167,7 @@ pub async fn run(
         options.approved_by.clone(),
     );
     report.replica = options.replica.clone();
+    report.requested_by = options.requested_by.clone();
     let span = tracing::info_span!("sync", sync_id = %report.id, dry_run = options.dry_run);
     let result = reconcile(settings, sources, options, progress, &mut report)
         .instrument(span)
@@ -344,7 +348,10 @@ async fn reconcile(
         links: Some(links),
         audit: audit.as_ref(),
         actor,
-        by: options.approved_by.as_deref(),
+        by: options
+            .approved_by
+            .as_deref()
+            .or(options.requested_by.as_deref()),
         sync_id: Some(&report.id),
     };
     let mut applies = Vec::with_capacity(planned.len());

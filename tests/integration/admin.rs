@@ -359,6 +359,7 @@ async fn a_real_sync_applies_and_the_audit_and_person_lookup_explain_it() {
     let report = wait_done(&mut a, &id).await;
     assert_eq!(report["status"], "succeeded", "{report}");
     assert_eq!(report["approved_by"], Value::Null);
+    assert_eq!(report["requested_by"], "alice@example.com", "who clicked");
     let jira = d.sandbox.jira.state();
     assert!(jira.user("bob").is_some(), "bob created by the sync");
     assert!(jira.members("jira-developers").contains("carol"));
@@ -382,9 +383,10 @@ async fn a_real_sync_applies_and_the_audit_and_person_lookup_explain_it() {
             (Some("jira"), Some("create-user"))
         );
     }
-    assert!(entries
-        .iter()
-        .any(|e| e["username"] == "bob" && e["sync_id"] == id.as_str() && e["actor"] == "admin"));
+    assert!(entries.iter().any(|e| e["username"] == "bob"
+        && e["sync_id"] == id.as_str()
+        && e["actor"] == "admin"
+        && e["by"] == "alice@example.com"));
     let (_, v) = json(&mut a, "/_usher/admin/audit?person=bob&limit=1000").await;
     let bobs = v["entries"].as_array().unwrap();
     assert!(!bobs.is_empty());

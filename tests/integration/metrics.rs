@@ -161,7 +161,7 @@ async fn metrics_after_a_request_a_login_and_a_sync() {
         server_errors: 1,
         ..FaultPlan::default()
     });
-    let id = sync.start_now(false, None).await.unwrap();
+    let id = sync.start_now(false, None, None).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let report = loop {
         if let Some(RunStatus::Done { report }) = sync.status(&id).await {

@@ -709,8 +709,8 @@ async fn the_webhook_receives_the_summary_and_the_service_reports_status() {
             .unwrap()
             .unwrap(),
     );
-    let id = svc.start_now(false, None).await.unwrap();
-    let busy = svc.start_now(true, None).await;
+    let id = svc.start_now(false, None, None).await.unwrap();
+    let busy = svc.start_now(true, None, None).await;
     assert_eq!(
         busy.unwrap_err(),
         usher::sync::job::Refused::Busy(usher::sync::job::Busy {

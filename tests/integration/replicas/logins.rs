@@ -152,7 +152,7 @@ async fn with_redis_down_provisioning_logins_are_refused_until_it_returns() {
     assert!(c.sandbox.jira.state().user("bob").is_none());
     // "sync now" refuses rather than risk two syncs at once.
     assert!(matches!(
-        a.sync().start_now(false, None).await,
+        a.sync().start_now(false, None, None).await,
         Err(Refused::SharedStateUnavailable(_))
     ));
 

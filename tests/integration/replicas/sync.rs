@@ -30,7 +30,7 @@ async fn sync_now_takes_the_shared_run_lock_and_reports_are_shared() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        b.sync().start_now(true, None).await.unwrap_err(),
+        b.sync().start_now(true, None, None).await.unwrap_err(),
         Refused::Busy(Busy {
             running: "20990101T000000000Z-beef".into()
         })
@@ -78,7 +78,7 @@ async fn sync_now_takes_the_shared_run_lock_and_reports_are_shared() {
     assert!(other.get(RUN_KEY).await.unwrap().is_none(), "released");
 
     // Free again: B runs it; A answers /sync/{id} and /last with B's report.
-    let id = b.sync().start_now(false, None).await.unwrap();
+    let id = b.sync().start_now(false, None, None).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let report = loop {
         if let Some(RunStatus::Done { report }) = a.sync().status(&id).await {
@@ -94,7 +94,7 @@ async fn sync_now_takes_the_shared_run_lock_and_reports_are_shared() {
     // The file copy is still written on the replica that ran it.
     assert!(b.state.join("reports").join(format!("{id}.json")).exists());
     // The sync used the links in Redis: a second run on A plans no new links.
-    let id2 = a.sync().start_now(true, None).await.unwrap();
+    let id2 = a.sync().start_now(true, None, None).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let dry = loop {
         if let Some(RunStatus::Done { report }) = b.sync().status(&id2).await {
