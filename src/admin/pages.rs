@@ -129,10 +129,14 @@ fn syncs_table(reports: &[Arc<SyncReport>]) -> String {
             .unwrap_or_default();
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{}{}</td><td class=\"{cls}\">{word}</td><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}{}{}</td><td class=\"{cls}\">{word}</td><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td></tr>",
             report_link(&r.id),
             esc(&trigger),
             if r.dry_run { " (dry run)" } else { "" },
+            r.requested_by
+                .as_deref()
+                .map(|by| format!("<br><small>{}</small>", esc(by)))
+                .unwrap_or_default(),
             esc(&r.started_at),
             r.duration_ms as f64 / 1000.0,
             esc(r.approved_by.as_deref().unwrap_or("")),

@@ -3,7 +3,7 @@
 //! 403, admins by e-mail or IdP group), the pages, CSRF and same-origin checks on
 //! POST, a dry run that changes nothing, a real sync, the safety brake and "apply
 //! anyway" with the approver recorded, audit filters, the person lookup, and the
-//! console in a real Chromium (screenshots under target/artifacts/admin-*.png).
+//! console in a real Chromium (screenshots under tests/artifacts/admin-*.png).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -593,16 +593,6 @@ async fn without_a_sync_service_the_api_says_why() {
     d.shutdown();
 }
 
-/// `target/artifacts/<name>` (the brief's place for test artifacts).
-fn target_artifact_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let dir = target.join("artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Screenshots `tests/browser/admin.mjs` saves, one per page.
 const SCREENSHOTS: &[&str] = &[
     "admin-status.png",
@@ -621,7 +611,8 @@ async fn admin_console_in_a_real_browser() {
         return;
     }
     let d = start_with(|t| t).await;
-    let dir = target_artifact_dir();
+    // Beside the other browser screenshots (tests/artifacts/, gitignored).
+    let dir = crate::peers::artifact_path("");
     for s in SCREENSHOTS {
         let _ = std::fs::remove_file(dir.join(s));
     }
