@@ -152,6 +152,21 @@ struct Record {
     pending: bool,
 }
 
+impl Record {
+    /// The line that records `account` as `id`'s link in `target`.
+    fn link(target: &str, id: &ExternalId, account: &LinkedAccount) -> Self {
+        Record {
+            target: target.to_string(),
+            source: id.source.clone(),
+            id: id.id.clone(),
+            username: Some(account.username.clone()),
+            key: account.key.clone(),
+            gone: false,
+            pending: account.pending,
+        }
+    }
+}
+
 struct FileInner {
     /// Read + append handle on the file as it was when last (re)loaded.
     file: File,
@@ -483,15 +498,7 @@ impl LinkStore for FileLinkStore {
         if let Some(existing) = inner.map.get(&k) {
             return Ok(Some(existing.clone()));
         }
-        let rec = Record {
-            target: target.to_string(),
-            source: id.source.clone(),
-            id: id.id.clone(),
-            username: Some(account.username.clone()),
-            key: account.key.clone(),
-            gone: false,
-            pending: account.pending,
-        };
+        let rec = Record::link(target, id, account);
         self.append(&mut inner, &rec)?;
         inner.map.insert(k, account.clone());
         self.maybe_compact(&mut inner)?;
@@ -514,15 +521,7 @@ impl LinkStore for FileLinkStore {
         if inner.map.get(&k) == Some(account) {
             return Ok(());
         }
-        let rec = Record {
-            target: target.to_string(),
-            source: id.source.clone(),
-            id: id.id.clone(),
-            username: Some(account.username.clone()),
-            key: account.key.clone(),
-            gone: false,
-            pending: account.pending,
-        };
+        let rec = Record::link(target, id, account);
         self.append(&mut inner, &rec)?;
         inner.map.insert(k, account.clone());
         self.maybe_compact(&mut inner)

@@ -76,17 +76,24 @@ pub fn new_replica_id() -> String {
     )
 }
 
+/// A self-reconnecting Redis connection with short timeouts (2 s to connect and
+/// per command, two quick retries): a Redis outage must cost a request seconds,
+/// not hang it. Shared by the session store and the replica coordination.
+pub async fn connection(redis_url: &Secret) -> redis::RedisResult<ConnectionManager> {
+    let client = redis::Client::open(redis_url.expose())?;
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500))
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)));
+    ConnectionManager::new_with_config(client, config).await
+}
+
 impl Shared {
     /// Connects to `redis_url` (fails fast when Redis is unreachable) with a fresh
     /// replica id. Commands time out after 2 s; the connection reconnects by itself.
     pub async fn connect(redis_url: &Secret) -> Result<Self, SharedError> {
-        let client = redis::Client::open(redis_url.expose())?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = connection(redis_url).await?;
         Ok(Shared {
             conn,
             replica: new_replica_id(),

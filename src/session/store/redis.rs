@@ -3,10 +3,10 @@
 //! sessions and a logout on one replica (DEL) is seen by all. Uses the `redis` crate's
 //! reconnecting `ConnectionManager`; never logs session contents or the URL.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::{CookiePayload, SessionStore, StoreError};
 use crate::config::Secret;
@@ -34,13 +34,7 @@ fn key(id: &str) -> String {
 impl RedisStore {
     /// Connects to `redis_url` (`redis://host:port/db`); fails fast when unreachable.
     pub async fn connect(redis_url: &Secret) -> Result<Self, StoreError> {
-        let client = redis::Client::open(redis_url.expose())?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = crate::replicas::connection(redis_url).await?;
         Ok(RedisStore { conn })
     }
 }
