@@ -254,12 +254,7 @@ impl ScimStore {
     ) -> Result<(StoredResource, StoredResource), ScimError> {
         let stamp = crate::sync::report::rfc3339(now);
         self.write(idp, |data| {
-            let before = data
-                .map(kind)
-                .get(id)
-                .cloned()
-                .ok_or_else(|| ScimError::not_found(&format!("{} {id}", kind.name())))?;
-            precondition(if_match, before.version)?;
+            let before = current(data, kind, id, if_match)?;
             let mut attrs = before.attrs.clone();
             f(&mut attrs)?;
             check_required(kind, &attrs)?;
@@ -286,12 +281,7 @@ impl ScimStore {
     ) -> Result<StoredResource, ScimError> {
         let stamp = crate::sync::report::rfc3339(now);
         self.write(idp, |data| {
-            let before = data
-                .map(kind)
-                .get(id)
-                .cloned()
-                .ok_or_else(|| ScimError::not_found(&format!("{} {id}", kind.name())))?;
-            precondition(if_match, before.version)?;
+            let before = current(data, kind, id, if_match)?;
             data.map_mut(kind).remove(id);
             // Whatever pointed at it (group members) no longer does.
             let holders: Vec<String> = data
@@ -330,6 +320,23 @@ pub fn member_ids(g: &StoredResource) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The stored resource `id` of `kind`, if it exists and `If-Match` (when sent)
+/// names its current version.
+fn current(
+    data: &IdpResources,
+    kind: Kind,
+    id: &str,
+    if_match: Option<&str>,
+) -> Result<StoredResource, ScimError> {
+    let found = data
+        .map(kind)
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ScimError::not_found(&format!("{} {id}", kind.name())))?;
+    precondition(if_match, found.version)?;
+    Ok(found)
 }
 
 fn precondition(if_match: Option<&str>, version: u64) -> Result<(), ScimError> {
