@@ -147,6 +147,33 @@ fn syncs_table(reports: &[Arc<SyncReport>]) -> String {
     s
 }
 
+/// The `[directory]`: where people are read from and, in refresh-token mode,
+/// whether an admin has connected it (with the link to do so).
+fn directory_panel(cx: &Ctx<'_>, b: &mut String) {
+    let Some(d) = &cx.admin.settings.directory else {
+        return;
+    };
+    let access = match (&d.auth, &cx.admin.connect) {
+        (crate::config::DirectoryAuth::ServiceAccount { admin_subject, .. }, _) => format!(
+            "service account acting as {}",
+            esc(admin_subject)
+        ),
+        (_, Some(connect)) if connect.is_connected() => format!(
+            "<span class=\"ok\">connected</span> by an admin's consent (<a href=\"{BASE}/connect/google\">reconnect</a>)"
+        ),
+        (_, _) => format!(
+            "<span class=\"bad\">not connected</span>: sign-ins and syncs cannot read it until an admin <a href=\"{BASE}/connect/google\">connects Google</a>"
+        ),
+    };
+    let _ = write!(
+        b,
+        "<h2>Directory</h2><table class=\"directory\"><tr><th>Identity provider</th><td>{}</td></tr>\
+         <tr><th>API</th><td>{}</td></tr><tr><th>Access</th><td>{access}</td></tr></table>",
+        esc(&d.idp),
+        esc(d.api_url.as_str()),
+    );
+}
+
 /// `GET /_usher/admin/`.
 pub(super) async fn status(cx: &Ctx<'_>) -> Response<Bytes> {
     let mut b = String::new();
@@ -233,7 +260,9 @@ pub(super) async fn status(cx: &Ctx<'_>) -> Response<Bytes> {
             }
         );
     }
-    b.push_str("</tbody></table><h2>Upstreams</h2><table class=\"upstreams\"><thead><tr><th>Name</th><th>Host</th><th>URL</th><th>Provisions into</th></tr></thead><tbody>");
+    b.push_str("</tbody></table>");
+    directory_panel(cx, &mut b);
+    b.push_str("<h2>Upstreams</h2><table class=\"upstreams\"><thead><tr><th>Name</th><th>Host</th><th>URL</th><th>Provisions into</th></tr></thead><tbody>");
     for u in &cx.admin.settings.upstreams {
         let _ = write!(
             b,

@@ -266,6 +266,8 @@ async fn the_admin_connects_the_directory_through_the_console_then_everyone_sign
     // The admin (alice, in [admin] users) gets in to connect it.
     let mut alice = crate::signin::Browser::for_host(d.addr, &host);
     assert_eq!(alice.sign_in("/", "alice@example.com").await.status(), 302);
+    let status = alice.get("/_usher/admin/").await.text().await.unwrap();
+    assert!(status.contains("not connected"), "{status}");
     let start = alice.get("/_usher/admin/connect/google").await;
     assert_eq!(start.status(), 302);
     let consent = crate::signin::location(&start);
@@ -292,6 +294,11 @@ async fn the_admin_connects_the_directory_through_the_console_then_everyone_sign
     let body = done.text().await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Google directory connected"), "{body}");
+    let status = alice.get("/_usher/admin/").await.text().await.unwrap();
+    assert!(
+        status.contains("<span class=\"ok\">connected</span>") && !status.contains("not connected"),
+        "{status}"
+    );
 
     // Connected: bob signs in and is provisioned from the directory.
     let mut bob = crate::signin::Browser::for_host(d.addr, &host);
