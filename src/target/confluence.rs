@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use super::http::{seg, RestClient};
 use super::{
-    random_password, Capabilities, Cursor, NewUser, Outcome, Page, Target, TargetError,
-    TargetFuture, TargetGroup, TargetUser, UserUpdate,
+    collect_pages, random_password, scan_users_for_email, Capabilities, Cursor, NewUser, Outcome,
+    Page, Target, TargetError, TargetFuture, TargetGroup, TargetUser, UserUpdate,
 };
 use crate::config::TargetKind;
 
@@ -113,11 +113,7 @@ impl ConfluenceTarget {
     async fn must_get(&self, username: &str, what: &str) -> Result<TargetUser, TargetError> {
         self.get(username)
             .await?
-            .ok_or_else(|| TargetError::NotFound {
-                target: self.rest.target().to_string(),
-                what: what.to_string(),
-                message: format!("no user {username}"),
-            })
+            .ok_or_else(|| self.rest.no_user(what, username))
     }
 
     /// One page of a paged listing plus the cursor of the next one.
@@ -128,7 +124,7 @@ impl ConfluenceTarget {
         cursor: Option<&Cursor>,
         what: &str,
     ) -> Result<(Vec<T>, Option<Cursor>), TargetError> {
-        let start = cursor.and_then(|c| c.0.parse::<usize>().ok()).unwrap_or(0);
+        let start = Cursor::offset(cursor);
         let (s, l) = (start.to_string(), self.page_size.to_string());
         let mut query: Vec<(&str, &str)> = vec![("start", &s), ("limit", &l)];
         query.extend_from_slice(extra);
@@ -143,25 +139,14 @@ impl ConfluenceTarget {
     }
 
     async fn groups_of(&self, username: &str) -> Result<Vec<String>, TargetError> {
-        let what = format!("read the groups of {username}");
-        let mut out = Vec::new();
-        let mut cursor = None;
-        for _ in 0..10_000 {
-            let (groups, next): (Vec<GroupJson>, _) = self
-                .page(
-                    "/rest/api/user/memberof",
-                    &[("username", username)],
-                    cursor.as_ref(),
-                    &what,
-                )
-                .await?;
-            out.extend(groups.into_iter().map(|g| g.name));
-            match next {
-                Some(n) => cursor = Some(n),
-                None => break,
-            }
-        }
-        Ok(out)
+        let what = &format!("read the groups of {username}");
+        let groups: Vec<GroupJson> = collect_pages(10_000, |cursor| async move {
+            let extra = [("username", username)];
+            self.page("/rest/api/user/memberof", &extra, cursor.as_ref(), what)
+                .await
+        })
+        .await?;
+        Ok(groups.into_iter().map(|g| g.name).collect())
     }
 
     async fn is_member(&self, group: &str, username: &str) -> Result<bool, TargetError> {
@@ -246,25 +231,7 @@ impl Target for ConfluenceTarget {
 
     /// Confluence DC has no e-mail search in REST: this pages through all users.
     fn find_user_by_email<'a>(&'a self, email: &'a str) -> TargetFuture<'a, Option<TargetUser>> {
-        Box::pin(async move {
-            let mut cursor = None;
-            for _ in 0..100_000 {
-                let page = self.list_users_page(cursor.as_ref()).await?;
-                let hit = page.items.into_iter().find(|u| {
-                    u.email
-                        .as_deref()
-                        .is_some_and(|e| e.eq_ignore_ascii_case(email))
-                });
-                if hit.is_some() {
-                    return Ok(hit);
-                }
-                match page.next {
-                    Some(n) => cursor = Some(n),
-                    None => return Ok(None),
-                }
-            }
-            Ok(None)
-        })
+        Box::pin(scan_users_for_email(self, email))
     }
 
     fn create_user<'a>(&'a self, user: &'a NewUser) -> TargetFuture<'a, TargetUser> {

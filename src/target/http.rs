@@ -404,6 +404,22 @@ impl RestClient {
         }
     }
 
+    /// A [`TargetError::NotFound`] for this target, for a thing the product answered
+    /// without an error but does not have (an empty search, a 200 with nothing in it).
+    pub fn not_found(&self, what: &str, message: String) -> TargetError {
+        TargetError::NotFound {
+            target: self.target.clone(),
+            what: what.to_string(),
+            message,
+        }
+    }
+
+    /// The [`TargetError::NotFound`] every connector gives when a write needs
+    /// `username` to exist first (read-modify-write, licence changes) and it does not.
+    pub fn no_user(&self, what: &str, username: &str) -> TargetError {
+        self.not_found(what, format!("no user {username}"))
+    }
+
     /// A [`TargetError::Unsupported`] for this target.
     pub fn unsupported(&self, what: &str) -> TargetError {
         TargetError::Unsupported {

@@ -44,6 +44,16 @@ pub struct TargetUser {
     pub active: bool,
 }
 
+impl TargetUser {
+    /// Whether this user's e-mail is `email`. Products keep the case people typed, so
+    /// every e-mail lookup compares ASCII case-insensitively, the same way everywhere.
+    pub fn has_email(&self, email: &str) -> bool {
+        self.email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(email))
+    }
+}
+
 /// A group in a target. Groups are identified by name everywhere usher writes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TargetGroup {
@@ -81,6 +91,14 @@ impl UserUpdate {
 /// Opaque position in a paged listing; pass back what the previous page returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor(pub String);
+
+impl Cursor {
+    /// The start offset an offset-paged product (Jira search, Confluence, Crowd) put in
+    /// its cursor; the first page (no cursor) and an unreadable cursor start at 0.
+    pub(crate) fn offset(cursor: Option<&Cursor>) -> usize {
+        cursor.and_then(|c| c.0.parse().ok()).unwrap_or(0)
+    }
+}
 
 /// One page of a listing. Readers loop until `next` is `None`, so big instances are
 /// never held in one allocation.
@@ -306,4 +324,49 @@ pub(crate) fn split_name(user: &NewUser) -> (String, String) {
             last
         }),
     )
+}
+
+/// Pages through `target`'s users until one has `email`, for products whose REST API
+/// has no e-mail search (Confluence, SCIM); stops after 100 000 pages as a guard
+/// against a product that never ends its listing.
+pub(crate) async fn scan_users_for_email<T: Target + ?Sized>(
+    target: &T,
+    email: &str,
+) -> Result<Option<TargetUser>, TargetError> {
+    let mut cursor = None;
+    for _ in 0..100_000 {
+        let page = target.list_users_page(cursor.as_ref()).await?;
+        if let Some(u) = page.items.into_iter().find(|u| u.has_email(email)) {
+            return Ok(Some(u));
+        }
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// Reads every page `fetch` serves (it gets the previous page's cursor, `None` first)
+/// into one list, for the few reads that need a whole listing at once (a user's
+/// groups); gives up quietly after `max_pages` so a looping product cannot hang a sync.
+pub(crate) async fn collect_pages<T, F, Fut>(
+    max_pages: usize,
+    mut fetch: F,
+) -> Result<Vec<T>, TargetError>
+where
+    F: FnMut(Option<Cursor>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<Cursor>), TargetError>>,
+{
+    let mut out = Vec::new();
+    let mut cursor = None;
+    for _ in 0..max_pages {
+        let (items, next) = fetch(cursor).await?;
+        out.extend(items);
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    Ok(out)
 }

@@ -138,11 +138,7 @@ impl JiraTarget {
         let verb = if active { "reactivate" } else { "deactivate" };
         let what = format!("{verb} user {username}");
         let Some(user) = self.get(username).await? else {
-            return Err(TargetError::NotFound {
-                target: self.rest.target().to_string(),
-                what,
-                message: "no such user".into(),
-            });
+            return Err(self.rest.not_found(&what, "no such user".into()));
         };
         if user.active == active {
             return Ok(Outcome::Unchanged);
@@ -257,10 +253,6 @@ pub(crate) fn body_says(reply: &Reply, needle: &str) -> bool {
         .contains(needle)
 }
 
-fn start_of(cursor: Option<&Cursor>) -> usize {
-    cursor.and_then(|c| c.0.parse().ok()).unwrap_or(0)
-}
-
 impl Target for JiraTarget {
     fn name(&self) -> &str {
         self.rest.target()
@@ -307,11 +299,10 @@ impl Target for JiraTarget {
                 )
                 .await?;
             let list: Vec<JiraUserJson> = self.rest.json(&reply, &what)?;
-            Ok(list.into_iter().map(TargetUser::from).find(|u| {
-                u.email
-                    .as_deref()
-                    .is_some_and(|e| e.eq_ignore_ascii_case(email))
-            }))
+            Ok(list
+                .into_iter()
+                .map(TargetUser::from)
+                .find(|u| u.has_email(email)))
         })
     }
 
@@ -363,11 +354,7 @@ impl Target for JiraTarget {
                 None => self
                     .get(username)
                     .await?
-                    .ok_or_else(|| TargetError::NotFound {
-                        target: self.rest.target().to_string(),
-                        what,
-                        message: "no such user".into(),
-                    }),
+                    .ok_or_else(|| self.rest.not_found(&what, "no such user".into())),
             }
         })
     }
@@ -470,7 +457,7 @@ impl Target for JiraTarget {
     ) -> TargetFuture<'a, Page<String>> {
         Box::pin(async move {
             let what = format!("list members of {group}");
-            let start = start_of(cursor);
+            let start = Cursor::offset(cursor);
             let (s, m) = (
                 start.to_string(),
                 self.page_size.min(MAX_MEMBERS).to_string(),
