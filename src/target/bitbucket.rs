@@ -33,12 +33,8 @@ struct DetailedUser {
     id: Option<u64>,
     email_address: Option<String>,
     display_name: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "super::default_true")]
     active: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl From<DetailedUser> for TargetUser {

@@ -160,14 +160,25 @@ impl ConfluenceTarget {
             return Ok(Outcome::Unchanged);
         }
         let path = format!("/rest/api/admin/user/{}/{action}", seg(username));
+        self.bodiless(Method::PUT, &path, &what).await
+    }
+
+    /// Sends one of Confluence's body-less writes (enable, disable, membership PUT or
+    /// DELETE), which answer 204 (some versions 200) once done.
+    async fn bodiless(
+        &self,
+        method: Method,
+        path: &str,
+        what: &str,
+    ) -> Result<Outcome, TargetError> {
         self.rest
             .expect(
-                Method::PUT,
-                &path,
+                method,
+                path,
                 &[],
                 None,
                 &[StatusCode::NO_CONTENT, StatusCode::OK],
-                &what,
+                what,
             )
             .await?;
         Ok(Outcome::Changed)
@@ -190,17 +201,7 @@ impl ConfluenceTarget {
         }
         let method = if add { Method::PUT } else { Method::DELETE };
         let path = format!("/rest/api/user/{}/group/{}", seg(username), seg(group));
-        self.rest
-            .expect(
-                method,
-                &path,
-                &[],
-                None,
-                &[StatusCode::NO_CONTENT, StatusCode::OK],
-                &what,
-            )
-            .await?;
-        Ok(Outcome::Changed)
+        self.bodiless(method, &path, &what).await
     }
 }
 

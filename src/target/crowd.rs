@@ -471,17 +471,21 @@ mod tests {
     use crate::sandbox::crowd::{CrowdEmulator, CrowdSeed};
     use crate::target::contract::{basic, crowd::client};
 
-    #[tokio::test]
-    async fn partial_update_keeps_the_fields_it_does_not_touch() {
-        let seed = CrowdSeed {
+    /// A Crowd holding one user, ada, with every field set.
+    fn seed_with_ada() -> CrowdSeed {
+        CrowdSeed {
             users: vec![(
                 "ada".into(),
                 "ada@example.com".into(),
                 "Ada Lovelace".into(),
             )],
             ..CrowdSeed::default()
-        };
-        let (emu, running) = CrowdEmulator::start(seed).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn partial_update_keeps_the_fields_it_does_not_touch() {
+        let (emu, running) = CrowdEmulator::start(seed_with_ada()).await.unwrap();
         let t = client(
             &running.url(),
             basic("usher", "app-password"),
@@ -506,15 +510,7 @@ mod tests {
 
     #[tokio::test]
     async fn emulator_quirks_name_mismatch_xml_default_and_cwd_4433() {
-        let seed = CrowdSeed {
-            users: vec![(
-                "ada".into(),
-                "ada@example.com".into(),
-                "Ada Lovelace".into(),
-            )],
-            ..CrowdSeed::default()
-        };
-        let (_emu, running) = CrowdEmulator::start(seed).await.unwrap();
+        let (_emu, running) = CrowdEmulator::start(seed_with_ada()).await.unwrap();
         let http = reqwest::Client::new();
         let base = format!("{}/crowd/rest/usermanagement/1", running.url());
         let put = http

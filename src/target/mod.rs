@@ -302,6 +302,12 @@ pub fn flavor_of(kind: TargetKind) -> http::Flavor {
     }
 }
 
+/// Serde default for an `active` flag missing from a Jira or Bitbucket user object:
+/// a user the product does not mark inactive is treated as active.
+pub(crate) fn default_true() -> bool {
+    true
+}
+
 /// A random password for products that insist on one at creation (Crowd, Bitbucket,
 /// Confluence); people sign in through usher, so nobody ever learns it.
 pub(crate) fn random_password() -> String {

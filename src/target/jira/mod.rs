@@ -28,12 +28,8 @@ struct JiraUserJson {
     key: Option<String>,
     email_address: Option<String>,
     display_name: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "super::default_true")]
     active: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl From<JiraUserJson> for TargetUser {
