@@ -18,8 +18,8 @@ use serde_json::json;
 
 use super::http::RestClient;
 use super::{
-    collect_pages, random_password, Capabilities, Cursor, NewUser, Outcome, Page, Target,
-    TargetError, TargetFuture, TargetGroup, TargetUser, UserUpdate,
+    collect_pages, find_in_pages, random_password, Capabilities, Cursor, NewUser, Outcome, Page,
+    Target, TargetError, TargetFuture, TargetGroup, TargetUser, UserUpdate,
 };
 use crate::config::TargetKind;
 
@@ -133,18 +133,10 @@ impl BitbucketTarget {
         what: &str,
         hit: impl Fn(&T) -> bool,
     ) -> Result<Option<T>, TargetError> {
-        let mut cursor = None;
-        for _ in 0..100_000 {
-            let (items, next) = self.page::<T>(path, extra, cursor.as_ref(), what).await?;
-            if let Some(found) = items.into_iter().find(|i| hit(i)) {
-                return Ok(Some(found));
-            }
-            match next {
-                Some(n) => cursor = Some(n),
-                None => return Ok(None),
-            }
-        }
-        Ok(None)
+        let fetch = |cursor: Option<Cursor>| async move {
+            self.page(path, extra, cursor.as_ref(), what).await
+        };
+        find_in_pages(fetch, hit).await
     }
 
     async fn get(&self, username: &str) -> Result<Option<TargetUser>, TargetError> {

@@ -333,19 +333,37 @@ pub(crate) fn split_name(user: &NewUser) -> (String, String) {
 }
 
 /// Pages through `target`'s users until one has `email`, for products whose REST API
-/// has no e-mail search (Confluence, SCIM); stops after 100 000 pages as a guard
-/// against a product that never ends its listing.
+/// has no e-mail search (Confluence, SCIM).
 pub(crate) async fn scan_users_for_email<T: Target + ?Sized>(
     target: &T,
     email: &str,
 ) -> Result<Option<TargetUser>, TargetError> {
+    let fetch = |cursor: Option<Cursor>| async move {
+        let page = target.list_users_page(cursor.as_ref()).await?;
+        Ok((page.items, page.next))
+    };
+    find_in_pages(fetch, |u: &TargetUser| u.has_email(email)).await
+}
+
+/// Pages through what `fetch` serves (it gets the previous page's cursor, `None`
+/// first) until an item matches `hit`, for lookups a product can only answer by
+/// scanning a listing; stops after 100 000 pages as a guard against a product that
+/// never ends its listing.
+pub(crate) async fn find_in_pages<T, F, Fut>(
+    mut fetch: F,
+    hit: impl Fn(&T) -> bool,
+) -> Result<Option<T>, TargetError>
+where
+    F: FnMut(Option<Cursor>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<Cursor>), TargetError>>,
+{
     let mut cursor = None;
     for _ in 0..100_000 {
-        let page = target.list_users_page(cursor.as_ref()).await?;
-        if let Some(u) = page.items.into_iter().find(|u| u.has_email(email)) {
-            return Ok(Some(u));
+        let (items, next) = fetch(cursor).await?;
+        if let Some(found) = items.into_iter().find(|i| hit(i)) {
+            return Ok(Some(found));
         }
-        match page.next {
+        match next {
             Some(n) => cursor = Some(n),
             None => return Ok(None),
         }
@@ -375,4 +393,78 @@ where
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod paging_tests {
+    use super::*;
+
+    /// What one fake fetch answers.
+    type Served = std::future::Ready<Result<(Vec<u32>, Option<Cursor>), TargetError>>;
+
+    /// Serves `pages` in order, recording the cursor each call was given.
+    fn pages(
+        pages: Vec<Vec<u32>>,
+        seen: &std::sync::Mutex<Vec<Option<Cursor>>>,
+    ) -> impl FnMut(Option<Cursor>) -> Served + '_ {
+        move |cursor| {
+            let i = Cursor::offset(cursor.as_ref());
+            seen.lock().unwrap().push(cursor);
+            let next = (i + 1 < pages.len()).then(|| Cursor((i + 1).to_string()));
+            std::future::ready(Ok((pages[i].clone(), next)))
+        }
+    }
+
+    #[tokio::test]
+    async fn collect_pages_follows_cursors_to_the_end_and_respects_the_page_limit() {
+        let seen = std::sync::Mutex::default();
+        let all = collect_pages(10, pages(vec![vec![1, 2], vec![3], vec![4]], &seen))
+            .await
+            .unwrap();
+        assert_eq!(all, vec![1, 2, 3, 4]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![None, Some(Cursor("1".into())), Some(Cursor("2".into()))]
+        );
+        let seen = std::sync::Mutex::default();
+        let two = collect_pages(2, pages(vec![vec![1], vec![2], vec![3]], &seen))
+            .await
+            .unwrap();
+        assert_eq!(two, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn find_in_pages_stops_at_the_first_hit_and_says_none_after_the_last_page() {
+        let seen = std::sync::Mutex::default();
+        let hit = find_in_pages(pages(vec![vec![1, 2], vec![3, 4], vec![5]], &seen), |n| {
+            *n > 2
+        })
+        .await
+        .unwrap();
+        assert_eq!(hit, Some(3));
+        assert_eq!(seen.lock().unwrap().len(), 2, "no page after the hit");
+        let seen = std::sync::Mutex::default();
+        let miss = find_in_pages(pages(vec![vec![1], vec![2]], &seen), |n| *n > 9)
+            .await
+            .unwrap();
+        assert_eq!(miss, None);
+    }
+
+    #[test]
+    fn offsets_and_email_matching() {
+        assert_eq!(Cursor::offset(None), 0);
+        assert_eq!(Cursor::offset(Some(&Cursor("40".into()))), 40);
+        assert_eq!(Cursor::offset(Some(&Cursor("list:abc".into()))), 0);
+        let mut u = TargetUser {
+            username: "ada".into(),
+            key: None,
+            email: Some("Ada@Example.com".into()),
+            display_name: "Ada".into(),
+            active: true,
+        };
+        assert!(u.has_email("ada@example.COM"));
+        assert!(!u.has_email("ada@example.org"));
+        u.email = None;
+        assert!(!u.has_email(""));
+    }
 }
