@@ -7,7 +7,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http::{seg, RestClient};
+use super::http::{body_says, seg, RestClient};
 use super::{
     collect_pages, random_password, scan_users_for_email, Capabilities, Cursor, NewUser, Outcome,
     Page, Target, TargetError, TargetFuture, TargetGroup, TargetUser, UserUpdate,
@@ -361,7 +361,7 @@ impl Target for ConfluenceTarget {
             match reply.status {
                 s if s.is_success() => Ok(Outcome::Changed),
                 StatusCode::CONFLICT => Ok(Outcome::Unchanged),
-                StatusCode::BAD_REQUEST if super::jira::body_says(&reply, "already exists") => {
+                StatusCode::BAD_REQUEST if body_says(&reply, "already exists") => {
                     Ok(Outcome::Unchanged)
                 }
                 _ => Err(self.rest.error(&reply, &what)),

@@ -8,8 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http::{Reply, RestClient};
-use super::jira::body_says;
+use super::http::{body_says, Reply, RestClient};
 use super::{
     collect_pages, random_password, split_name, Capabilities, Cursor, NewUser, Outcome, Page,
     Target, TargetError, TargetFuture, TargetGroup, TargetUser, UserUpdate,

@@ -447,6 +447,15 @@ impl RestClient {
     }
 }
 
+/// Whether the product's error text contains `needle` (lowercase), for the answers
+/// Jira, Confluence and Crowd give with a generic status (duplicates as 400) and only
+/// the words tell apart; lives here because every connector reads replies the same way.
+pub(crate) fn body_says(reply: &Reply, needle: &str) -> bool {
+    String::from_utf8_lossy(&reply.body)
+        .to_lowercase()
+        .contains(needle)
+}
+
 /// URL without query (queries may carry names; never credentials, but keep logs short).
 fn redact_url(url: &url::Url) -> String {
     format!("{}{}", url.origin().ascii_serialization(), url.path())

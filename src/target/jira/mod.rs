@@ -6,7 +6,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{Reply, RestClient};
+use super::http::{body_says, Reply, RestClient};
 use super::{
     Capabilities, Cursor, NewUser, Outcome, Page, Target, TargetError, TargetFuture, TargetGroup,
     TargetUser, UserUpdate,
@@ -240,13 +240,6 @@ impl JiraTarget {
             _ => Err(self.rest.error(&reply, &what)),
         }
     }
-}
-
-/// Whether the product's error text contains `needle` (Jira reports duplicates as 400).
-pub(crate) fn body_says(reply: &Reply, needle: &str) -> bool {
-    String::from_utf8_lossy(&reply.body)
-        .to_lowercase()
-        .contains(needle)
 }
 
 impl Target for JiraTarget {
