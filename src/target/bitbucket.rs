@@ -18,8 +18,8 @@ use serde_json::json;
 
 use super::http::RestClient;
 use super::{
-    random_password, Capabilities, Cursor, NewUser, Outcome, Page, Target, TargetError,
-    TargetFuture, TargetGroup, TargetUser, UserUpdate,
+    collect_pages, find_in_pages, random_password, Capabilities, Cursor, NewUser, Outcome, Page,
+    Target, TargetError, TargetFuture, TargetGroup, TargetUser, UserUpdate,
 };
 use crate::config::TargetKind;
 
@@ -33,12 +33,8 @@ struct DetailedUser {
     id: Option<u64>,
     email_address: Option<String>,
     display_name: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "super::default_true")]
     active: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl From<DetailedUser> for TargetUser {
@@ -137,18 +133,10 @@ impl BitbucketTarget {
         what: &str,
         hit: impl Fn(&T) -> bool,
     ) -> Result<Option<T>, TargetError> {
-        let mut cursor = None;
-        for _ in 0..100_000 {
-            let (items, next) = self.page::<T>(path, extra, cursor.as_ref(), what).await?;
-            if let Some(found) = items.into_iter().find(|i| hit(i)) {
-                return Ok(Some(found));
-            }
-            match next {
-                Some(n) => cursor = Some(n),
-                None => return Ok(None),
-            }
-        }
-        Ok(None)
+        let fetch = |cursor: Option<Cursor>| async move {
+            self.page(path, extra, cursor.as_ref(), what).await
+        };
+        find_in_pages(fetch, hit).await
     }
 
     async fn get(&self, username: &str) -> Result<Option<TargetUser>, TargetError> {
@@ -164,11 +152,7 @@ impl BitbucketTarget {
     async fn must_get(&self, username: &str, what: &str) -> Result<TargetUser, TargetError> {
         self.get(username)
             .await?
-            .ok_or_else(|| TargetError::NotFound {
-                target: self.rest.target().to_string(),
-                what: what.to_string(),
-                message: format!("no user {username}"),
-            })
+            .ok_or_else(|| self.rest.no_user(what, username))
     }
 
     async fn is_member(&self, group: &str, username: &str) -> Result<bool, TargetError> {
@@ -185,25 +169,14 @@ impl BitbucketTarget {
     }
 
     async fn groups_of(&self, username: &str) -> Result<Vec<String>, TargetError> {
-        let what = format!("list the groups of {username}");
-        let mut out = Vec::new();
-        let mut cursor = None;
-        for _ in 0..100_000 {
-            let (items, next) = self
-                .page::<NamedGroup>(
-                    "/users/more-members",
-                    &[("context", username)],
-                    cursor.as_ref(),
-                    &what,
-                )
-                .await?;
-            out.extend(items.into_iter().map(|g| g.name));
-            match next {
-                Some(n) => cursor = Some(n),
-                None => break,
-            }
-        }
-        Ok(out)
+        let what = &format!("list the groups of {username}");
+        let groups: Vec<NamedGroup> = collect_pages(100_000, |cursor| async move {
+            let extra = [("context", username)];
+            self.page("/users/more-members", &extra, cursor.as_ref(), what)
+                .await
+        })
+        .await?;
+        Ok(groups.into_iter().map(|g| g.name).collect())
     }
 
     async fn has_direct_permission(&self, username: &str) -> Result<bool, TargetError> {

@@ -7,10 +7,10 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http::{seg, RestClient};
+use super::http::{body_says, seg, RestClient};
 use super::{
-    random_password, Capabilities, Cursor, NewUser, Outcome, Page, Target, TargetError,
-    TargetFuture, TargetGroup, TargetUser, UserUpdate,
+    collect_pages, random_password, scan_users_for_email, Capabilities, Cursor, NewUser, Outcome,
+    Page, Target, TargetError, TargetFuture, TargetGroup, TargetUser, UserUpdate,
 };
 use crate::config::TargetKind;
 
@@ -113,11 +113,7 @@ impl ConfluenceTarget {
     async fn must_get(&self, username: &str, what: &str) -> Result<TargetUser, TargetError> {
         self.get(username)
             .await?
-            .ok_or_else(|| TargetError::NotFound {
-                target: self.rest.target().to_string(),
-                what: what.to_string(),
-                message: format!("no user {username}"),
-            })
+            .ok_or_else(|| self.rest.no_user(what, username))
     }
 
     /// One page of a paged listing plus the cursor of the next one.
@@ -128,7 +124,7 @@ impl ConfluenceTarget {
         cursor: Option<&Cursor>,
         what: &str,
     ) -> Result<(Vec<T>, Option<Cursor>), TargetError> {
-        let start = cursor.and_then(|c| c.0.parse::<usize>().ok()).unwrap_or(0);
+        let start = Cursor::offset(cursor);
         let (s, l) = (start.to_string(), self.page_size.to_string());
         let mut query: Vec<(&str, &str)> = vec![("start", &s), ("limit", &l)];
         query.extend_from_slice(extra);
@@ -143,25 +139,14 @@ impl ConfluenceTarget {
     }
 
     async fn groups_of(&self, username: &str) -> Result<Vec<String>, TargetError> {
-        let what = format!("read the groups of {username}");
-        let mut out = Vec::new();
-        let mut cursor = None;
-        for _ in 0..10_000 {
-            let (groups, next): (Vec<GroupJson>, _) = self
-                .page(
-                    "/rest/api/user/memberof",
-                    &[("username", username)],
-                    cursor.as_ref(),
-                    &what,
-                )
-                .await?;
-            out.extend(groups.into_iter().map(|g| g.name));
-            match next {
-                Some(n) => cursor = Some(n),
-                None => break,
-            }
-        }
-        Ok(out)
+        let what = &format!("read the groups of {username}");
+        let groups: Vec<GroupJson> = collect_pages(10_000, |cursor| async move {
+            let extra = [("username", username)];
+            self.page("/rest/api/user/memberof", &extra, cursor.as_ref(), what)
+                .await
+        })
+        .await?;
+        Ok(groups.into_iter().map(|g| g.name).collect())
     }
 
     async fn is_member(&self, group: &str, username: &str) -> Result<bool, TargetError> {
@@ -175,14 +160,25 @@ impl ConfluenceTarget {
             return Ok(Outcome::Unchanged);
         }
         let path = format!("/rest/api/admin/user/{}/{action}", seg(username));
+        self.bodiless(Method::PUT, &path, &what).await
+    }
+
+    /// Sends one of Confluence's body-less writes (enable, disable, membership PUT or
+    /// DELETE), which answer 204 (some versions 200) once done.
+    async fn bodiless(
+        &self,
+        method: Method,
+        path: &str,
+        what: &str,
+    ) -> Result<Outcome, TargetError> {
         self.rest
             .expect(
-                Method::PUT,
-                &path,
+                method,
+                path,
                 &[],
                 None,
                 &[StatusCode::NO_CONTENT, StatusCode::OK],
-                &what,
+                what,
             )
             .await?;
         Ok(Outcome::Changed)
@@ -205,17 +201,7 @@ impl ConfluenceTarget {
         }
         let method = if add { Method::PUT } else { Method::DELETE };
         let path = format!("/rest/api/user/{}/group/{}", seg(username), seg(group));
-        self.rest
-            .expect(
-                method,
-                &path,
-                &[],
-                None,
-                &[StatusCode::NO_CONTENT, StatusCode::OK],
-                &what,
-            )
-            .await?;
-        Ok(Outcome::Changed)
+        self.bodiless(method, &path, &what).await
     }
 }
 
@@ -246,25 +232,7 @@ impl Target for ConfluenceTarget {
 
     /// Confluence DC has no e-mail search in REST: this pages through all users.
     fn find_user_by_email<'a>(&'a self, email: &'a str) -> TargetFuture<'a, Option<TargetUser>> {
-        Box::pin(async move {
-            let mut cursor = None;
-            for _ in 0..100_000 {
-                let page = self.list_users_page(cursor.as_ref()).await?;
-                let hit = page.items.into_iter().find(|u| {
-                    u.email
-                        .as_deref()
-                        .is_some_and(|e| e.eq_ignore_ascii_case(email))
-                });
-                if hit.is_some() {
-                    return Ok(hit);
-                }
-                match page.next {
-                    Some(n) => cursor = Some(n),
-                    None => return Ok(None),
-                }
-            }
-            Ok(None)
-        })
+        Box::pin(scan_users_for_email(self, email))
     }
 
     fn create_user<'a>(&'a self, user: &'a NewUser) -> TargetFuture<'a, TargetUser> {
@@ -393,7 +361,7 @@ impl Target for ConfluenceTarget {
             match reply.status {
                 s if s.is_success() => Ok(Outcome::Changed),
                 StatusCode::CONFLICT => Ok(Outcome::Unchanged),
-                StatusCode::BAD_REQUEST if super::jira::body_says(&reply, "already exists") => {
+                StatusCode::BAD_REQUEST if body_says(&reply, "already exists") => {
                     Ok(Outcome::Unchanged)
                 }
                 _ => Err(self.rest.error(&reply, &what)),

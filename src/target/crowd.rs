@@ -4,14 +4,14 @@
 //! works. Speaks only Crowd's wire format; decides nothing.
 
 use http::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http::{Reply, RestClient};
-use super::jira::body_says;
+use super::http::{body_says, Reply, RestClient};
 use super::{
-    random_password, split_name, Capabilities, Cursor, NewUser, Outcome, Page, Target, TargetError,
-    TargetFuture, TargetGroup, TargetUser, UserUpdate,
+    collect_pages, random_password, split_name, Capabilities, Cursor, NewUser, Outcome, Page,
+    Target, TargetError, TargetFuture, TargetGroup, TargetUser, UserUpdate,
 };
 use crate::config::TargetKind;
 
@@ -68,10 +68,6 @@ pub struct CrowdTarget {
     page_size: usize,
 }
 
-fn index_of(cursor: Option<&Cursor>) -> usize {
-    cursor.and_then(|c| c.0.parse().ok()).unwrap_or(0)
-}
-
 impl CrowdTarget {
     /// A client for one `[[target]] kind = "crowd"`; `auth` is the application's.
     pub fn new(rest: RestClient) -> Self {
@@ -117,11 +113,7 @@ impl CrowdTarget {
     async fn must_raw(&self, username: &str, what: &str) -> Result<Value, TargetError> {
         self.raw(username, what)
             .await?
-            .ok_or_else(|| TargetError::NotFound {
-                target: self.rest.target().to_string(),
-                what: what.to_string(),
-                message: format!("no user {username}"),
-            })
+            .ok_or_else(|| self.rest.no_user(what, username))
     }
 
     fn to_user(&self, v: Value, what: &str) -> Result<TargetUser, TargetError> {
@@ -160,6 +152,33 @@ impl CrowdTarget {
         user["active"] = json!(active);
         self.put(username, user, &what).await?;
         Ok(Outcome::Changed)
+    }
+
+    /// One `start-index`/`max-results` page of a Crowd listing at `path`, with `extra`
+    /// first on the query; returns the body and the start index it was asked for.
+    async fn page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        extra: &[(&str, &str)],
+        cursor: Option<&Cursor>,
+        what: &str,
+    ) -> Result<(T, usize), TargetError> {
+        let start = Cursor::offset(cursor);
+        let (s, m) = (start.to_string(), self.page_size.to_string());
+        let mut query = extra.to_vec();
+        query.extend([("start-index", s.as_str()), ("max-results", m.as_str())]);
+        let reply = self
+            .rest
+            .expect(
+                Method::GET,
+                &format!("{API}{path}"),
+                &query,
+                None,
+                &[StatusCode::OK],
+                what,
+            )
+            .await?;
+        Ok((self.rest.json(&reply, what)?, start))
     }
 
     fn next(&self, start: usize, got: usize) -> Option<Cursor> {
@@ -223,11 +242,11 @@ impl Target for CrowdTarget {
                 )
                 .await?;
             let found: Users<CrowdUserJson> = self.rest.json(&reply, &what)?;
-            Ok(found.users.into_iter().map(TargetUser::from).find(|u| {
-                u.email
-                    .as_deref()
-                    .is_some_and(|e| e.eq_ignore_ascii_case(email))
-            }))
+            Ok(found
+                .users
+                .into_iter()
+                .map(TargetUser::from)
+                .find(|u| u.has_email(email)))
         })
     }
 
@@ -297,26 +316,9 @@ impl Target for CrowdTarget {
         cursor: Option<&'a Cursor>,
     ) -> TargetFuture<'a, Page<TargetUser>> {
         Box::pin(async move {
-            let what = "list users";
-            let start = index_of(cursor);
-            let (s, m) = (start.to_string(), self.page_size.to_string());
-            let reply = self
-                .rest
-                .expect(
-                    Method::GET,
-                    &format!("{API}/search"),
-                    &[
-                        ("entity-type", "user"),
-                        ("expand", "user"),
-                        ("start-index", &s),
-                        ("max-results", &m),
-                    ],
-                    None,
-                    &[StatusCode::OK],
-                    what,
-                )
-                .await?;
-            let page: Users<CrowdUserJson> = self.rest.json(&reply, what)?;
+            let extra = [("entity-type", "user"), ("expand", "user")];
+            let (page, start): (Users<CrowdUserJson>, _) =
+                self.page("/search", &extra, cursor, "list users").await?;
             let next = self.next(start, page.users.len());
             Ok(Page {
                 items: page.users.into_iter().map(Into::into).collect(),
@@ -330,25 +332,9 @@ impl Target for CrowdTarget {
         cursor: Option<&'a Cursor>,
     ) -> TargetFuture<'a, Page<TargetGroup>> {
         Box::pin(async move {
-            let what = "list groups";
-            let start = index_of(cursor);
-            let (s, m) = (start.to_string(), self.page_size.to_string());
-            let reply = self
-                .rest
-                .expect(
-                    Method::GET,
-                    &format!("{API}/search"),
-                    &[
-                        ("entity-type", "group"),
-                        ("start-index", &s),
-                        ("max-results", &m),
-                    ],
-                    None,
-                    &[StatusCode::OK],
-                    what,
-                )
-                .await?;
-            let page: Groups = self.rest.json(&reply, what)?;
+            let extra = [("entity-type", "group")];
+            let (page, start): (Groups, _) =
+                self.page("/search", &extra, cursor, "list groups").await?;
             let next = self.next(start, page.groups.len());
             Ok(Page {
                 items: page
@@ -394,24 +380,10 @@ impl Target for CrowdTarget {
     ) -> TargetFuture<'a, Page<String>> {
         Box::pin(async move {
             let what = format!("list members of {group}");
-            let start = index_of(cursor);
-            let (s, m) = (start.to_string(), self.page_size.to_string());
-            let reply = self
-                .rest
-                .expect(
-                    Method::GET,
-                    &format!("{API}/group/user/direct"),
-                    &[
-                        ("groupname", group),
-                        ("start-index", &s),
-                        ("max-results", &m),
-                    ],
-                    None,
-                    &[StatusCode::OK],
-                    &what,
-                )
+            let extra = [("groupname", group)];
+            let (page, start): (Users<NameOnly>, _) = self
+                .page("/group/user/direct", &extra, cursor, &what)
                 .await?;
-            let page: Users<NameOnly> = self.rest.json(&reply, &what)?;
             let next = self.next(start, page.users.len());
             Ok(Page {
                 items: page.users.into_iter().map(|u| u.name).collect(),
@@ -424,36 +396,19 @@ impl Target for CrowdTarget {
     /// empty answer is checked against the user's existence.
     fn user_groups<'a>(&'a self, username: &'a str) -> TargetFuture<'a, Vec<String>> {
         Box::pin(async move {
-            let what = format!("read the groups of {username}");
-            let mut out = Vec::new();
-            let mut start = 0usize;
-            loop {
-                let (s, m) = (start.to_string(), self.page_size.to_string());
-                let reply = self
-                    .rest
-                    .expect(
-                        Method::GET,
-                        &format!("{API}/user/group/direct"),
-                        &[
-                            ("username", username),
-                            ("start-index", &s),
-                            ("max-results", &m),
-                        ],
-                        None,
-                        &[StatusCode::OK],
-                        &what,
-                    )
+            let what = &format!("read the groups of {username}");
+            // No page limit: Crowd ends the listing with a short page.
+            let out: Vec<String> = collect_pages(usize::MAX, |cursor| async move {
+                let extra = [("username", username)];
+                let (page, start): (Groups, _) = self
+                    .page("/user/group/direct", &extra, cursor.as_ref(), what)
                     .await?;
-                let page: Groups = self.rest.json(&reply, &what)?;
-                let got = page.groups.len();
-                out.extend(page.groups.into_iter().map(|g| g.name));
-                if got < self.page_size {
-                    break;
-                }
-                start += got;
-            }
+                let next = self.next(start, page.groups.len());
+                Ok((page.groups.into_iter().map(|g| g.name).collect(), next))
+            })
+            .await?;
             if out.is_empty() {
-                self.must_raw(username, &what).await?;
+                self.must_raw(username, what).await?;
             }
             Ok(out)
         })
@@ -515,17 +470,21 @@ mod tests {
     use crate::sandbox::crowd::{CrowdEmulator, CrowdSeed};
     use crate::target::contract::{basic, crowd::client};
 
-    #[tokio::test]
-    async fn partial_update_keeps_the_fields_it_does_not_touch() {
-        let seed = CrowdSeed {
+    /// A Crowd holding one user, ada, with every field set.
+    fn seed_with_ada() -> CrowdSeed {
+        CrowdSeed {
             users: vec![(
                 "ada".into(),
                 "ada@example.com".into(),
                 "Ada Lovelace".into(),
             )],
             ..CrowdSeed::default()
-        };
-        let (emu, running) = CrowdEmulator::start(seed).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn partial_update_keeps_the_fields_it_does_not_touch() {
+        let (emu, running) = CrowdEmulator::start(seed_with_ada()).await.unwrap();
         let t = client(
             &running.url(),
             basic("usher", "app-password"),
@@ -550,15 +509,7 @@ mod tests {
 
     #[tokio::test]
     async fn emulator_quirks_name_mismatch_xml_default_and_cwd_4433() {
-        let seed = CrowdSeed {
-            users: vec![(
-                "ada".into(),
-                "ada@example.com".into(),
-                "Ada Lovelace".into(),
-            )],
-            ..CrowdSeed::default()
-        };
-        let (_emu, running) = CrowdEmulator::start(seed).await.unwrap();
+        let (_emu, running) = CrowdEmulator::start(seed_with_ada()).await.unwrap();
         let http = reqwest::Client::new();
         let base = format!("{}/crowd/rest/usermanagement/1", running.url());
         let put = http

@@ -404,6 +404,22 @@ impl RestClient {
         }
     }
 
+    /// A [`TargetError::NotFound`] for this target, for a thing the product answered
+    /// without an error but does not have (an empty search, a 200 with nothing in it).
+    pub fn not_found(&self, what: &str, message: String) -> TargetError {
+        TargetError::NotFound {
+            target: self.target.clone(),
+            what: what.to_string(),
+            message,
+        }
+    }
+
+    /// The [`TargetError::NotFound`] every connector gives when a write needs
+    /// `username` to exist first (read-modify-write, licence changes) and it does not.
+    pub fn no_user(&self, what: &str, username: &str) -> TargetError {
+        self.not_found(what, format!("no user {username}"))
+    }
+
     /// A [`TargetError::Unsupported`] for this target.
     pub fn unsupported(&self, what: &str) -> TargetError {
         TargetError::Unsupported {
@@ -429,6 +445,15 @@ impl RestClient {
             Err(self.error(&reply, what))
         }
     }
+}
+
+/// Whether the product's error text contains `needle` (lowercase), for the answers
+/// Jira, Confluence and Crowd give with a generic status (duplicates as 400) and only
+/// the words tell apart; lives here because every connector reads replies the same way.
+pub(crate) fn body_says(reply: &Reply, needle: &str) -> bool {
+    String::from_utf8_lossy(&reply.body)
+        .to_lowercase()
+        .contains(needle)
 }
 
 /// URL without query (queries may carry names; never credentials, but keep logs short).

@@ -44,6 +44,16 @@ pub struct TargetUser {
     pub active: bool,
 }
 
+impl TargetUser {
+    /// Whether this user's e-mail is `email`. Products keep the case people typed, so
+    /// every e-mail lookup compares ASCII case-insensitively, the same way everywhere.
+    pub fn has_email(&self, email: &str) -> bool {
+        self.email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(email))
+    }
+}
+
 /// A group in a target. Groups are identified by name everywhere usher writes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TargetGroup {
@@ -81,6 +91,14 @@ impl UserUpdate {
 /// Opaque position in a paged listing; pass back what the previous page returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor(pub String);
+
+impl Cursor {
+    /// The start offset an offset-paged product (Jira search, Confluence, Crowd) put in
+    /// its cursor; the first page (no cursor) and an unreadable cursor start at 0.
+    pub(crate) fn offset(cursor: Option<&Cursor>) -> usize {
+        cursor.and_then(|c| c.0.parse().ok()).unwrap_or(0)
+    }
+}
 
 /// One page of a listing. Readers loop until `next` is `None`, so big instances are
 /// never held in one allocation.
@@ -284,6 +302,12 @@ pub fn flavor_of(kind: TargetKind) -> http::Flavor {
     }
 }
 
+/// Serde default for an `active` flag missing from a Jira or Bitbucket user object:
+/// a user the product does not mark inactive is treated as active.
+pub(crate) fn default_true() -> bool {
+    true
+}
+
 /// A random password for products that insist on one at creation (Crowd, Bitbucket,
 /// Confluence); people sign in through usher, so nobody ever learns it.
 pub(crate) fn random_password() -> String {
@@ -306,4 +330,141 @@ pub(crate) fn split_name(user: &NewUser) -> (String, String) {
             last
         }),
     )
+}
+
+/// Pages through `target`'s users until one has `email`, for products whose REST API
+/// has no e-mail search (Confluence, SCIM).
+pub(crate) async fn scan_users_for_email<T: Target + ?Sized>(
+    target: &T,
+    email: &str,
+) -> Result<Option<TargetUser>, TargetError> {
+    let fetch = |cursor: Option<Cursor>| async move {
+        let page = target.list_users_page(cursor.as_ref()).await?;
+        Ok((page.items, page.next))
+    };
+    find_in_pages(fetch, |u: &TargetUser| u.has_email(email)).await
+}
+
+/// Pages through what `fetch` serves (it gets the previous page's cursor, `None`
+/// first) until an item matches `hit`, for lookups a product can only answer by
+/// scanning a listing; stops after 100 000 pages as a guard against a product that
+/// never ends its listing.
+pub(crate) async fn find_in_pages<T, F, Fut>(
+    mut fetch: F,
+    hit: impl Fn(&T) -> bool,
+) -> Result<Option<T>, TargetError>
+where
+    F: FnMut(Option<Cursor>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<Cursor>), TargetError>>,
+{
+    let mut cursor = None;
+    for _ in 0..100_000 {
+        let (items, next) = fetch(cursor).await?;
+        if let Some(found) = items.into_iter().find(|i| hit(i)) {
+            return Ok(Some(found));
+        }
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// Reads every page `fetch` serves (it gets the previous page's cursor, `None` first)
+/// into one list, for the few reads that need a whole listing at once (a user's
+/// groups); gives up quietly after `max_pages` so a looping product cannot hang a sync.
+pub(crate) async fn collect_pages<T, F, Fut>(
+    max_pages: usize,
+    mut fetch: F,
+) -> Result<Vec<T>, TargetError>
+where
+    F: FnMut(Option<Cursor>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<Cursor>), TargetError>>,
+{
+    let mut out = Vec::new();
+    let mut cursor = None;
+    for _ in 0..max_pages {
+        let (items, next) = fetch(cursor).await?;
+        out.extend(items);
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod paging_tests {
+    use super::*;
+
+    /// What one fake fetch answers.
+    type Served = std::future::Ready<Result<(Vec<u32>, Option<Cursor>), TargetError>>;
+
+    /// Serves `pages` in order, recording the cursor each call was given.
+    fn pages(
+        pages: Vec<Vec<u32>>,
+        seen: &std::sync::Mutex<Vec<Option<Cursor>>>,
+    ) -> impl FnMut(Option<Cursor>) -> Served + '_ {
+        move |cursor| {
+            let i = Cursor::offset(cursor.as_ref());
+            seen.lock().unwrap().push(cursor);
+            let next = (i + 1 < pages.len()).then(|| Cursor((i + 1).to_string()));
+            std::future::ready(Ok((pages[i].clone(), next)))
+        }
+    }
+
+    #[tokio::test]
+    async fn collect_pages_follows_cursors_to_the_end_and_respects_the_page_limit() {
+        let seen = std::sync::Mutex::default();
+        let all = collect_pages(10, pages(vec![vec![1, 2], vec![3], vec![4]], &seen))
+            .await
+            .unwrap();
+        assert_eq!(all, vec![1, 2, 3, 4]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![None, Some(Cursor("1".into())), Some(Cursor("2".into()))]
+        );
+        let seen = std::sync::Mutex::default();
+        let two = collect_pages(2, pages(vec![vec![1], vec![2], vec![3]], &seen))
+            .await
+            .unwrap();
+        assert_eq!(two, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn find_in_pages_stops_at_the_first_hit_and_says_none_after_the_last_page() {
+        let seen = std::sync::Mutex::default();
+        let hit = find_in_pages(pages(vec![vec![1, 2], vec![3, 4], vec![5]], &seen), |n| {
+            *n > 2
+        })
+        .await
+        .unwrap();
+        assert_eq!(hit, Some(3));
+        assert_eq!(seen.lock().unwrap().len(), 2, "no page after the hit");
+        let seen = std::sync::Mutex::default();
+        let miss = find_in_pages(pages(vec![vec![1], vec![2]], &seen), |n| *n > 9)
+            .await
+            .unwrap();
+        assert_eq!(miss, None);
+    }
+
+    #[test]
+    fn offsets_and_email_matching() {
+        assert_eq!(Cursor::offset(None), 0);
+        assert_eq!(Cursor::offset(Some(&Cursor("40".into()))), 40);
+        assert_eq!(Cursor::offset(Some(&Cursor("list:abc".into()))), 0);
+        let mut u = TargetUser {
+            username: "ada".into(),
+            key: None,
+            email: Some("Ada@Example.com".into()),
+            display_name: "Ada".into(),
+            active: true,
+        };
+        assert!(u.has_email("ada@example.COM"));
+        assert!(!u.has_email("ada@example.org"));
+        u.email = None;
+        assert!(!u.has_email(""));
+    }
 }

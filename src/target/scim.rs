@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 
 use super::http::{seg, RestClient};
 use super::{
-    split_name, Capabilities, Cursor, NewUser, Outcome, Page, Target, TargetError, TargetFuture,
-    TargetGroup, TargetUser, UserUpdate,
+    scan_users_for_email, split_name, Capabilities, Cursor, NewUser, Outcome, Page, Target,
+    TargetError, TargetFuture, TargetGroup, TargetUser, UserUpdate,
 };
 use crate::config::TargetKind;
 
@@ -210,11 +210,7 @@ impl ScimTarget {
         self.find_user(username)
             .await?
             .and_then(|u| u.key)
-            .ok_or_else(|| TargetError::NotFound {
-                target: self.rest.target().to_string(),
-                what: what.to_string(),
-                message: format!("no user {username}"),
-            })
+            .ok_or_else(|| self.rest.no_user(what, username))
     }
 
     /// The group with this displayName (with members), or `None`.
@@ -254,11 +250,7 @@ impl ScimTarget {
     async fn must_group(&self, name: &str, what: &str) -> Result<ScimGroup, TargetError> {
         self.find_group(name, what)
             .await?
-            .ok_or_else(|| TargetError::NotFound {
-                target: self.rest.target().to_string(),
-                what: what.to_string(),
-                message: format!("no group {name}"),
-            })
+            .ok_or_else(|| self.rest.not_found(what, format!("no group {name}")))
     }
 
     async fn get_by_id(&self, id: &str, what: &str) -> Result<TargetUser, TargetError> {
@@ -295,11 +287,7 @@ impl ScimTarget {
         let verb = if active { "reactivate" } else { "deactivate" };
         let what = format!("{verb} user {username}");
         let Some(user) = self.find_user(username).await? else {
-            return Err(TargetError::NotFound {
-                target: self.rest.target().to_string(),
-                what,
-                message: format!("no user {username}"),
-            });
+            return Err(self.rest.no_user(&what, username));
         };
         if user.active == active {
             return Ok(Outcome::Unchanged);
@@ -406,26 +394,10 @@ impl Target for ScimTarget {
     /// usernames are e-mails), then page through all users.
     fn find_user_by_email<'a>(&'a self, email: &'a str) -> TargetFuture<'a, Option<TargetUser>> {
         Box::pin(async move {
-            let matches = |u: &TargetUser| {
-                u.email
-                    .as_deref()
-                    .is_some_and(|e| e.eq_ignore_ascii_case(email))
-            };
-            if let Some(u) = self.find_user(email).await?.filter(matches) {
+            if let Some(u) = self.find_user(email).await?.filter(|u| u.has_email(email)) {
                 return Ok(Some(u));
             }
-            let mut cursor = None;
-            for _ in 0..100_000 {
-                let page = self.list_users_page(cursor.as_ref()).await?;
-                if let Some(u) = page.items.into_iter().find(matches) {
-                    return Ok(Some(u));
-                }
-                match page.next {
-                    Some(n) => cursor = Some(n),
-                    None => return Ok(None),
-                }
-            }
-            Ok(None)
+            scan_users_for_email(self, email).await
         })
     }
 

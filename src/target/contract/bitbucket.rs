@@ -4,7 +4,6 @@
 use super::*;
 use crate::sandbox::bitbucket::{BitbucketEmulator, BitbucketSeed};
 use crate::target::bitbucket::BitbucketTarget;
-use crate::target::http::{Flavor, RestClient};
 
 struct BitbucketInspector(Arc<BitbucketEmulator>);
 
@@ -53,10 +52,7 @@ pub(crate) fn client(
     clock: Arc<RecordingClock>,
     page: usize,
 ) -> Arc<dyn Target> {
-    let s = settings(TargetKind::Bitbucket, url, auth);
-    let rest = RestClient::new(&s, Flavor::Bitbucket)
-        .unwrap()
-        .with_clock(clock);
+    let rest = rest_client(TargetKind::Bitbucket, url, auth, clock);
     Arc::new(BitbucketTarget::new(rest).with_page_size(page))
 }
 
@@ -64,16 +60,8 @@ async fn contract(auth: TargetAuth, bad: TargetAuth) {
     let (emu, running) = BitbucketEmulator::start(BitbucketSeed::default())
         .await
         .unwrap();
-    let clock = Arc::new(RecordingClock::default());
-    let url = running.url();
-    run(Harness {
-        target: client(&url, auth, clock.clone(), 3),
-        bad_auth: client(&url, bad, clock.clone(), 3),
-        inspector: Arc::new(BitbucketInspector(emu)),
-        clock,
-        page_size: 3,
-    })
-    .await;
+    let inspector = Arc::new(BitbucketInspector(emu));
+    run_with(client, &running.url(), (auth, bad), inspector, 3).await;
     running.stop();
 }
 

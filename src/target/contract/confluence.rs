@@ -4,7 +4,6 @@
 use super::*;
 use crate::sandbox::confluence::{ConfluenceEmulator, ConfluenceSeed};
 use crate::target::confluence::ConfluenceTarget;
-use crate::target::http::{Flavor, RestClient};
 
 struct ConfluenceInspector(Arc<ConfluenceEmulator>);
 
@@ -52,10 +51,7 @@ pub(crate) fn client(
     clock: Arc<RecordingClock>,
     page: usize,
 ) -> Arc<dyn Target> {
-    let s = settings(TargetKind::Confluence, url, auth);
-    let rest = RestClient::new(&s, Flavor::Confluence)
-        .unwrap()
-        .with_clock(clock);
+    let rest = rest_client(TargetKind::Confluence, url, auth, clock);
     Arc::new(ConfluenceTarget::new(rest).with_page_size(page))
 }
 
@@ -63,16 +59,8 @@ async fn contract(auth: TargetAuth, bad: TargetAuth) {
     let (emu, running) = ConfluenceEmulator::start(ConfluenceSeed::default())
         .await
         .unwrap();
-    let clock = Arc::new(RecordingClock::default());
-    let url = running.url();
-    run(Harness {
-        target: client(&url, auth, clock.clone(), 4),
-        bad_auth: client(&url, bad, clock.clone(), 4),
-        inspector: Arc::new(ConfluenceInspector(emu)),
-        clock,
-        page_size: 4,
-    })
-    .await;
+    let inspector = Arc::new(ConfluenceInspector(emu));
+    run_with(client, &running.url(), (auth, bad), inspector, 4).await;
     running.stop();
 }
 

@@ -4,7 +4,6 @@
 use super::*;
 use crate::sandbox::crowd::{CrowdEmulator, CrowdSeed};
 use crate::target::crowd::CrowdTarget;
-use crate::target::http::{Flavor, RestClient};
 
 struct CrowdInspector(Arc<CrowdEmulator>);
 
@@ -56,10 +55,7 @@ pub(crate) fn client(
     clock: Arc<RecordingClock>,
     page: usize,
 ) -> Arc<dyn Target> {
-    let s = settings(TargetKind::Crowd, url, auth);
-    let rest = RestClient::new(&s, Flavor::Crowd)
-        .unwrap()
-        .with_clock(clock);
+    let rest = rest_client(TargetKind::Crowd, url, auth, clock);
     Arc::new(CrowdTarget::new(rest).with_page_size(page))
 }
 
@@ -67,15 +63,11 @@ pub(crate) fn client(
 #[tokio::test]
 async fn crowd_contract_application_auth() {
     let (emu, running) = CrowdEmulator::start(CrowdSeed::default()).await.unwrap();
-    let clock = Arc::new(RecordingClock::default());
     let url = format!("{}/crowd", running.url());
-    run(Harness {
-        target: client(&url, basic("usher", "app-password"), clock.clone(), 6),
-        bad_auth: client(&url, basic("usher", "wrong-secret"), clock.clone(), 6),
-        inspector: Arc::new(CrowdInspector(emu)),
-        clock,
-        page_size: 6,
-    })
-    .await;
+    let auth = (
+        basic("usher", "app-password"),
+        basic("usher", "wrong-secret"),
+    );
+    run_with(client, &url, auth, Arc::new(CrowdInspector(emu)), 6).await;
     running.stop();
 }

@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::http::RecordingClock;
-use super::{Cursor, NewUser, Outcome, Target, TargetError, UserUpdate};
+use super::http::{RecordingClock, RestClient};
+use super::{flavor_of, Cursor, NewUser, Outcome, Target, TargetError, UserUpdate};
 use crate::config::{Secret, TargetAuth, TargetKind, TargetSettings};
 use crate::sandbox::atlassian::Gate;
 use crate::sandbox::faults::FaultPlan;
@@ -61,6 +61,45 @@ pub(crate) fn settings(kind: TargetKind, url: &str, auth: TargetAuth) -> TargetS
         timeout: Duration::from_secs(5),
         ca_file: None,
     }
+}
+
+/// The REST client a product's contract `client()` wraps: settings pointing at the
+/// emulator, the product's error dialect, and the test's recording clock so retry
+/// waits are observed instead of slept.
+pub(crate) fn rest_client(
+    kind: TargetKind,
+    url: &str,
+    auth: TargetAuth,
+    clock: Arc<RecordingClock>,
+) -> RestClient {
+    RestClient::new(&settings(kind, url, auth), flavor_of(kind))
+        .unwrap()
+        .with_clock(clock)
+}
+
+/// How a product's contract module builds its client: base url, credentials, the
+/// shared recording clock and the page size.
+pub(crate) type ClientFn = fn(&str, TargetAuth, Arc<RecordingClock>, usize) -> Arc<dyn Target>;
+
+/// Runs the contract against the emulator at `url`: one client with `good`
+/// credentials, one with `bad`, both from `client` with page size `page` and sharing
+/// a fresh recording clock, so every product is set up the same way.
+pub(crate) async fn run_with(
+    client: ClientFn,
+    url: &str,
+    (good, bad): (TargetAuth, TargetAuth),
+    inspector: Arc<dyn Inspector>,
+    page: usize,
+) {
+    let clock = Arc::new(RecordingClock::default());
+    run(Harness {
+        target: client(url, good, clock.clone(), page),
+        bad_auth: client(url, bad, clock.clone(), page),
+        inspector,
+        clock,
+        page_size: page,
+    })
+    .await;
 }
 
 pub(crate) fn basic(user: &str, password: &str) -> TargetAuth {

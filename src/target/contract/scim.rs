@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::sandbox::scim::{ScimEmulator, ScimSeed};
-use crate::target::http::{Flavor, RestClient};
 use crate::target::scim::ScimTarget;
 
 struct ScimInspector(Arc<ScimEmulator>);
@@ -43,23 +42,15 @@ pub(crate) fn client(
     clock: Arc<RecordingClock>,
     page: usize,
 ) -> Arc<dyn Target> {
-    let s = settings(TargetKind::Scim, url, auth);
-    let rest = RestClient::new(&s, Flavor::Scim).unwrap().with_clock(clock);
+    let rest = rest_client(TargetKind::Scim, url, auth, clock);
     Arc::new(ScimTarget::new(rest).with_page_size(page))
 }
 
 #[tokio::test]
 async fn scim_contract_directory_key() {
     let (emu, running) = ScimEmulator::start(ScimSeed::default()).await.unwrap();
-    let clock = Arc::new(RecordingClock::default());
     let url = format!("{}{}", running.url(), emu.base_path());
-    run(Harness {
-        target: client(&url, bearer("directory-key"), clock.clone(), 4),
-        bad_auth: client(&url, bearer("wrong-secret"), clock.clone(), 4),
-        inspector: Arc::new(ScimInspector(emu)),
-        clock,
-        page_size: 4,
-    })
-    .await;
+    let auth = (bearer("directory-key"), bearer("wrong-secret"));
+    run_with(client, &url, auth, Arc::new(ScimInspector(emu)), 4).await;
     running.stop();
 }

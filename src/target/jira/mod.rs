@@ -6,7 +6,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{Reply, RestClient};
+use super::http::{body_says, Reply, RestClient};
 use super::{
     Capabilities, Cursor, NewUser, Outcome, Page, Target, TargetError, TargetFuture, TargetGroup,
     TargetUser, UserUpdate,
@@ -28,12 +28,8 @@ struct JiraUserJson {
     key: Option<String>,
     email_address: Option<String>,
     display_name: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "super::default_true")]
     active: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl From<JiraUserJson> for TargetUser {
@@ -138,11 +134,7 @@ impl JiraTarget {
         let verb = if active { "reactivate" } else { "deactivate" };
         let what = format!("{verb} user {username}");
         let Some(user) = self.get(username).await? else {
-            return Err(TargetError::NotFound {
-                target: self.rest.target().to_string(),
-                what,
-                message: "no such user".into(),
-            });
+            return Err(self.rest.not_found(&what, "no such user".into()));
         };
         if user.active == active {
             return Ok(Outcome::Unchanged);
@@ -250,17 +242,6 @@ impl JiraTarget {
     }
 }
 
-/// Whether the product's error text contains `needle` (Jira reports duplicates as 400).
-pub(crate) fn body_says(reply: &Reply, needle: &str) -> bool {
-    String::from_utf8_lossy(&reply.body)
-        .to_lowercase()
-        .contains(needle)
-}
-
-fn start_of(cursor: Option<&Cursor>) -> usize {
-    cursor.and_then(|c| c.0.parse().ok()).unwrap_or(0)
-}
-
 impl Target for JiraTarget {
     fn name(&self) -> &str {
         self.rest.target()
@@ -307,11 +288,10 @@ impl Target for JiraTarget {
                 )
                 .await?;
             let list: Vec<JiraUserJson> = self.rest.json(&reply, &what)?;
-            Ok(list.into_iter().map(TargetUser::from).find(|u| {
-                u.email
-                    .as_deref()
-                    .is_some_and(|e| e.eq_ignore_ascii_case(email))
-            }))
+            Ok(list
+                .into_iter()
+                .map(TargetUser::from)
+                .find(|u| u.has_email(email)))
         })
     }
 
@@ -363,11 +343,7 @@ impl Target for JiraTarget {
                 None => self
                     .get(username)
                     .await?
-                    .ok_or_else(|| TargetError::NotFound {
-                        target: self.rest.target().to_string(),
-                        what,
-                        message: "no such user".into(),
-                    }),
+                    .ok_or_else(|| self.rest.not_found(&what, "no such user".into())),
             }
         })
     }
@@ -470,7 +446,7 @@ impl Target for JiraTarget {
     ) -> TargetFuture<'a, Page<String>> {
         Box::pin(async move {
             let what = format!("list members of {group}");
-            let start = start_of(cursor);
+            let start = Cursor::offset(cursor);
             let (s, m) = (
                 start.to_string(),
                 self.page_size.min(MAX_MEMBERS).to_string(),

@@ -9,6 +9,17 @@ use crate::sandbox::jira::{JiraEmulator, JiraSeed};
 use crate::target::contract::{basic, jira::client};
 use crate::target::http::RecordingClock;
 
+/// The Jira client signed in as the seeded admin bot, which most tests act as.
+async fn bot_client(url: &str, page: usize) -> Arc<dyn Target> {
+    client(
+        url,
+        basic("usher-bot", "bot-password"),
+        Arc::default(),
+        page,
+    )
+    .await
+}
+
 fn seed_with_leads() -> JiraSeed {
     JiraSeed {
         users: vec![
@@ -39,13 +50,7 @@ fn seed_with_leads() -> JiraSeed {
 #[tokio::test]
 async fn deactivating_a_lead_hands_projects_and_components_over() {
     let (emu, running) = JiraEmulator::start(seed_with_leads()).await.unwrap();
-    let t = client(
-        &running.url(),
-        basic("usher-bot", "bot-password"),
-        Arc::default(),
-        50,
-    )
-    .await;
+    let t = bot_client(&running.url(), 50).await;
     assert_eq!(t.deactivate_user("lead").await.unwrap(), Outcome::Changed);
     let s = emu.state();
     assert!(!s.user("lead").unwrap().active);
@@ -96,13 +101,7 @@ async fn old_jira_without_active_support_is_unsupported() {
         ..JiraSeed::default()
     };
     let (emu, running) = JiraEmulator::start(seed).await.unwrap();
-    let t = client(
-        &running.url(),
-        basic("usher-bot", "bot-password"),
-        Arc::default(),
-        50,
-    )
-    .await;
+    let t = bot_client(&running.url(), 50).await;
     let err = t.deactivate_user("jira-admin").await.unwrap_err();
     assert!(matches!(err, TargetError::Unsupported { .. }), "{err:?}");
     assert!(err.to_string().contains("8.3"));
@@ -122,13 +121,7 @@ async fn truncated_member_page_is_detected() {
         truncate_pages: true,
         ..FaultPlan::default()
     });
-    let t = client(
-        &running.url(),
-        basic("usher-bot", "bot-password"),
-        Arc::default(),
-        4,
-    )
-    .await;
+    let t = bot_client(&running.url(), 4).await;
     let err = t.list_members_page("big", None).await.unwrap_err();
     assert!(matches!(err, TargetError::Protocol { .. }), "{err:?}");
     assert!(err.to_string().contains("truncated"));
@@ -159,13 +152,7 @@ async fn non_admin_gets_forbidden_naming_the_permission() {
 #[tokio::test]
 async fn rename_keeps_the_key_and_memberships() {
     let (emu, running) = JiraEmulator::start(JiraSeed::default()).await.unwrap();
-    let t = client(
-        &running.url(),
-        basic("usher-bot", "bot-password"),
-        Arc::default(),
-        50,
-    )
-    .await;
+    let t = bot_client(&running.url(), 50).await;
     let before = t.get_user("jira-admin").await.unwrap().unwrap();
     t.add_member("jira-software-users", "jira-admin")
         .await
@@ -299,13 +286,7 @@ async fn user_listing_works_with_and_without_user_list() {
                 );
             }
         });
-        let t = client(
-            &running.url(),
-            basic("usher-bot", "bot-password"),
-            Arc::default(),
-            3,
-        )
-        .await;
+        let t = bot_client(&running.url(), 3).await;
         let (mut names, mut cursor, mut pages) = (Vec::new(), None, 0);
         loop {
             let page = t.list_users_page(cursor.as_ref()).await.unwrap();
