@@ -14,8 +14,11 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::atlassian::{body_json, num, param, BadCredentials, Caller, Gate};
-use super::http::{empty, json, query_pairs, serve, Handler, PeerAddr, Running};
+use super::atlassian::{
+    body_json, mutate, num, param, seed_directory, snapshot, BadCredentials, Caller, Gate,
+    SeedDirectory,
+};
+use super::http::{empty, json, query_pairs, serve_shared, PeerAddr, Running};
 
 /// One Crowd user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +67,20 @@ impl CrowdState {
             .entry(group.to_string())
             .or_default()
             .insert(name.to_lowercase());
+    }
+}
+
+impl SeedDirectory for CrowdState {
+    fn seed_user(&mut self, name: &str, email: &str, display: &str) {
+        self.insert_user(name, email, display);
+    }
+
+    fn seed_group(&mut self, group: &str) {
+        self.groups.entry(group.to_string()).or_default();
+    }
+
+    fn seed_member(&mut self, group: &str, member: &str) {
+        self.insert_member(group, member);
     }
 }
 
@@ -125,41 +142,25 @@ impl CrowdEmulator {
         seed: CrowdSeed,
     ) -> std::io::Result<(Arc<Self>, Running)> {
         let mut state = CrowdState::default();
-        for (name, email, display) in &seed.users {
-            state.insert_user(name, email, display);
-        }
-        for (group, members) in &seed.groups {
-            state.groups.entry(group.clone()).or_default();
-            for m in members {
-                state.insert_member(group, m);
-            }
-        }
-        let apps: Vec<(&str, &str)> = seed
-            .applications
-            .iter()
-            .map(|(u, p)| (u.as_str(), p.as_str()))
-            .collect();
+        seed_directory(&mut state, &[], &seed.users, &seed.groups);
         let emu = Arc::new(CrowdEmulator {
             state: Mutex::new(state),
             allowed: seed.allowed_addresses.clone(),
-            gate: Gate::new(&apps, &[], BadCredentials::Reject),
+            gate: Gate::from_seed(&seed.applications, &[], BadCredentials::Reject),
         });
-        let e = emu.clone();
-        let handler: Handler = Arc::new(move |req| {
-            let e = e.clone();
-            Box::pin(async move { e.respond(req).await })
-        });
-        Ok((emu, serve(addr, handler).await?))
+        let running =
+            serve_shared(addr, &emu, |e, req| async move { e.respond(req).await }).await?;
+        Ok((emu, running))
     }
 
     /// A snapshot of the state.
     pub fn state(&self) -> CrowdState {
-        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+        snapshot(&self.state)
     }
 
     /// Changes the state directly (seeding in tests).
     pub fn with_state<R>(&self, f: impl FnOnce(&mut CrowdState) -> R) -> Option<R> {
-        self.state.lock().ok().map(|mut s| f(&mut s))
+        mutate(&self.state, f)
     }
 
     async fn respond(&self, req: Request<Bytes>) -> Response<Bytes> {
