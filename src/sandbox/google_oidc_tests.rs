@@ -80,6 +80,18 @@ fn auth_url(issuer: &str, extra: &[(&str, &str)]) -> String {
 
 const VERIFIER: &str = "verifier-0123456789-0123456789-0123456789-abc";
 
+/// The account chooser `/authorize` shows without hints.
+async fn chooser_page(op: &GoogleOidc) -> String {
+    client()
+        .get(auth_url(op.issuer(), &[]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn login_code(op: &GoogleOidc, email: &str) -> String {
     let url = auth_url(op.issuer(), &[("login_hint", email), ("auto", "1")]);
     let resp = client().get(url).send().await.unwrap();
@@ -204,14 +216,7 @@ async fn discovery_and_jwks_have_googles_shape() {
 #[tokio::test]
 async fn chooser_page_lists_people_and_links_log_in() {
     let (op, running) = start().await;
-    let page = client()
-        .get(auth_url(op.issuer(), &[]))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = chooser_page(&op).await;
     assert!(page.contains("ann@example.com") && page.contains("carl@gmail.com"));
     assert!(page.contains("personal account"));
     let href = page
@@ -425,14 +430,7 @@ async fn suspended_people_cannot_sign_in_and_lose_their_tokens() {
         .unwrap();
     assert_eq!(info.status(), 401);
     // The chooser still lists the account, marked.
-    let page = client()
-        .get(auth_url(op.issuer(), &[]))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = chooser_page(&op).await;
     assert!(page.contains("ann@example.com&gt;</a> <small>Workspace: example.com (suspended)"));
     // Reactivated, the person signs in again; others were never affected.
     assert!(op.set_suspended("ann@example.com", false));
