@@ -311,20 +311,11 @@ pub(crate) fn each<T>(
     match field {
         Field::Absent => Field::Absent,
         Field::Bad => Field::Bad,
-        Field::Ok(items) => {
-            let mut out = Vec::new();
-            let mut bad = false;
-            for (i, s) in items.iter().enumerate() {
-                match f(cx, s, &format!("{path}[{i}]")) {
-                    Some(v) => out.push(v),
-                    None => bad = true,
-                }
-            }
-            if bad {
-                Field::Bad
-            } else {
-                Field::Ok(out)
-            }
-        }
+        Field::Ok(items) => Field::all(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, s)| f(cx, s, &format!("{path}[{i}]"))),
+        ),
     }
 }
