@@ -357,23 +357,9 @@ impl BitbucketEmulator {
             },
             (Method::GET, "users/more-members") => {
                 let user = param(&q, "context").unwrap_or_default();
-                let all: Vec<Value> = s
-                    .groups_of(&user)
-                    .into_iter()
-                    .filter(|g| g.to_lowercase().contains(&filter))
-                    .map(|g| json!({"name": g, "deletable": true}))
-                    .collect();
-                page(&q, all, truncate)
+                page(&q, group_page(s.groups_of(&user), &filter), truncate)
             }
-            (Method::GET, "groups") => {
-                let all: Vec<Value> = s
-                    .groups
-                    .keys()
-                    .filter(|g| g.to_lowercase().contains(&filter))
-                    .map(|g| json!({"name": g, "deletable": true}))
-                    .collect();
-                page(&q, all, truncate)
-            }
+            (Method::GET, "groups") => page(&q, group_page(s.groups.keys(), &filter), truncate),
             (Method::POST, "groups") => {
                 let Some(name) = param(&q, "name").filter(|n| !n.is_empty()) else {
                     return error(StatusCode::BAD_REQUEST, "A group name is required.");
@@ -443,6 +429,16 @@ pub fn error(status: StatusCode, message: &str) -> Response<Bytes> {
         &json!({"errors": [{"context": null, "message": message,
                             "exceptionName": "com.atlassian.bitbucket.ServiceException"}]}),
     )
+}
+
+/// Group names matching the `filter` query (case-insensitive substring), as the group
+/// objects the admin group listings page through.
+fn group_page<G: AsRef<str>>(groups: impl IntoIterator<Item = G>, filter: &str) -> Vec<Value> {
+    groups
+        .into_iter()
+        .filter(|g| g.as_ref().to_lowercase().contains(filter))
+        .map(|g| json!({"name": g.as_ref(), "deletable": true}))
+        .collect()
 }
 
 /// The 404 for a user name that is not there.

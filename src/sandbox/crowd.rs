@@ -353,18 +353,20 @@ fn error_status(status: StatusCode, message: &str) -> Response<Bytes> {
 }
 
 fn user_not_found(name: &str) -> Response<Bytes> {
-    error(
-        StatusCode::NOT_FOUND,
-        "USER_NOT_FOUND",
-        &format!("User <{name}> does not exist"),
-    )
+    missing(StatusCode::NOT_FOUND, "User", name)
 }
 
 fn group_not_found(name: &str) -> Response<Bytes> {
+    missing(StatusCode::NOT_FOUND, "Group", name)
+}
+
+/// Crowd's `USER_NOT_FOUND` / `GROUP_NOT_FOUND` error for `kind` ("User" or "Group"):
+/// 404 when the path names it, 400 when the body does.
+fn missing(status: StatusCode, kind: &str, name: &str) -> Response<Bytes> {
     error(
-        StatusCode::NOT_FOUND,
-        "GROUP_NOT_FOUND",
-        &format!("Group <{name}> does not exist"),
+        status,
+        &format!("{}_NOT_FOUND", kind.to_uppercase()),
+        &format!("{kind} <{name}> does not exist"),
     )
 }
 
@@ -489,21 +491,9 @@ fn add_membership(s: &mut CrowdState, group: &str, user: &str, user_side: bool) 
     // The entity named in the body is a 400 when missing; the one in the path a 404.
     match (user_known, group_known, user_side) {
         (false, _, true) => return user_not_found(user),
-        (_, false, true) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "GROUP_NOT_FOUND",
-                &format!("Group <{group}> does not exist"),
-            )
-        }
+        (_, false, true) => return missing(StatusCode::BAD_REQUEST, "Group", group),
         (_, false, false) => return group_not_found(group),
-        (false, _, false) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "USER_NOT_FOUND",
-                &format!("User <{user}> does not exist"),
-            )
-        }
+        (false, _, false) => return missing(StatusCode::BAD_REQUEST, "User", user),
         _ => {}
     }
     let inserted = s
@@ -576,5 +566,27 @@ fn search(s: &CrowdState, q: &[(String, String)], truncate: bool) -> Response<By
             "ILLEGAL_ARGUMENT",
             "entity-type must be user or group",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_entities_answer_in_crowds_error_shape() {
+        let body = |r: &Response<Bytes>| serde_json::from_slice::<Value>(r.body()).unwrap();
+        let r = missing(StatusCode::BAD_REQUEST, "Group", "g1");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body(&r),
+            json!({"reason": "GROUP_NOT_FOUND", "message": "Group <g1> does not exist"})
+        );
+        let r = user_not_found("Ann");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            body(&r),
+            json!({"reason": "USER_NOT_FOUND", "message": "User <Ann> does not exist"})
+        );
     }
 }
