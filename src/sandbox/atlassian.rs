@@ -1,7 +1,9 @@
 //! What every Atlassian emulator does before and after its own routing: check the
 //! caller's credentials like the product, apply injected faults and the DC token
 //! bucket rate limit (with the DC `X-RateLimit-*` headers), and garble answers on
-//! request. Renders errors through the product's own formatter; knows no endpoint.
+//! request; plus the plumbing they share around that: seeding users and groups,
+//! reading the state, query and JSON body fields. Renders errors through the
+//! product's own formatter; knows no endpoint.
 // Emulator answers travel as `Err(Response)`; their size does not matter off the hot path.
 #![allow(clippy::result_large_err)]
 

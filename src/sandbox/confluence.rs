@@ -15,8 +15,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::atlassian::{
-    body_json, decode_seg, mutate, num, param, seed_directory, snapshot, BadCredentials, Caller,
-    Gate, SeedDirectory,
+    body_json, decode_seg, mutate, num, param, seed_directory, snapshot, str_field, BadCredentials,
+    Caller, Gate, SeedDirectory,
 };
 use super::http::{empty, json, query_pairs, serve_shared, Running};
 
@@ -418,7 +418,7 @@ fn create_user(s: &mut ConfluenceState, b: &Value) -> Response<Bytes> {
     if s.users.values().filter(|u| u.active).count() >= s.licence_seats {
         return error(StatusCode::PAYMENT_REQUIRED, "License limit exceeded");
     }
-    let email = b.get("email").and_then(Value::as_str).unwrap_or_default();
+    let email = str_field(b, "email");
     let full = b.get("fullName").and_then(Value::as_str).unwrap_or(name);
     s.insert_user(name, email, full);
     let key = s.users.get(name).map(|u| u.key.clone()).unwrap_or_default();

@@ -15,8 +15,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::atlassian::{
-    body_json, mutate, num, param, seed_directory, snapshot, BadCredentials, Caller, Gate,
-    SeedDirectory,
+    body_json, mutate, num, param, seed_directory, snapshot, str_field, BadCredentials, Caller,
+    Gate, SeedDirectory,
 };
 use super::http::{empty, json, query_pairs, serve_shared, PeerAddr, Running};
 
@@ -417,10 +417,7 @@ fn window(q: &[(String, String)], all: Vec<Value>, truncate: bool) -> Vec<Value>
 }
 
 fn text(b: &Value, k: &str) -> String {
-    b.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    str_field(b, k).to_string()
 }
 
 fn create_user(s: &mut CrowdState, b: &Value) -> Response<Bytes> {
