@@ -11,7 +11,7 @@ use regex::RegexSet;
 use super::raw::defaults as d;
 use super::settings::{IdentityHeaders, TargetAuth, TargetKind, TargetSettings, UpstreamSettings};
 use super::units::parse_duration;
-use super::values::{self, UrlRule};
+use super::values::{self, reject, UrlRule};
 use super::walk::{Ctx, Field, Str, Table};
 
 fn dur(text: &str) -> std::time::Duration {
@@ -72,13 +72,13 @@ pub(crate) fn ident(cx: &mut Ctx, s: &Str, path: &str) -> Option<String> {
     if ok {
         Some(s.value.clone())
     } else {
-        cx.report(
-            s.span.clone(),
+        reject(
+            cx,
+            s,
             path,
-            format!("{} is not a valid name", s.shown()),
+            "is not a valid name",
             "use 1-64 letters, digits, `-` or `_` (it appears in URLs and CLI flags)",
-        );
-        None
+        )
     }
 }
 
@@ -301,13 +301,13 @@ fn host(cx: &mut Ctx, s: &Str, path: &str) -> Option<String> {
     if ok {
         Some(v)
     } else {
-        cx.report(
-            s.span.clone(),
+        reject(
+            cx,
+            s,
             path,
-            format!("{} is not a host name", s.shown()),
+            "is not a host name",
             "write the Host header value: \"jira.example.com\" or \"jira.example.com:8443\" (no scheme, no path)",
-        );
-        None
+        )
     }
 }
 

@@ -60,19 +60,12 @@ impl Table<'_, '_> {
             type_error(cx, node, &path, "an array of strings", "[\"...\"]");
             return Field::Bad;
         };
-        let mut out = Vec::new();
-        let mut bad = false;
-        for (i, item) in items.iter().enumerate() {
+        Field::all(items.iter().enumerate().map(|(i, item)| {
             match string_node(cx, item, &format!("{path}[{i}]"), expand, false) {
-                Field::Ok(s) => out.push(s),
-                _ => bad = true,
+                Field::Ok(s) => Some(s),
+                _ => None,
             }
-        }
-        if bad {
-            Field::Bad
-        } else {
-            Field::Ok(out)
-        }
+        }))
     }
 
     /// An array of secrets.
@@ -95,19 +88,12 @@ impl Table<'_, '_> {
             );
             return Field::Bad;
         };
-        let mut out = Vec::new();
-        let mut bad = false;
-        for (i, item) in items.iter().enumerate() {
+        Field::all(items.iter().enumerate().map(|(i, item)| {
             match secret_node(cx, item, &format!("{path}[{i}]")) {
-                Field::Ok(s) => out.push(s),
-                _ => bad = true,
+                Field::Ok(s) => Some(s),
+                _ => None,
             }
-        }
-        if bad {
-            Field::Bad
-        } else {
-            Field::Ok(out)
-        }
+        }))
     }
 
     /// `true` / `false`.

@@ -10,19 +10,24 @@ use regex::Regex;
 use super::settings::RewriteRule;
 use super::walk::{Ctx, Field, Str, Table};
 
+/// Reports that `s` (at `path`) is not acceptable, as "`<value shown>` `what`" with `fix`,
+/// and yields `None`: the one shape every typed check uses to say no, so messages stay alike.
+pub(crate) fn reject<T>(cx: &mut Ctx, s: &Str, path: &str, what: &str, fix: &str) -> Option<T> {
+    cx.report(s.span.clone(), path, format!("{} {what}", s.shown()), fix);
+    None
+}
+
 /// `host:port` with a literal IP.
 pub(crate) fn socket_addr(cx: &mut Ctx, s: &Str, path: &str) -> Option<SocketAddr> {
     match s.value.parse::<SocketAddr>() {
         Ok(a) => Some(a),
-        Err(_) => {
-            cx.report(
-                s.span.clone(),
-                path,
-                format!("{} is not an IP address with a port", s.shown()),
-                "write it as \"IP:PORT\", e.g. \"0.0.0.0:8443\" or \"[::]:8443\"",
-            );
-            None
-        }
+        Err(_) => reject(
+            cx,
+            s,
+            path,
+            "is not an IP address with a port",
+            "write it as \"IP:PORT\", e.g. \"0.0.0.0:8443\" or \"[::]:8443\"",
+        ),
     }
 }
 
@@ -46,25 +51,25 @@ pub(crate) fn url(
     let u = match url::Url::parse(&s.value) {
         Ok(u) => u,
         Err(e) => {
-            cx.report(
-                s.span.clone(),
+            return reject(
+                cx,
+                s,
                 path,
-                format!("{} is not a URL: {e}", s.shown()),
+                &format!("is not a URL: {e}"),
                 "write an absolute URL such as \"https://host.example.com\"",
             );
-            return None;
         }
     };
     let https = u.scheme() == "https";
     let http = u.scheme() == "http";
     if !(http || https) || u.host().is_none() {
-        cx.report(
-            s.span.clone(),
+        return reject(
+            cx,
+            s,
             path,
-            format!("{} is not an http(s) URL with a host", s.shown()),
+            "is not an http(s) URL with a host",
             "write it as \"https://host[:port]\"",
         );
-        return None;
     }
     if rule == UrlRule::HttpsOrLoopback && http && !is_loopback(&u) {
         cx.report(
@@ -76,13 +81,13 @@ pub(crate) fn url(
         return None;
     }
     if origin_only && (u.path() != "/" || u.query().is_some() || u.fragment().is_some()) {
-        cx.report(
-            s.span.clone(),
+        return reject(
+            cx,
+            s,
             path,
-            format!("{} has a path, query or fragment", s.shown()),
+            "has a path, query or fragment",
             "give only the scheme, host and port; usher keeps the request path as it is",
         );
-        return None;
     }
     Some(u)
 }
@@ -122,22 +127,22 @@ const RESERVED_HEADERS: &[&str] = &[
 /// A header name usable for identity, not one of the reserved ones.
 pub(crate) fn header_name(cx: &mut Ctx, s: &Str, path: &str) -> Option<HeaderName> {
     let Ok(name) = HeaderName::from_bytes(s.value.as_bytes()) else {
-        cx.report(
-            s.span.clone(),
+        return reject(
+            cx,
+            s,
             path,
-            format!("{} is not a valid HTTP header name", s.shown()),
+            "is not a valid HTTP header name",
             "use letters, digits and `-`, e.g. \"X-Forwarded-User\"",
         );
-        return None;
     };
     if RESERVED_HEADERS.contains(&name.as_str()) {
-        cx.report(
-            s.span.clone(),
+        return reject(
+            cx,
+            s,
             path,
-            format!("{} is a header usher or HTTP itself controls", s.shown()),
+            "is a header usher or HTTP itself controls",
             "choose a dedicated name such as \"X-Forwarded-User\"",
         );
-        return None;
     }
     Some(name)
 }
@@ -243,13 +248,13 @@ pub(crate) fn email(cx: &mut Ctx, s: &Str, path: &str) -> Option<String> {
     if ok {
         Some(v)
     } else {
-        cx.report(
-            s.span.clone(),
+        reject(
+            cx,
+            s,
             path,
-            format!("{} is not an email address", s.shown()),
+            "is not an email address",
             "write it as \"name@example.com\"",
-        );
-        None
+        )
     }
 }
 
@@ -268,13 +273,13 @@ pub(crate) fn domain(cx: &mut Ctx, s: &Str, path: &str) -> Option<String> {
     if ok {
         Some(v)
     } else {
-        cx.report(
-            s.span.clone(),
+        reject(
+            cx,
+            s,
             path,
-            format!("{} is not a domain name", s.shown()),
+            "is not a domain name",
             "write a bare domain such as \"example.com\" (no scheme, no @)",
-        );
-        None
+        )
     }
 }
 
@@ -287,13 +292,13 @@ pub(crate) fn ip_net(cx: &mut Ctx, s: &Str, path: &str) -> Option<ipnet::IpNet> 
     if let Ok(ip) = v.parse::<IpAddr>() {
         return Some(ipnet::IpNet::from(ip));
     }
-    cx.report(
-        s.span.clone(),
+    reject(
+        cx,
+        s,
         path,
-        format!("{} is not an IP address or network", s.shown()),
+        "is not an IP address or network",
         "write an address (\"10.0.0.5\") or a CIDR network (\"10.0.0.0/8\")",
-    );
-    None
+    )
 }
 
 /// Reads a list of strings and maps each through `f`, keeping going after bad entries.
@@ -306,20 +311,11 @@ pub(crate) fn each<T>(
     match field {
         Field::Absent => Field::Absent,
         Field::Bad => Field::Bad,
-        Field::Ok(items) => {
-            let mut out = Vec::new();
-            let mut bad = false;
-            for (i, s) in items.iter().enumerate() {
-                match f(cx, s, &format!("{path}[{i}]")) {
-                    Some(v) => out.push(v),
-                    None => bad = true,
-                }
-            }
-            if bad {
-                Field::Bad
-            } else {
-                Field::Ok(out)
-            }
-        }
+        Field::Ok(items) => Field::all(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, s)| f(cx, s, &format!("{path}[{i}]"))),
+        ),
     }
 }

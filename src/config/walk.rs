@@ -111,6 +111,27 @@ impl<T> Field<T> {
     }
 }
 
+impl<T> Field<Vec<T>> {
+    /// Gathers a list's items, each already checked (`None` = reported as bad): all the
+    /// values when every item was good, `Bad` otherwise. Callers check every item before
+    /// this sees the result, so one bad entry never hides the problems of the next.
+    pub(crate) fn all(items: impl IntoIterator<Item = Option<T>>) -> Self {
+        let mut out = Vec::new();
+        let mut bad = false;
+        for item in items {
+            match item {
+                Some(v) => out.push(v),
+                None => bad = true,
+            }
+        }
+        if bad {
+            Field::Bad
+        } else {
+            Field::Ok(out)
+        }
+    }
+}
+
 /// Where a string value came from; decides whether it may be quoted back in a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Source {
@@ -288,12 +309,10 @@ impl<'t, 'i> Table<'t, 'i> {
                 return Field::Bad;
             }
         };
-        let mut out = Vec::new();
-        let mut bad = false;
-        for (i, item) in items.iter().enumerate() {
+        Field::all(items.iter().enumerate().map(|(i, item)| {
             let item_path = format!("{path}[{i}]");
             match item.get_ref() {
-                DeValue::Table(t) => out.push(Table {
+                DeValue::Table(t) => Some(Table {
                     table: t,
                     span: item.span(),
                     path: item_path,
@@ -302,15 +321,10 @@ impl<'t, 'i> Table<'t, 'i> {
                 }),
                 _ => {
                     type_error(cx, item, &item_path, "a table", "{ ... }");
-                    bad = true;
+                    None
                 }
             }
-        }
-        if bad {
-            Field::Bad
-        } else {
-            Field::Ok(out)
-        }
+        }))
     }
 
     /// Reports every key this table does not accept, with a "did you mean".

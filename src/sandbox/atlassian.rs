@@ -1,7 +1,9 @@
 //! What every Atlassian emulator does before and after its own routing: check the
 //! caller's credentials like the product, apply injected faults and the DC token
 //! bucket rate limit (with the DC `X-RateLimit-*` headers), and garble answers on
-//! request. Renders errors through the product's own formatter; knows no endpoint.
+//! request; plus the plumbing they share around that: seeding users and groups,
+//! reading the state, query and JSON body fields. Renders errors through the
+//! product's own formatter; knows no endpoint.
 // Emulator answers travel as `Err(Response)`; their size does not matter off the hot path.
 #![allow(clippy::result_large_err)]
 
@@ -93,6 +95,24 @@ impl Gate {
             captcha_after: AtomicU32::new(0),
             failures: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// A gate from a seed's owned Basic `(user, password)` and bearer `(token, user)`
+    /// lists, the form every product seed keeps them in.
+    pub fn from_seed(
+        basic: &[(String, String)],
+        bearer: &[(String, String)],
+        bad: BadCredentials,
+    ) -> Self {
+        let basic: Vec<(&str, &str)> = basic
+            .iter()
+            .map(|(u, p)| (u.as_str(), p.as_str()))
+            .collect();
+        let bearer: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|(t, u)| (t.as_str(), u.as_str()))
+            .collect();
+        Gate::new(&basic, &bearer, bad)
     }
 
     /// The next `n` answers are replaced by a 200 HTML login page (a misrouted proxy).
@@ -334,6 +354,59 @@ impl Fixture {
         users.extend(self.users.iter().cloned());
         groups.extend(self.groups.iter().cloned());
     }
+}
+
+/// The seeding operations an Atlassian product state offers, so the order in which
+/// every emulator seeds accounts, users, groups and members is written once.
+pub trait SeedDirectory {
+    /// Adds a user directly, as the product's seeding would.
+    fn seed_user(&mut self, name: &str, email: &str, display: &str);
+    /// Makes sure the group exists (seeded groups may be empty).
+    fn seed_group(&mut self, group: &str);
+    /// Adds a membership directly.
+    fn seed_member(&mut self, group: &str, member: &str);
+}
+
+/// Seeds `state`: each Basic account becomes a user (`name@example.com`, display name
+/// = name), then the seed's users, then its groups with their members.
+pub fn seed_directory(
+    state: &mut impl SeedDirectory,
+    accounts: &[(String, String)],
+    users: &[(String, String, String)],
+    groups: &[(String, Vec<String>)],
+) {
+    for (name, _) in accounts {
+        state.seed_user(name, &format!("{name}@example.com"), name);
+    }
+    for (name, email, display) in users {
+        state.seed_user(name, email, display);
+    }
+    for (group, members) in groups {
+        state.seed_group(group);
+        for m in members {
+            state.seed_member(group, m);
+        }
+    }
+}
+
+/// A clone of an emulator's state for tests and the admin views; a poisoned lock
+/// reads as the empty state rather than panicking.
+pub fn snapshot<S: Clone + Default>(state: &Mutex<S>) -> S {
+    state.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+/// Runs `f` on an emulator's state (direct seeding in tests); `None` if the lock is
+/// poisoned.
+pub fn mutate<S, R>(state: &Mutex<S>, f: impl FnOnce(&mut S) -> R) -> Option<R> {
+    state.lock().ok().map(|mut s| f(&mut s))
+}
+
+/// A string field of a JSON request body, `""` when missing or not a string (the
+/// products treat both as empty).
+pub fn str_field<'a>(body: &'a serde_json::Value, key: &str) -> &'a str {
+    body.get(key)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
 }
 
 /// Parses a JSON request body; `Err` is a 400 in the product's format.

@@ -14,8 +14,11 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::atlassian::{body_json, num, param, BadCredentials, Caller, Gate};
-use super::http::{empty, json, query_pairs, serve, Handler, Running};
+use super::atlassian::{
+    body_json, mutate, num, param, seed_directory, snapshot, str_field, BadCredentials, Caller,
+    Gate, SeedDirectory,
+};
+use super::http::{empty, json, query_pairs, serve_shared, Running};
 
 /// The group every new user joins when `addToDefaultGroup` is true; it holds LICENSED_USER.
 pub const DEFAULT_GROUP: &str = "stash-users";
@@ -70,7 +73,23 @@ impl BitbucketState {
             .or_default()
             .insert(name.to_lowercase());
     }
+}
 
+impl SeedDirectory for BitbucketState {
+    fn seed_user(&mut self, name: &str, email: &str, display: &str) {
+        self.insert_user(name, email, display);
+    }
+
+    fn seed_group(&mut self, group: &str) {
+        self.groups.entry(group.to_string()).or_default();
+    }
+
+    fn seed_member(&mut self, group: &str, member: &str) {
+        self.insert_member(group, member);
+    }
+}
+
+impl BitbucketState {
     /// Whether the user holds any global permission, directly or through a group:
     /// without one Bitbucket does not let them sign in.
     pub fn can_sign_in(&self, name: &str) -> bool {
@@ -160,54 +179,30 @@ impl BitbucketEmulator {
         state
             .group_permissions
             .insert(DEFAULT_GROUP.into(), "LICENSED_USER".into());
-        for (name, _) in &seed.basic {
-            state.insert_user(name, &format!("{name}@example.com"), name);
-        }
         for a in &seed.admins {
             state
                 .user_permissions
                 .insert(a.to_lowercase(), "SYS_ADMIN".into());
         }
-        for (name, email, display) in &seed.users {
-            state.insert_user(name, email, display);
-        }
-        for (group, members) in &seed.groups {
-            state.groups.entry(group.clone()).or_default();
-            for m in members {
-                state.insert_member(group, m);
-            }
-        }
-        let basic: Vec<(&str, &str)> = seed
-            .basic
-            .iter()
-            .map(|(u, p)| (u.as_str(), p.as_str()))
-            .collect();
-        let bearer: Vec<(&str, &str)> = seed
-            .bearer
-            .iter()
-            .map(|(t, u)| (t.as_str(), u.as_str()))
-            .collect();
+        seed_directory(&mut state, &seed.basic, &seed.users, &seed.groups);
         let emu = Arc::new(BitbucketEmulator {
             state: Mutex::new(state),
-            gate: Gate::new(&basic, &bearer, BadCredentials::Reject),
+            gate: Gate::from_seed(&seed.basic, &seed.bearer, BadCredentials::Reject),
             admins: seed.admins,
         });
-        let e = emu.clone();
-        let handler: Handler = Arc::new(move |req| {
-            let e = e.clone();
-            Box::pin(async move { e.respond(req).await })
-        });
-        Ok((emu, serve(addr, handler).await?))
+        let running =
+            serve_shared(addr, &emu, |e, req| async move { e.respond(req).await }).await?;
+        Ok((emu, running))
     }
 
     /// A snapshot of the state.
     pub fn state(&self) -> BitbucketState {
-        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+        snapshot(&self.state)
     }
 
     /// Changes the state directly (seeding in tests).
     pub fn with_state<R>(&self, f: impl FnOnce(&mut BitbucketState) -> R) -> Option<R> {
-        self.state.lock().ok().map(|mut s| f(&mut s))
+        mutate(&self.state, f)
     }
 
     async fn respond(&self, req: Request<Bytes>) -> Response<Bytes> {
@@ -258,16 +253,9 @@ impl BitbucketEmulator {
             (Method::POST, "users") => create_user(&mut s, &q),
             (Method::PUT, "users") => match body_json(req, error) {
                 Ok(b) => {
-                    let name = b
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_lowercase();
+                    let name = str_field(&b, "name").to_lowercase();
                     let Some(u) = s.users.get_mut(&name) else {
-                        return error(
-                            StatusCode::NOT_FOUND,
-                            &format!("User {name} does not exist"),
-                        );
+                        return no_such_user(&name);
                     };
                     if let Some(d) = b.get("displayName").and_then(Value::as_str) {
                         u.display_name = d.to_string();
@@ -287,21 +275,13 @@ impl BitbucketEmulator {
             },
             (Method::POST, "users/rename") => match body_json(req, error) {
                 Ok(b) => {
-                    let old = b
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_lowercase();
-                    let new = b
-                        .get("newName")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
+                    let old = str_field(&b, "name").to_lowercase();
+                    let new = str_field(&b, "newName").to_string();
                     if new.is_empty() || s.users.contains_key(&new.to_lowercase()) {
                         return error(StatusCode::BAD_REQUEST, "The new name is empty or taken.");
                     }
                     let Some(mut u) = s.users.remove(&old) else {
-                        return error(StatusCode::NOT_FOUND, &format!("User {old} does not exist"));
+                        return no_such_user(&old);
                     };
                     u.name = new.clone();
                     let key = new.to_lowercase();
@@ -321,11 +301,7 @@ impl BitbucketEmulator {
             },
             (Method::POST, "users/add-groups") => match body_json(req, error) {
                 Ok(b) => {
-                    let user = b
-                        .get("user")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_lowercase();
+                    let user = str_field(&b, "user").to_lowercase();
                     let groups: Vec<String> = b
                         .get("groups")
                         .and_then(Value::as_array)
@@ -336,13 +312,10 @@ impl BitbucketEmulator {
                         })
                         .unwrap_or_default();
                     if !s.users.contains_key(&user) {
-                        return error(
-                            StatusCode::NOT_FOUND,
-                            &format!("User {user} does not exist"),
-                        );
+                        return no_such_user(&user);
                     }
                     if let Some(g) = groups.iter().find(|g| !s.groups.contains_key(*g)) {
-                        return error(StatusCode::NOT_FOUND, &format!("Group {g} does not exist"));
+                        return no_such_group(g);
                     }
                     for g in groups {
                         s.insert_member(&g, &user);
@@ -351,47 +324,16 @@ impl BitbucketEmulator {
                 }
                 Err(r) => r,
             },
-            (Method::POST, "users/remove-group") => match body_json(req, error) {
-                Ok(b) => {
-                    // Here `context` is the user and `itemName` the group.
-                    let user = b
-                        .get("context")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_lowercase();
-                    let group = b
-                        .get("itemName")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    if !s.users.contains_key(&user) {
-                        return error(
-                            StatusCode::NOT_FOUND,
-                            &format!("User {user} does not exist"),
-                        );
-                    }
-                    let Some(m) = s.groups.get_mut(group) else {
-                        return error(
-                            StatusCode::NOT_FOUND,
-                            &format!("Group {group} does not exist"),
-                        );
-                    };
-                    m.remove(&user);
-                    empty(StatusCode::OK)
-                }
-                Err(r) => r,
-            },
-            // Deprecated since 2.10, still served: `{context,itemName}` means
-            // (user, group) under users/ and (group, user) under groups/.
+            // `{context,itemName}` means (user, group) under users/ and (group, user)
+            // under groups/; all but users/remove-group are deprecated since 2.10, still served.
             (
                 Method::POST,
-                path @ ("users/add-group" | "groups/add-user" | "groups/remove-user"),
+                path @ ("users/remove-group" | "users/add-group" | "groups/add-user"
+                | "groups/remove-user"),
             ) => match body_json(req, error) {
                 Ok(b) => {
-                    let context = b.get("context").and_then(Value::as_str).unwrap_or_default();
-                    let item = b
-                        .get("itemName")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
+                    let context = str_field(&b, "context");
+                    let item = str_field(&b, "itemName");
                     let (user, group) = if path.starts_with("users/") {
                         (context, item)
                     } else {
@@ -399,18 +341,12 @@ impl BitbucketEmulator {
                     };
                     let user = user.to_lowercase();
                     if !s.users.contains_key(&user) {
-                        return error(
-                            StatusCode::NOT_FOUND,
-                            &format!("User {user} does not exist"),
-                        );
+                        return no_such_user(&user);
                     }
                     let Some(m) = s.groups.get_mut(group) else {
-                        return error(
-                            StatusCode::NOT_FOUND,
-                            &format!("Group {group} does not exist"),
-                        );
+                        return no_such_group(group);
                     };
-                    if path == "groups/remove-user" {
+                    if path.contains("/remove-") {
                         m.remove(&user);
                     } else {
                         m.insert(user);
@@ -421,23 +357,9 @@ impl BitbucketEmulator {
             },
             (Method::GET, "users/more-members") => {
                 let user = param(&q, "context").unwrap_or_default();
-                let all: Vec<Value> = s
-                    .groups_of(&user)
-                    .into_iter()
-                    .filter(|g| g.to_lowercase().contains(&filter))
-                    .map(|g| json!({"name": g, "deletable": true}))
-                    .collect();
-                page(&q, all, truncate)
+                page(&q, group_page(s.groups_of(&user), &filter), truncate)
             }
-            (Method::GET, "groups") => {
-                let all: Vec<Value> = s
-                    .groups
-                    .keys()
-                    .filter(|g| g.to_lowercase().contains(&filter))
-                    .map(|g| json!({"name": g, "deletable": true}))
-                    .collect();
-                page(&q, all, truncate)
-            }
+            (Method::GET, "groups") => page(&q, group_page(s.groups.keys(), &filter), truncate),
             (Method::POST, "groups") => {
                 let Some(name) = param(&q, "name").filter(|n| !n.is_empty()) else {
                     return error(StatusCode::BAD_REQUEST, "A group name is required.");
@@ -454,10 +376,7 @@ impl BitbucketEmulator {
             (Method::GET, "groups/more-members") => {
                 let group = param(&q, "context").unwrap_or_default();
                 let Some(members) = s.groups.get(&group) else {
-                    return error(
-                        StatusCode::NOT_FOUND,
-                        &format!("Group {group} does not exist"),
-                    );
+                    return no_such_group(&group);
                 };
                 let all: Vec<Value> = members
                     .iter()
@@ -485,10 +404,7 @@ impl BitbucketEmulator {
                     return error(StatusCode::BAD_REQUEST, "name and permission are required.");
                 };
                 if !s.users.contains_key(&name.to_lowercase()) {
-                    return error(
-                        StatusCode::NOT_FOUND,
-                        &format!("User {name} does not exist"),
-                    );
+                    return no_such_user(&name);
                 }
                 s.user_permissions.insert(name.to_lowercase(), p);
                 empty(StatusCode::NO_CONTENT)
@@ -496,10 +412,7 @@ impl BitbucketEmulator {
             (Method::DELETE, "permissions/users") => {
                 let name = param(&q, "name").unwrap_or_default().to_lowercase();
                 if !s.users.contains_key(&name) {
-                    return error(
-                        StatusCode::NOT_FOUND,
-                        &format!("User {name} does not exist"),
-                    );
+                    return no_such_user(&name);
                 }
                 s.user_permissions.remove(&name);
                 empty(StatusCode::NO_CONTENT)
@@ -515,6 +428,32 @@ pub fn error(status: StatusCode, message: &str) -> Response<Bytes> {
         status,
         &json!({"errors": [{"context": null, "message": message,
                             "exceptionName": "com.atlassian.bitbucket.ServiceException"}]}),
+    )
+}
+
+/// Group names matching the `filter` query (case-insensitive substring), as the group
+/// objects the admin group listings page through.
+fn group_page<G: AsRef<str>>(groups: impl IntoIterator<Item = G>, filter: &str) -> Vec<Value> {
+    groups
+        .into_iter()
+        .filter(|g| g.as_ref().to_lowercase().contains(filter))
+        .map(|g| json!({"name": g.as_ref(), "deletable": true}))
+        .collect()
+}
+
+/// The 404 for a user name that is not there.
+fn no_such_user(name: &str) -> Response<Bytes> {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("User {name} does not exist"),
+    )
+}
+
+/// The 404 for a group name that is not there.
+fn no_such_group(name: &str) -> Response<Bytes> {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("Group {name} does not exist"),
     )
 }
 

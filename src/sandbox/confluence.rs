@@ -14,8 +14,11 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::atlassian::{body_json, decode_seg, num, param, BadCredentials, Caller, Gate};
-use super::http::{empty, json, query_pairs, serve, Handler, Running};
+use super::atlassian::{
+    body_json, decode_seg, mutate, num, param, seed_directory, snapshot, str_field, BadCredentials,
+    Caller, Gate, SeedDirectory,
+};
+use super::http::{empty, json, query_pairs, serve_shared, Running};
 
 /// One Confluence user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,20 @@ impl ConfluenceState {
             .entry(group.to_string())
             .or_default()
             .insert(username.to_string());
+    }
+}
+
+impl SeedDirectory for ConfluenceState {
+    fn seed_user(&mut self, name: &str, email: &str, display: &str) {
+        self.insert_user(name, email, display);
+    }
+
+    fn seed_group(&mut self, group: &str) {
+        self.groups.entry(group.to_string()).or_default();
+    }
+
+    fn seed_member(&mut self, group: &str, member: &str) {
+        self.insert_member(group, member);
     }
 }
 
@@ -129,49 +146,25 @@ impl ConfluenceEmulator {
             licence_seats: seed.licence_seats,
             ..ConfluenceState::default()
         };
-        for (name, _) in &seed.basic {
-            state.insert_user(name, &format!("{name}@example.com"), name);
-        }
-        for (name, email, full) in &seed.users {
-            state.insert_user(name, email, full);
-        }
-        for (group, members) in &seed.groups {
-            state.groups.entry(group.clone()).or_default();
-            for m in members {
-                state.insert_member(group, m);
-            }
-        }
-        let basic: Vec<(&str, &str)> = seed
-            .basic
-            .iter()
-            .map(|(u, p)| (u.as_str(), p.as_str()))
-            .collect();
-        let bearer: Vec<(&str, &str)> = seed
-            .bearer
-            .iter()
-            .map(|(t, u)| (t.as_str(), u.as_str()))
-            .collect();
+        seed_directory(&mut state, &seed.basic, &seed.users, &seed.groups);
         let emu = Arc::new(ConfluenceEmulator {
             state: Mutex::new(state),
-            gate: Gate::new(&basic, &bearer, BadCredentials::BearerAsAnonymous),
+            gate: Gate::from_seed(&seed.basic, &seed.bearer, BadCredentials::BearerAsAnonymous),
             admins: seed.admins,
         });
-        let e = emu.clone();
-        let handler: Handler = Arc::new(move |req| {
-            let e = e.clone();
-            Box::pin(async move { e.respond(req).await })
-        });
-        Ok((emu, serve(addr, handler).await?))
+        let running =
+            serve_shared(addr, &emu, |e, req| async move { e.respond(req).await }).await?;
+        Ok((emu, running))
     }
 
     /// A snapshot of the state.
     pub fn state(&self) -> ConfluenceState {
-        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+        snapshot(&self.state)
     }
 
     /// Changes the state directly (seeding in tests).
     pub fn with_state<R>(&self, f: impl FnOnce(&mut ConfluenceState) -> R) -> Option<R> {
-        self.state.lock().ok().map(|mut s| f(&mut s))
+        mutate(&self.state, f)
     }
 
     async fn respond(&self, req: Request<Bytes>) -> Response<Bytes> {
@@ -425,7 +418,7 @@ fn create_user(s: &mut ConfluenceState, b: &Value) -> Response<Bytes> {
     if s.users.values().filter(|u| u.active).count() >= s.licence_seats {
         return error(StatusCode::PAYMENT_REQUIRED, "License limit exceeded");
     }
-    let email = b.get("email").and_then(Value::as_str).unwrap_or_default();
+    let email = str_field(b, "email");
     let full = b.get("fullName").and_then(Value::as_str).unwrap_or(name);
     s.insert_user(name, email, full);
     let key = s.users.get(name).map(|u| u.key.clone()).unwrap_or_default();

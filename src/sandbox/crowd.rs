@@ -14,8 +14,11 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::atlassian::{body_json, num, param, BadCredentials, Caller, Gate};
-use super::http::{empty, json, query_pairs, serve, Handler, PeerAddr, Running};
+use super::atlassian::{
+    body_json, mutate, num, param, seed_directory, snapshot, str_field, BadCredentials, Caller,
+    Gate, SeedDirectory,
+};
+use super::http::{empty, json, query_pairs, serve_shared, PeerAddr, Running};
 
 /// One Crowd user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +67,20 @@ impl CrowdState {
             .entry(group.to_string())
             .or_default()
             .insert(name.to_lowercase());
+    }
+}
+
+impl SeedDirectory for CrowdState {
+    fn seed_user(&mut self, name: &str, email: &str, display: &str) {
+        self.insert_user(name, email, display);
+    }
+
+    fn seed_group(&mut self, group: &str) {
+        self.groups.entry(group.to_string()).or_default();
+    }
+
+    fn seed_member(&mut self, group: &str, member: &str) {
+        self.insert_member(group, member);
     }
 }
 
@@ -125,41 +142,25 @@ impl CrowdEmulator {
         seed: CrowdSeed,
     ) -> std::io::Result<(Arc<Self>, Running)> {
         let mut state = CrowdState::default();
-        for (name, email, display) in &seed.users {
-            state.insert_user(name, email, display);
-        }
-        for (group, members) in &seed.groups {
-            state.groups.entry(group.clone()).or_default();
-            for m in members {
-                state.insert_member(group, m);
-            }
-        }
-        let apps: Vec<(&str, &str)> = seed
-            .applications
-            .iter()
-            .map(|(u, p)| (u.as_str(), p.as_str()))
-            .collect();
+        seed_directory(&mut state, &[], &seed.users, &seed.groups);
         let emu = Arc::new(CrowdEmulator {
             state: Mutex::new(state),
             allowed: seed.allowed_addresses.clone(),
-            gate: Gate::new(&apps, &[], BadCredentials::Reject),
+            gate: Gate::from_seed(&seed.applications, &[], BadCredentials::Reject),
         });
-        let e = emu.clone();
-        let handler: Handler = Arc::new(move |req| {
-            let e = e.clone();
-            Box::pin(async move { e.respond(req).await })
-        });
-        Ok((emu, serve(addr, handler).await?))
+        let running =
+            serve_shared(addr, &emu, |e, req| async move { e.respond(req).await }).await?;
+        Ok((emu, running))
     }
 
     /// A snapshot of the state.
     pub fn state(&self) -> CrowdState {
-        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+        snapshot(&self.state)
     }
 
     /// Changes the state directly (seeding in tests).
     pub fn with_state<R>(&self, f: impl FnOnce(&mut CrowdState) -> R) -> Option<R> {
-        self.state.lock().ok().map(|mut s| f(&mut s))
+        mutate(&self.state, f)
     }
 
     async fn respond(&self, req: Request<Bytes>) -> Response<Bytes> {
@@ -352,18 +353,20 @@ fn error_status(status: StatusCode, message: &str) -> Response<Bytes> {
 }
 
 fn user_not_found(name: &str) -> Response<Bytes> {
-    error(
-        StatusCode::NOT_FOUND,
-        "USER_NOT_FOUND",
-        &format!("User <{name}> does not exist"),
-    )
+    missing(StatusCode::NOT_FOUND, "User", name)
 }
 
 fn group_not_found(name: &str) -> Response<Bytes> {
+    missing(StatusCode::NOT_FOUND, "Group", name)
+}
+
+/// Crowd's `USER_NOT_FOUND` / `GROUP_NOT_FOUND` error for `kind` ("User" or "Group"):
+/// 404 when the path names it, 400 when the body does.
+fn missing(status: StatusCode, kind: &str, name: &str) -> Response<Bytes> {
     error(
-        StatusCode::NOT_FOUND,
-        "GROUP_NOT_FOUND",
-        &format!("Group <{name}> does not exist"),
+        status,
+        &format!("{}_NOT_FOUND", kind.to_uppercase()),
+        &format!("{kind} <{name}> does not exist"),
     )
 }
 
@@ -414,10 +417,7 @@ fn window(q: &[(String, String)], all: Vec<Value>, truncate: bool) -> Vec<Value>
 }
 
 fn text(b: &Value, k: &str) -> String {
-    b.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    str_field(b, k).to_string()
 }
 
 fn create_user(s: &mut CrowdState, b: &Value) -> Response<Bytes> {
@@ -488,21 +488,9 @@ fn add_membership(s: &mut CrowdState, group: &str, user: &str, user_side: bool) 
     // The entity named in the body is a 400 when missing; the one in the path a 404.
     match (user_known, group_known, user_side) {
         (false, _, true) => return user_not_found(user),
-        (_, false, true) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "GROUP_NOT_FOUND",
-                &format!("Group <{group}> does not exist"),
-            )
-        }
+        (_, false, true) => return missing(StatusCode::BAD_REQUEST, "Group", group),
         (_, false, false) => return group_not_found(group),
-        (false, _, false) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "USER_NOT_FOUND",
-                &format!("User <{user}> does not exist"),
-            )
-        }
+        (false, _, false) => return missing(StatusCode::BAD_REQUEST, "User", user),
         _ => {}
     }
     let inserted = s
@@ -575,5 +563,27 @@ fn search(s: &CrowdState, q: &[(String, String)], truncate: bool) -> Response<By
             "ILLEGAL_ARGUMENT",
             "entity-type must be user or group",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_entities_answer_in_crowds_error_shape() {
+        let body = |r: &Response<Bytes>| serde_json::from_slice::<Value>(r.body()).unwrap();
+        let r = missing(StatusCode::BAD_REQUEST, "Group", "g1");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body(&r),
+            json!({"reason": "GROUP_NOT_FOUND", "message": "Group <g1> does not exist"})
+        );
+        let r = user_not_found("Ann");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            body(&r),
+            json!({"reason": "USER_NOT_FOUND", "message": "User <Ann> does not exist"})
+        );
     }
 }

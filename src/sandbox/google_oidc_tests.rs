@@ -80,6 +80,30 @@ fn auth_url(issuer: &str, extra: &[(&str, &str)]) -> String {
 
 const VERIFIER: &str = "verifier-0123456789-0123456789-0123456789-abc";
 
+/// GETs `url` and decodes its JSON body (discovery, JWKS).
+async fn get_json<T: serde::de::DeserializeOwned>(url: String) -> T {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The account chooser `/authorize` shows without hints.
+async fn chooser_page(op: &GoogleOidc) -> String {
+    client()
+        .get(auth_url(op.issuer(), &[]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn login_code(op: &GoogleOidc, email: &str) -> String {
     let url = auth_url(op.issuer(), &[("login_hint", email), ("auto", "1")]);
     let resp = client().get(url).send().await.unwrap();
@@ -110,14 +134,7 @@ async fn exchange(op: &GoogleOidc, code: &str, verifier: &str, basic: bool) -> r
 }
 
 async fn verified_claims(op: &GoogleOidc, id_token: &str) -> Value {
-    let jwks: CoreJsonWebKeySet = client()
-        .get(format!("{}/oauth2/v3/certs", op.issuer()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: CoreJsonWebKeySet = get_json(format!("{}/oauth2/v3/certs", op.issuer())).await;
     let (input, sig) = id_token.rsplit_once('.').unwrap();
     let header: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
@@ -147,14 +164,7 @@ async fn verified_claims(op: &GoogleOidc, id_token: &str) -> Value {
 #[tokio::test]
 async fn discovery_and_jwks_have_googles_shape() {
     let (op, running) = start().await;
-    let d: Value = client()
-        .get(format!("{}/.well-known/openid-configuration", op.issuer()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = get_json(format!("{}/.well-known/openid-configuration", op.issuer())).await;
     assert_eq!(d["issuer"], op.issuer());
     assert_eq!(
         d["authorization_endpoint"],
@@ -182,14 +192,7 @@ async fn discovery_and_jwks_have_googles_shape() {
     assert!(op.rotate_keys());
     let after = op.signing_kid().unwrap();
     assert_ne!(before, after);
-    let jwks: Value = client()
-        .get(format!("{}/oauth2/v3/certs", op.issuer()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = get_json(format!("{}/oauth2/v3/certs", op.issuer())).await;
     let kids: Vec<&str> = jwks["keys"]
         .as_array()
         .unwrap()
@@ -204,14 +207,7 @@ async fn discovery_and_jwks_have_googles_shape() {
 #[tokio::test]
 async fn chooser_page_lists_people_and_links_log_in() {
     let (op, running) = start().await;
-    let page = client()
-        .get(auth_url(op.issuer(), &[]))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = chooser_page(&op).await;
     assert!(page.contains("ann@example.com") && page.contains("carl@gmail.com"));
     assert!(page.contains("personal account"));
     let href = page
@@ -425,14 +421,7 @@ async fn suspended_people_cannot_sign_in_and_lose_their_tokens() {
         .unwrap();
     assert_eq!(info.status(), 401);
     // The chooser still lists the account, marked.
-    let page = client()
-        .get(auth_url(op.issuer(), &[]))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = chooser_page(&op).await;
     assert!(page.contains("ann@example.com&gt;</a> <small>Workspace: example.com (suspended)"));
     // Reactivated, the person signs in again; others were never affected.
     assert!(op.set_suspended("ann@example.com", false));

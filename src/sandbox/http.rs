@@ -51,6 +51,23 @@ impl Running {
     }
 }
 
+/// Serves an emulator held in an `Arc` by calling `respond` with a clone of it per
+/// request: every product emulator starts this way, so the boxing lives here once.
+pub async fn serve_shared<E, F, Fut>(
+    addr: SocketAddr,
+    emulator: &Arc<E>,
+    respond: F,
+) -> std::io::Result<Running>
+where
+    E: Send + Sync + 'static,
+    F: Fn(Arc<E>, Request<Bytes>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Bytes>> + Send + 'static,
+{
+    let emulator = emulator.clone();
+    let handler: Handler = Arc::new(move |req| Box::pin(respond(emulator.clone(), req)));
+    serve(addr, handler).await
+}
+
 /// Binds `addr` (use port 0 for an ephemeral port) and serves `handler` until stopped.
 pub async fn serve(addr: SocketAddr, handler: Handler) -> std::io::Result<Running> {
     let listener = TcpListener::bind(addr).await?;

@@ -165,8 +165,10 @@ fn example_parses_with_its_variables_supplied() {
     assert_eq!(s.admin.users, vec!["it-admin@example.com"]);
 }
 
-/// Collects `(schema path, key)` of every key present in `t`.
-fn present(t: &DeTable, shape: &str, out: &mut BTreeSet<(String, String)>) {
+/// Visits every key of `t` depth-first, into sub-tables and arrays of tables, as
+/// `visit(parent schema path, key, child schema path, key span start)`; descends below a
+/// key only where `visit` returns true.
+fn visit_keys(t: &DeTable, shape: &str, visit: &mut impl FnMut(&str, &str, &str, usize) -> bool) {
     for (k, v) in t.iter() {
         let key = k.get_ref().to_string();
         let child = if shape.is_empty() {
@@ -174,16 +176,15 @@ fn present(t: &DeTable, shape: &str, out: &mut BTreeSet<(String, String)>) {
         } else {
             format!("{shape}.{key}")
         };
-        out.insert((shape.to_string(), key));
-        if !SHAPES.iter().any(|s| s.path == child) {
+        if !visit(shape, &key, &child, k.span().start) {
             continue;
         }
         match v.get_ref() {
-            DeValue::Table(sub) => present(sub, &child, out),
+            DeValue::Table(sub) => visit_keys(sub, &child, visit),
             DeValue::Array(items) => {
                 for item in items.iter() {
                     if let DeValue::Table(sub) = item.get_ref() {
-                        present(sub, &child, out);
+                        visit_keys(sub, &child, visit);
                     }
                 }
             }
@@ -192,11 +193,19 @@ fn present(t: &DeTable, shape: &str, out: &mut BTreeSet<(String, String)>) {
     }
 }
 
+/// Collects `(schema path, key)` of every key present in `t`.
+fn present(t: &DeTable, out: &mut BTreeSet<(String, String)>) {
+    visit_keys(t, "", &mut |shape, key, child, _| {
+        out.insert((shape.to_string(), key.to_string()));
+        SHAPES.iter().any(|s| s.path == child)
+    });
+}
+
 #[test]
 fn example_contains_every_key_of_the_schema() {
     let doc = DeTable::parse(EXAMPLE).unwrap();
     let mut found = BTreeSet::new();
-    present(doc.get_ref(), "", &mut found);
+    present(doc.get_ref(), &mut found);
     let mut missing = Vec::new();
     for shape in SHAPES {
         for key in shape.keys {
@@ -244,29 +253,10 @@ fn every_key_of_the_schema_has_a_comment_in_the_example() {
     };
     let doc = DeTable::parse(EXAMPLE).unwrap();
     let mut spans = Vec::new();
-    fn walk(t: &DeTable, shape: &str, out: &mut Vec<(String, usize)>) {
-        for (k, v) in t.iter() {
-            let key = k.get_ref().to_string();
-            let child = if shape.is_empty() {
-                key.clone()
-            } else {
-                format!("{shape}.{key}")
-            };
-            out.push((child.clone(), k.span().start));
-            match v.get_ref() {
-                DeValue::Table(sub) => walk(sub, &child, out),
-                DeValue::Array(items) => {
-                    for item in items.iter() {
-                        if let DeValue::Table(sub) = item.get_ref() {
-                            walk(sub, &child, out);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    walk(doc.get_ref(), "", &mut spans);
+    visit_keys(doc.get_ref(), "", &mut |_, _, child, at| {
+        spans.push((child.to_string(), at));
+        true
+    });
     let mut undocumented = Vec::new();
     for shape in SHAPES.iter().filter(|s| !s.path.is_empty()) {
         for key in shape.keys {

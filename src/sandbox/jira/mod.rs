@@ -16,8 +16,10 @@ mod handlers;
 pub use handlers::error;
 use handlers::*;
 
-use crate::sandbox::atlassian::{body_json, param, BadCredentials, Caller, Gate};
-use crate::sandbox::http::{json, query_pairs, serve, Handler, Running};
+use crate::sandbox::atlassian::{
+    body_json, mutate, param, seed_directory, snapshot, BadCredentials, Caller, Gate, SeedDirectory,
+};
+use crate::sandbox::http::{json, query_pairs, serve_shared, Running};
 
 /// One Jira user as the emulator stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +134,20 @@ impl JiraState {
     }
 }
 
+impl SeedDirectory for JiraState {
+    fn seed_user(&mut self, name: &str, email: &str, display: &str) {
+        self.insert_user(name, email, display, true);
+    }
+
+    fn seed_group(&mut self, group: &str) {
+        self.groups.entry(group.to_string()).or_default();
+    }
+
+    fn seed_member(&mut self, group: &str, member: &str) {
+        self.insert_member(group, member);
+    }
+}
+
 /// Seed data and behaviour switches.
 #[derive(Debug, Clone)]
 pub struct JiraSeed {
@@ -206,18 +222,7 @@ impl JiraEmulator {
         seed: JiraSeed,
     ) -> std::io::Result<(Arc<Self>, Running)> {
         let mut state = JiraState::default();
-        for (name, _) in &seed.basic {
-            state.insert_user(name, &format!("{name}@example.com"), name, true);
-        }
-        for (name, email, display) in &seed.users {
-            state.insert_user(name, email, display, true);
-        }
-        for (group, members) in &seed.groups {
-            state.groups.entry(group.clone()).or_default();
-            for m in members {
-                state.insert_member(group, m);
-            }
-        }
+        seed_directory(&mut state, &seed.basic, &seed.users, &seed.groups);
         for (key, lead) in &seed.projects {
             state.projects.insert(
                 key.clone(),
@@ -238,40 +243,26 @@ impl JiraEmulator {
                 },
             );
         }
-        let basic: Vec<(&str, &str)> = seed
-            .basic
-            .iter()
-            .map(|(u, p)| (u.as_str(), p.as_str()))
-            .collect();
-        let bearer: Vec<(&str, &str)> = seed
-            .bearer
-            .iter()
-            .map(|(t, u)| (t.as_str(), u.as_str()))
-            .collect();
         let emu = Arc::new(JiraEmulator {
             state: Mutex::new(state),
-            gate: Gate::new(&basic, &bearer, BadCredentials::Reject),
+            gate: Gate::from_seed(&seed.basic, &seed.bearer, BadCredentials::Reject),
             admins: seed.admins.clone(),
             honours_active: seed.honours_active,
             v10: seed.v10,
         });
-        let e = emu.clone();
-        let handler: Handler = Arc::new(move |req| {
-            let e = e.clone();
-            Box::pin(async move { e.respond(req).await })
-        });
-        let running = serve(addr, handler).await?;
+        let running =
+            serve_shared(addr, &emu, |e, req| async move { e.respond(req).await }).await?;
         Ok((emu, running))
     }
 
     /// A snapshot of the state.
     pub fn state(&self) -> JiraState {
-        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+        snapshot(&self.state)
     }
 
     /// Changes the state directly (seeding in tests).
     pub fn with_state<R>(&self, f: impl FnOnce(&mut JiraState) -> R) -> Option<R> {
-        self.state.lock().ok().map(|mut s| f(&mut s))
+        mutate(&self.state, f)
     }
 
     async fn respond(&self, req: Request<Bytes>) -> Response<Bytes> {

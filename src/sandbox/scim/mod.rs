@@ -25,8 +25,10 @@ use resources::{
     replace, with_groups,
 };
 
-use crate::sandbox::atlassian::{body_json, decode_seg, BadCredentials, Caller, Gate};
-use crate::sandbox::http::{empty, json, query_pairs, serve, Handler, Running};
+use crate::sandbox::atlassian::{
+    body_json, decode_seg, mutate, snapshot, BadCredentials, Caller, Gate,
+};
+use crate::sandbox::http::{empty, json, query_pairs, serve_shared, Running};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -243,12 +245,9 @@ impl ScimEmulator {
             gate: Gate::new(&[], &bearer, BadCredentials::Reject),
             prefix: format!("/scim/directory/{}", seed.directory_id),
         });
-        let e = emu.clone();
-        let handler: Handler = Arc::new(move |req| {
-            let e = e.clone();
-            Box::pin(async move { e.respond(req).await })
-        });
-        Ok((emu, serve(addr, handler).await?))
+        let running =
+            serve_shared(addr, &emu, |e, req| async move { e.respond(req).await }).await?;
+        Ok((emu, running))
     }
 
     /// The path of the SCIM base (`/scim/directory/{id}`).
@@ -258,12 +257,12 @@ impl ScimEmulator {
 
     /// A snapshot of the state.
     pub fn state(&self) -> ScimState {
-        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+        snapshot(&self.state)
     }
 
     /// Changes the state directly (seeding in tests).
     pub fn with_state<R>(&self, f: impl FnOnce(&mut ScimState) -> R) -> Option<R> {
-        self.state.lock().ok().map(|mut s| f(&mut s))
+        mutate(&self.state, f)
     }
 
     async fn respond(&self, req: Request<Bytes>) -> Response<Bytes> {

@@ -162,17 +162,35 @@ pub(super) fn has_schema(b: &Value, schema: &str) -> bool {
         .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(schema)))
 }
 
-pub(super) fn create_user(s: &mut ScimState, mut b: Value) -> Response<Bytes> {
-    let Some(name) = b["userName"]
+/// The non-empty name attribute a new resource must carry (`userName`,
+/// `displayName`); `Err` is SCIM's 400 `invalidValue` "`attr` is required".
+fn required_name(b: &Value, attr: &str) -> Result<String, Response<Bytes>> {
+    b[attr]
         .as_str()
         .filter(|n| !n.is_empty())
         .map(str::to_string)
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            Some("invalidValue"),
-            "userName is required",
-        );
+        .ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                Some("invalidValue"),
+                &format!("{attr} is required"),
+            )
+        })
+}
+
+/// SCIM's 409 `uniqueness` for a create whose name is taken.
+fn already_exists(kind: &str, attr: &str, name: &str) -> Response<Bytes> {
+    error(
+        StatusCode::CONFLICT,
+        Some("uniqueness"),
+        &format!("{kind} with {attr} {name} already exists"),
+    )
+}
+
+pub(super) fn create_user(s: &mut ScimState, mut b: Value) -> Response<Bytes> {
+    let name = match required_name(&b, "userName") {
+        Ok(n) => n,
+        Err(r) => return r,
     };
     if !has_schema(&b, USER) {
         return error(
@@ -182,11 +200,7 @@ pub(super) fn create_user(s: &mut ScimState, mut b: Value) -> Response<Bytes> {
         );
     }
     if s.user_by_name(&name).is_some() {
-        return error(
-            StatusCode::CONFLICT,
-            Some("uniqueness"),
-            &format!("User with userName {name} already exists"),
-        );
+        return already_exists("User", "userName", &name);
     }
     if b.get("active").is_none() {
         b["active"] = json!(true);
@@ -199,23 +213,12 @@ pub(super) fn create_user(s: &mut ScimState, mut b: Value) -> Response<Bytes> {
 }
 
 pub(super) fn create_group(s: &mut ScimState, mut b: Value) -> Response<Bytes> {
-    let Some(name) = b["displayName"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            Some("invalidValue"),
-            "displayName is required",
-        );
+    let name = match required_name(&b, "displayName") {
+        Ok(n) => n,
+        Err(r) => return r,
     };
     if s.group_by_name(&name).is_some() {
-        return error(
-            StatusCode::CONFLICT,
-            Some("uniqueness"),
-            &format!("Group with displayName {name} already exists"),
-        );
+        return already_exists("Group", "displayName", &name);
     }
     strip_read_only(&mut b);
     if let Err(r) = check_members(s, &b) {
