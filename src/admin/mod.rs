@@ -24,7 +24,6 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 
 use crate::auth::flow::{cookie_header, PageContext};
 use crate::config::Settings;
@@ -337,9 +336,9 @@ where
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let body = http_body_util::Limited::new(req.into_body(), MAX_BODY);
-    let bytes = match body.collect().await {
-        Ok(c) => c.to_bytes(),
+    let (parts, body) = req.into_parts();
+    let bytes = match crate::proxy::body::read_capped(&parts.headers, body, MAX_BODY).await {
+        Ok(b) => b,
         Err(_) => {
             return Err(page::json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -177,3 +177,127 @@ impl Drop for ProxyBody {
         }
     }
 }
+
+/// Why [`read_capped`] returned no body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CappedError {
+    /// More than the allowed bytes were sent (or declared).
+    TooLarge,
+    /// The client's body broke off or could not be read.
+    Unreadable,
+}
+
+/// How much of an oversized body is still read (and dropped) before answering,
+/// and for how long: a client still writing when the 413 and the close arrive
+/// would otherwise get a reset and lose the answer (the "lingering close" nginx
+/// does). Beyond either bound the connection is simply closed.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Reads a request body of at most `max` bytes for usher's own endpoints. An
+/// oversized body (declared by `Content-Length` or found while reading) is
+/// drained within bounds before the caller answers 413.
+pub async fn read_capped<B>(
+    headers: &http::HeaderMap,
+    body: B,
+    max: usize,
+) -> Result<Bytes, CappedError>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    use http_body_util::BodyExt;
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let mut body = std::pin::pin!(body);
+    if declared.is_some_and(|n| n > max as u64) {
+        drain(body.as_mut(), 0).await;
+        return Err(CappedError::TooLarge);
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(CappedError::Unreadable);
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > max {
+                drain(body.as_mut(), buf.len() + data.len()).await;
+                return Err(CappedError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and drops the rest of `body` (already `seen` bytes), within
+/// [`DRAIN_BYTES`] and [`DRAIN_TIME`].
+async fn drain<B>(mut body: Pin<&mut B>, mut seen: usize)
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    use http_body_util::BodyExt;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen > DRAIN_BYTES {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod capped_tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    fn chunks(n: usize, size: usize) -> impl http_body::Body<Data = Bytes, Error = std::io::Error> {
+        let frames = (0..n).map(move |_| Ok(http_body::Frame::data(Bytes::from(vec![b'x'; size]))));
+        StreamBody::new(futures_util::stream::iter(frames.collect::<Vec<_>>()))
+    }
+
+    #[tokio::test]
+    async fn small_bodies_come_back_whole() {
+        let h = http::HeaderMap::new();
+        let got = read_capped(&h, Full::new(Bytes::from_static(b"a=1")), 10).await;
+        assert_eq!(got, Ok(Bytes::from_static(b"a=1")));
+        let got = read_capped(&h, chunks(3, 4), 12).await;
+        assert_eq!(got.map(|b| b.len()), Ok(12));
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_refused_and_drained() {
+        let h = http::HeaderMap::new();
+        assert_eq!(
+            read_capped(&h, chunks(3, 5), 12).await,
+            Err(CappedError::TooLarge)
+        );
+        let mut declared = http::HeaderMap::new();
+        declared.insert(http::header::CONTENT_LENGTH, "100".parse().unwrap());
+        assert_eq!(
+            read_capped(&declared, Full::new(Bytes::from_static(b"x")), 12).await,
+            Err(CappedError::TooLarge)
+        );
+        // Draining consumes what the client still sends.
+        let mut body = std::pin::pin!(chunks(4, 8));
+        drain(body.as_mut(), 0).await;
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_is_unreadable() {
+        let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> =
+            vec![Err(std::io::Error::other("reset"))];
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        let h = http::HeaderMap::new();
+        assert_eq!(
+            read_capped(&h, body, 12).await,
+            Err(CappedError::Unreadable)
+        );
+    }
+}

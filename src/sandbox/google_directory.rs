@@ -351,6 +351,13 @@ impl GoogleDirectoryEmulator {
             q.extend(std::iter::repeat_n(fault, times));
         }
     }
+
+    /// Drops every injected fault not consumed yet (a test ending an outage).
+    pub fn clear_injected(&self) {
+        if let Ok(mut q) = self.google_faults.lock() {
+            q.clear();
+        }
+    }
 }
 
 impl crate::sandbox::google_oidc::ConsentIssuer for GoogleDirectoryEmulator {

@@ -564,8 +564,11 @@ async fn a_directory_failing_mid_read_deprovisions_nobody_and_exits_1() {
     assert_eq!(w.google.counts().users_list, 2, "people were read first");
 
     // Through the binary: a 403 on the first call exits 1 and names the missing scope.
-    w.google.inject(GoogleFault::Forbidden, 1);
+    // Every call fails until cleared: a request of the run above still in flight
+    // (cancelled client-side, handled server-side) must not use up the fault.
+    w.google.inject(GoogleFault::Forbidden, 1000);
     let out = w.cli_async(&[]).await;
+    w.google.clear_injected();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("needs scope"), "{stderr}");

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+
 use serde_json::{Map, Value};
 
 use super::apply::Pusher;
@@ -503,20 +503,12 @@ where
             format!("the request body is larger than {MAX_BODY} bytes"),
         )
     };
-    let declared =
-        header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(too_big());
-    }
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(too_big())
+    let bytes = match crate::proxy::body::read_capped(headers, body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(crate::proxy::body::CappedError::TooLarge) => return Err(too_big()),
+        Err(crate::proxy::body::CappedError::Unreadable) => {
+            return Err(ScimError::new(400, "the request body could not be read"))
         }
-        Err(_) => return Err(ScimError::new(400, "the request body could not be read")),
     };
     if bytes.is_empty() {
         return Ok(Value::Null);
