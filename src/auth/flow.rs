@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -390,6 +390,10 @@ impl SignIn {
         session.display_name = admitted.display_name;
         session.admin =
             crate::admin::access::is_admin(&self.admins, &identity.email, &admitted.idp_groups);
+        session.revoke_token = identity
+            .access_token
+            .as_ref()
+            .map(crate::session::HeldToken::new);
         match self.sessions.issue(&session, now).await {
             Ok(cookies) => set.extend(cookies),
             Err(e) => {
@@ -409,6 +413,7 @@ impl SignIn {
 
     async fn logout(&self, query: &str, cookies: &str, ctx: &PageContext<'_>) -> Response<Bytes> {
         let params = query_map(query);
+        self.revoke_at_idp(cookies).await;
         let mut set = self.sessions.end(cookies).await;
         set.extend(self.login_states.clear_all(cookies));
         match params
@@ -425,6 +430,33 @@ impl SignIn {
                 );
                 append_cookies(resp.headers_mut(), set);
                 resp
+            }
+        }
+    }
+
+    /// With `revoke_on_logout`: revokes the session's access token at its IdP,
+    /// waiting at most 3 s; the logout goes on whatever the IdP answers.
+    async fn revoke_at_idp(&self, cookies: &str) {
+        let Some(session) = self.sessions.resolve(cookies, SystemTime::now()).await else {
+            return;
+        };
+        let (Some(token), Some(rp)) = (
+            session.revoke_token.as_ref(),
+            self.rps.iter().find(|rp| rp.name() == session.idp),
+        ) else {
+            return;
+        };
+        let revoked =
+            tokio::time::timeout(Duration::from_secs(3), rp.revoke(&token.secret())).await;
+        match revoked {
+            Ok(Ok(())) => {
+                tracing::info!(idp = %session.idp, user = %session.username, "access token revoked at logout")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(idp = %session.idp, error = %e, "access token not revoked at logout")
+            }
+            Err(_) => {
+                tracing::warn!(idp = %session.idp, "access token not revoked at logout: the IdP took longer than 3 s")
             }
         }
     }

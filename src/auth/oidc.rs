@@ -54,6 +54,9 @@ pub struct Identity {
     pub family_name: Option<String>,
     /// Groups from the `groups_claim` (kind = "oidc"); empty for Google.
     pub groups: Vec<String>,
+    /// The sign-in's access token, kept only with `revoke_on_logout` (to revoke it
+    /// at logout); redacted in `Debug`.
+    pub access_token: Option<crate::config::Secret>,
 }
 
 /// The query of a callback request.
@@ -383,7 +386,7 @@ impl RelyingParty {
                 ));
             }
         }
-        let id_token = self
+        let (id_token, access_token) = self
             .exchange_code(&provider, code, &login.pkce_verifier)
             .await?;
         let claims = match self.verify_token(&provider, &id_token, &login.nonce, now) {
@@ -397,16 +400,73 @@ impl RelyingParty {
             TokenError::Nonce => AuthError::new(DenialReason::NonceMismatch, e.to_string()),
             other => AuthError::new(DenialReason::InvalidIdToken, other.to_string()),
         })?;
-        self.apply_policy(self.identity_from(&claims))
+        let mut identity = self.apply_policy(self.identity_from(&claims))?;
+        if self.settings.revoke_on_logout {
+            identity.access_token = access_token.map(crate::config::Secret::new);
+        }
+        Ok(identity)
     }
 
-    /// POSTs the code to the token endpoint (client_secret_basic) and returns the ID token.
+    /// Revokes `token` at the IdP's `revocation_endpoint` (RFC 7009, as Google's
+    /// `https://oauth2.googleapis.com/revoke`), authenticating as the client.
+    /// Logout calls this with `revoke_on_logout`; a failure is logged, never shown.
+    pub async fn revoke(&self, token: &crate::config::Secret) -> Result<(), AuthError> {
+        let unavailable =
+            |detail: String| AuthError::new(DenialReason::ProviderUnavailable, detail);
+        let discovery = format!(
+            "{}/.well-known/openid-configuration",
+            self.settings.issuer.as_str().trim_end_matches('/')
+        );
+        let doc: Value = self
+            .http
+            .get(&discovery)
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("discovery unreachable: {}", e.without_url())))?
+            .json()
+            .await
+            .map_err(|_| unavailable("discovery answered without JSON".into()))?;
+        let Some(endpoint) = doc.get("revocation_endpoint").and_then(Value::as_str) else {
+            return Err(misconfigured(format!(
+                "[[idp]] {}: revoke_on_logout is set but the discovery document has no revocation_endpoint",
+                self.settings.name
+            )));
+        };
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let resp = self
+            .http
+            .post(endpoint)
+            .basic_auth(
+                enc(&self.settings.client_id),
+                Some(enc(self.settings.client_secret.expose())),
+            )
+            .form(&[("token", token.expose())])
+            .send()
+            .await
+            .map_err(|e| {
+                unavailable(format!(
+                    "revocation endpoint unreachable: {}",
+                    e.without_url()
+                ))
+            })?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(unavailable(format!(
+                "revocation endpoint answered {}",
+                resp.status()
+            )))
+        }
+    }
+
+    /// POSTs the code to the token endpoint (client_secret_basic); returns the ID
+    /// token and the access token (if any).
     async fn exchange_code(
         &self,
         provider: &Provider,
         code: &str,
         verifier: &str,
-    ) -> Result<String, AuthError> {
+    ) -> Result<(String, Option<String>), AuthError> {
         let Some(token_url) = provider.token_url.clone() else {
             return Err(misconfigured(
                 "the IdP's discovery document has no token_endpoint",
@@ -461,7 +521,8 @@ impl RelyingParty {
                 format!("token endpoint answered {status}: {error}"),
             ));
         }
-        body.get("id_token")
+        let id_token = body
+            .get("id_token")
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| {
@@ -469,7 +530,12 @@ impl RelyingParty {
                     DenialReason::InvalidIdToken,
                     "token response has no id_token",
                 )
-            })
+            })?;
+        let access_token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok((id_token, access_token))
     }
 
     fn verify_token(
@@ -512,6 +578,7 @@ impl RelyingParty {
             } else {
                 claim_strings(claims, &self.settings.groups_claim)
             },
+            access_token: None,
         }
     }
 

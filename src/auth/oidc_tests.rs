@@ -60,6 +60,7 @@ fn settings(env: &Env, kind: IdpKind) -> IdpSettings {
         allowed_groups: vec![],
         groups_claim: "groups".into(),
         scim_token: None,
+        revoke_on_logout: false,
         scopes: vec![],
         username: None,
         groups: None,
@@ -168,6 +169,7 @@ async fn end_to_end_google_sign_in() {
             given_name: Some("Ann".into()),
             family_name: Some("Example".into()),
             groups: vec![],
+            access_token: None,
         }
     );
     env.running.stop();
@@ -498,6 +500,7 @@ fn http_issuers_only_on_loopback() {
         allowed_groups: vec![],
         groups_claim: "groups".into(),
         scim_token: None,
+        revoke_on_logout: false,
         scopes: vec![],
         username: None,
         groups: None,

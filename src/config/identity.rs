@@ -165,6 +165,7 @@ fn idp(
         }
     })
     .or(Vec::new());
+    let revoke_on_logout = t.boolean(cx, "revoke_on_logout").or(false);
     let username = match t.table(cx, "username") {
         Field::Ok(mut u) => {
             let rule = policy::username_rule(cx, &mut u);
@@ -193,6 +194,7 @@ fn idp(
         groups_claim: groups_claim?,
         scim_token: scim_token?,
         scopes: scopes?,
+        revoke_on_logout: revoke_on_logout?,
         username: username?,
         groups: groups?,
     })

@@ -78,6 +78,7 @@ pub(crate) const SHAPES: &[TableShape] = &[
             "groups_claim",
             "scim_token",
             "scopes",
+            "revoke_on_logout",
             "username",
             "groups",
         ],

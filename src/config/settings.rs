@@ -105,6 +105,9 @@ pub struct IdpSettings {
     /// Claim path for groups (`groups`, or dotted such as `realm_access.roles`).
     pub groups_claim: String,
     pub scim_token: Option<Secret>,
+    /// Revoke the sign-in's access token at the IdP's `revocation_endpoint` on
+    /// logout (usher then keeps that token, encrypted, in the session).
+    pub revoke_on_logout: bool,
     /// Extra scopes beyond `openid email profile`.
     pub scopes: Vec<String>,
     /// Per-IdP override of `[provisioning] username`.

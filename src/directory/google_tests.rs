@@ -734,6 +734,7 @@ async fn from_settings_builds_both_auth_modes() {
         allowed_groups: vec![],
         groups_claim: "groups".into(),
         scim_token: None,
+        revoke_on_logout: false,
         scopes: vec![],
         username: None,
         groups: None,

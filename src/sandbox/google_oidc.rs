@@ -113,6 +113,8 @@ struct Mutable {
     suspended: HashSet<String>,
     /// Renamed accounts: lower-case seeded email -> current primary email.
     renamed: HashMap<String, String>,
+    /// Tokens revoked through `/revoke` (that were live).
+    revocations: u32,
 }
 
 /// A running Google OIDC emulator.
@@ -325,6 +327,11 @@ impl GoogleOidc {
                 p
             })
         })
+    }
+
+    /// How many live tokens were revoked through `/revoke`.
+    pub fn revocations(&self) -> u32 {
+        self.state.lock().map_or(0, |st| st.revocations)
     }
 
     /// Whether the person with this email is suspended.

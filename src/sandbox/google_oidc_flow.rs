@@ -419,6 +419,7 @@ impl GoogleOidc {
         let removed = self.state.lock().ok().is_some_and(|mut st| {
             let a = st.access_tokens.remove(&token).is_some();
             let r = st.refresh_tokens.remove(&token).is_some();
+            st.revocations += u32::from(a || r);
             a || r
         });
         if removed {

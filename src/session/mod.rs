@@ -56,6 +56,10 @@ pub struct Session {
     /// re-decided at revalidation. Defaults to false so older cookies still decode.
     #[serde(default, rename = "a", skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
+    /// The sign-in's access token, held only with `[[idp]] revoke_on_logout` so
+    /// logout can revoke it at the IdP.
+    #[serde(default, rename = "k", skip_serializing_if = "Option::is_none")]
+    pub revoke_token: Option<HeldToken>,
 }
 
 /// Unix seconds of `t` (0 before the epoch, which never happens on a sane clock).
@@ -94,6 +98,29 @@ pub enum SessionEnd {
     FromTheFuture,
 }
 
+/// A token kept inside the (encrypted) session for one later use; never printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HeldToken(String);
+
+impl HeldToken {
+    /// Holds `secret`'s value.
+    pub fn new(secret: &crate::config::Secret) -> Self {
+        HeldToken(secret.expose().to_string())
+    }
+
+    /// The value, as a secret again (redacted in `Debug`).
+    pub fn secret(&self) -> crate::config::Secret {
+        crate::config::Secret::new(self.0.clone())
+    }
+}
+
+impl std::fmt::Debug for HeldToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeldToken(..)")
+    }
+}
+
 /// Tolerated clock skew between replicas for timestamps in a session.
 const SKEW_SECS: u64 = 60;
 
@@ -113,6 +140,7 @@ impl Session {
             last_seen: t,
             revalidated_at: t,
             admin: false,
+            revoke_token: None,
         }
     }
 

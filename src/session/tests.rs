@@ -224,3 +224,20 @@ async fn the_decode_memo_never_skips_expiry_or_accepts_a_tampered_value() {
     assert_eq!(s.resolve(&tampered, now).await, None);
     assert_eq!(s.decoded.len(), 1, "failures are not remembered");
 }
+
+#[test]
+fn a_held_token_never_shows_in_debug_output_but_survives_the_cookie() {
+    let mut s = Session::new("google", "sub-t", "t@example.com", "t", SystemTime::now());
+    s.revoke_token = Some(HeldToken::new(&Secret::new("ya29.secret-value")));
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("ya29"), "{shown}");
+    let json = serde_json::to_string(&s).unwrap();
+    let back: Session = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        back.revoke_token.map(|t| t.secret().expose().to_string()),
+        Some("ya29.secret-value".to_string())
+    );
+    // Sessions without one keep their old, shorter form.
+    let plain = Session::new("google", "sub-u", "u@example.com", "u", SystemTime::now());
+    assert!(!serde_json::to_string(&plain).unwrap().contains("\"k\""));
+}

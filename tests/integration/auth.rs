@@ -67,6 +67,7 @@ async fn login_callback_session_assertion_logout() {
         allowed_groups: vec![],
         groups_claim: "groups".into(),
         scim_token: None,
+        revoke_on_logout: false,
         scopes: vec![],
         username: None,
         groups: None,

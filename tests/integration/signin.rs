@@ -586,3 +586,36 @@ async fn logout_ends_the_session_and_clears_every_cookie_of_ours() {
     thief.jar.insert("_usher".into(), stolen);
     assert_eq!(thief.get("/").await.status(), 302);
 }
+
+#[tokio::test]
+async fn logout_revokes_the_access_token_at_the_idp_when_configured() {
+    // Off (the default): logout asks the IdP nothing.
+    let e = env("").await;
+    let mut b = Browser::new(e.proxy.addr);
+    assert_eq!(b.sign_in("/", "ann@example.com").await.status(), 302);
+    assert_eq!(b.get("/_usher/logout").await.status(), 200);
+    assert_eq!(e._op.0.revocations(), 0);
+
+    // On: the session holds the access token (encrypted in the cookie) and logout
+    // revokes it at the discovery document's revocation_endpoint.
+    let up = upstream::start().await;
+    let op = harness::start_google(people()).await;
+    let cfg = config_text(&up.url(), "", "")
+        .replace(NO_ISSUER, op.0.issuer())
+        .replace(
+            "allowed_domains = [\"example.com\"]\n",
+            "allowed_domains = [\"example.com\"]\nrevoke_on_logout = true\n",
+        );
+    let proxy = harness::start(settings(&cfg)).await;
+    let mut b = Browser::new(proxy.addr);
+    assert_eq!(b.sign_in("/", "ann@example.com").await.status(), 302);
+    assert_eq!(b.get("/").await.status(), 200, "signed in");
+    let r = b.get("/_usher/logout?rd=/bye").await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(op.0.revocations(), 1, "the live access token was revoked");
+    assert_eq!(b.get("/").await.status(), 302, "and the session is gone");
+    // A second logout (no session left) revokes nothing more.
+    assert_eq!(b.get("/_usher/logout").await.status(), 200);
+    assert_eq!(op.0.revocations(), 1);
+    proxy.shutdown().await;
+}
