@@ -552,7 +552,7 @@ impl LinkStore for FileLinkStore {
 mod tests {
     use super::*;
 
-    fn xid(id: &str) -> ExternalId {
+    pub(super) fn xid(id: &str) -> ExternalId {
         ExternalId {
             source: "google".into(),
             id: id.into(),
@@ -663,14 +663,8 @@ mod tests {
 
 #[cfg(test)]
 mod shared_dir_tests {
+    use super::tests::xid;
     use super::*;
-
-    fn xid(id: &str) -> ExternalId {
-        ExternalId {
-            source: "google".into(),
-            id: id.into(),
-        }
-    }
 
     fn la(u: &str) -> LinkedAccount {
         LinkedAccount {
