@@ -29,8 +29,9 @@ pub struct AccessRecord {
     /// Upstream name, or `usher` for answers usher made itself.
     pub upstream: &'static str,
     pub request_id: HeaderValue,
-    /// Signed-in user, once known.
-    pub user: Option<String>,
+    /// The signed-in session, once known (shared, not copied: the log needs only
+    /// its username).
+    pub user: Option<std::sync::Arc<crate::session::Session>>,
     /// The upstream's request counters (`None` while metrics are off).
     pub metrics: Option<&'static UpstreamMetrics>,
 }
@@ -50,7 +51,7 @@ impl AccessRecord {
             duration_us: elapsed.as_micros() as u64,
             upstream: self.upstream,
             request_id: self.request_id.to_str().unwrap_or("-"),
-            user: self.user.as_deref().unwrap_or("-"),
+            user: self.user.as_ref().map_or("-", |s| s.username.as_str()),
         });
     }
 }
