@@ -7,6 +7,7 @@ pub mod access;
 pub mod body;
 pub mod forward;
 pub mod headers;
+pub mod lean;
 pub mod pool;
 pub mod reserved;
 pub mod route;
