@@ -61,6 +61,16 @@ pub struct LeanConn {
     pub write_buf: Vec<u8>,
 }
 
+impl LeanConn {
+    /// Whether nothing arrived while the connection was idle: no unsolicited
+    /// bytes (say a `408` before a close) and no close. Costs no syscall unless
+    /// the socket was signalled readable since the last short read.
+    fn is_quiet(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
 struct IdleLean {
     conn: LeanConn,
     since: Instant,
@@ -163,7 +173,7 @@ impl UpstreamPool {
             return None;
         };
         while let Some(i) = idle.pop() {
-            if i.since.elapsed() <= self.target.idle_timeout {
+            if i.since.elapsed() <= self.target.idle_timeout && i.conn.is_quiet() {
                 return Some(i.conn);
             }
         }

@@ -11,6 +11,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tokio::io::Interest;
 
 use super::chunked::{ChunkError, ChunkedDecoder, Decoded};
 use super::head::Framing;
@@ -96,10 +97,22 @@ pub(super) fn poll_fill(conn: &mut LeanConn, cx: &mut Context<'_>) -> Poll<io::R
     if conn.read_buf.capacity() - conn.read_buf.len() < MIN_SPARE {
         conn.read_buf.reserve(LEAN_READ_BUF);
     }
+    let spare = conn.read_buf.capacity() - conn.read_buf.len();
     loop {
         ready!(conn.stream.poll_read_ready(cx))?;
         match conn.stream.try_read_buf(&mut conn.read_buf) {
-            Ok(n) => return Poll::Ready(Ok(n)),
+            Ok(n) => {
+                if n > 0 && n < spare {
+                    // A short read drained the socket (as nginx assumes with
+                    // epoll): forget the readiness without another syscall, so
+                    // an idle check on checkout costs nothing unless something
+                    // new arrives (that raises a fresh readiness event).
+                    let _ = conn.stream.try_io(Interest::READABLE, || {
+                        Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+                    });
+                }
+                return Poll::Ready(Ok(n));
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Poll::Ready(Err(e)),
         }

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap};
 use http::request::Parts;
 use http::{Method, Request, Response, Version};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::body::ProxyBody;
 use super::headers::strip_hop_by_hop;
-use super::pool::{LeanCheckout, LeanConn, UpstreamPool, LEAN_READ_BUF};
+use super::pool::{LeanCheckout, LeanConn, UpstreamPool};
 use crate::error::RequestError;
 use body::LeanBody;
 use head::{BodyPlan, Framing, Head, HeadError};
@@ -165,10 +165,7 @@ async fn exchange(conn: &mut LeanConn, parts: &Parts) -> Result<Head, Failure> {
             Ok(None) => {}
             Err(e) => return Err(invalid(&e.to_string())),
         }
-        if conn.read_buf.capacity() - conn.read_buf.len() < 1024 {
-            conn.read_buf.reserve(LEAN_READ_BUF);
-        }
-        match conn.stream.read_buf(&mut conn.read_buf).await {
+        match std::future::poll_fn(|cx| body::poll_fill(conn, cx)).await {
             Ok(0) if !received => {
                 return Err(Failure::Stale(io::ErrorKind::UnexpectedEof.into()));
             }

@@ -24,12 +24,15 @@ struct Reply {
     pieces: Vec<Vec<u8>>,
     /// Close the connection after writing.
     close: bool,
+    /// Pause between pieces.
+    gap: Duration,
 }
 
 fn reply(bytes: &[u8]) -> Reply {
     Reply {
         pieces: vec![bytes.to_vec()],
         close: false,
+        gap: Duration::from_millis(2),
     }
 }
 
@@ -37,6 +40,7 @@ fn closing(bytes: &[u8]) -> Reply {
     Reply {
         pieces: vec![bytes.to_vec()],
         close: true,
+        gap: Duration::from_millis(2),
     }
 }
 
@@ -85,7 +89,7 @@ async fn raw_with(script: Vec<Vec<Reply>>, response_timeout: Duration) -> Raw {
                     r.lock().unwrap().push(head);
                     for (i, p) in rep.pieces.iter().enumerate() {
                         if i > 0 {
-                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            tokio::time::sleep(rep.gap).await;
                         }
                         if s.write_all(p).await.is_err() {
                             return;
@@ -222,6 +226,7 @@ async fn chunked_body_with_extensions_and_trailers_in_small_writes() {
         Reply {
             pieces,
             close: false,
+            gap: Duration::from_millis(2),
         },
         reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     ]])
@@ -245,6 +250,7 @@ async fn body_until_close_is_not_pooled() {
             b"part two".to_vec(),
         ],
         close: true,
+        gap: Duration::from_millis(2),
     }]])
     .await;
     let (parts, body) = fetch(&up, get("/")).await;
@@ -304,6 +310,7 @@ async fn interim_responses_are_skipped() {
             b"00 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
         ],
         close: false,
+        gap: Duration::from_millis(2),
     }]])
     .await;
     let (parts, body) = fetch(&up, get("/")).await;
@@ -420,7 +427,7 @@ async fn surplus_bytes_after_the_body_are_not_pooled() {
 }
 
 #[tokio::test]
-async fn stale_pooled_connection_is_retried_on_a_fresh_one() {
+async fn idle_connection_closed_by_the_upstream_is_not_reused() {
     let up = raw(vec![
         vec![closing(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")],
         vec![reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")],
@@ -429,13 +436,84 @@ async fn stale_pooled_connection_is_retried_on_a_fresh_one() {
     let (_, body) = fetch(&up, get("/")).await;
     assert_eq!(body.unwrap(), "one");
     assert_eq!(up.pool.idle_lean_count(), 1, "looked reusable");
-    // Let the upstream's close arrive.
+    // Let the upstream's close arrive: the checkout notices it and connects anew.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (parts, body) = fetch(&up, get("/again")).await;
     assert_eq!(parts.status, StatusCode::OK);
     assert_eq!(body.unwrap(), "two");
     assert_eq!(up.accepts.load(Ordering::SeqCst), 2);
     assert_eq!(up.requests.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn bytes_arriving_on_an_idle_connection_retire_it() {
+    let up = raw(vec![
+        vec![Reply {
+            pieces: vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none".to_vec(),
+                b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            ],
+            close: false,
+            gap: Duration::from_millis(100),
+        }],
+        vec![reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")],
+    ])
+    .await;
+    let (_, body) = fetch(&up, get("/")).await;
+    assert_eq!(body.unwrap(), "one");
+    assert_eq!(up.pool.idle_lean_count(), 1);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let (parts, body) = fetch(&up, get("/again")).await;
+    assert_eq!(
+        parts.status,
+        StatusCode::OK,
+        "the unsolicited 408 was taken as the answer"
+    );
+    assert_eq!(body.unwrap(), "two");
+    assert_eq!(up.accepts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn reused_connection_closed_before_any_response_byte_is_retried_once() {
+    let up = raw(vec![
+        vec![
+            reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"),
+            // Reads the next request, then closes without a byte.
+            closing(b""),
+        ],
+        vec![reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")],
+    ])
+    .await;
+    let (_, body) = fetch(&up, get("/")).await;
+    assert_eq!(body.unwrap(), "one");
+    let (parts, body) = fetch(&up, get("/again")).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(body.unwrap(), "two");
+    assert_eq!(up.accepts.load(Ordering::SeqCst), 2);
+    let reqs = up.requests.lock().unwrap().clone();
+    assert_eq!(
+        reqs.len(),
+        3,
+        "sent on the stale connection, then once more"
+    );
+    assert_eq!(reqs[1], reqs[2]);
+}
+
+#[tokio::test]
+async fn reused_connection_failing_mid_head_is_not_retried() {
+    let up = raw(vec![
+        vec![
+            reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"),
+            closing(b"HTTP/1.1 200 OK\r\n"),
+        ],
+        vec![reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")],
+    ])
+    .await;
+    let (_, body) = fetch(&up, get("/")).await;
+    assert_eq!(body.unwrap(), "one");
+    let e = error_of(&up, get("/again")).await;
+    assert!(cause(&e).contains("before a complete response head"), "{e}");
+    assert_eq!(up.accepts.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -518,6 +596,7 @@ async fn slow_upstream_is_gateway_timeout() {
         vec![vec![Reply {
             pieces: vec![b"HTTP/1.1 200 OK\r\n".to_vec()],
             close: false,
+            gap: Duration::from_millis(2),
         }]],
         Duration::from_millis(200),
     )
