@@ -3,6 +3,8 @@
 //! body that follows is framed (RFC 9112 §6.3) and whether the connection may be
 //! reused. No I/O here; hostile bytes are errors, never panics.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
@@ -73,9 +75,14 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
     // the frozen head without copying (the parser's borrows end first).
     let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let (len, status, minor, reason_span, count) = {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut fields);
-        let len = match resp.parse(buf) {
+        // Uninitialised slots: no 4 KiB memset per parse (as hyper does).
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            buf,
+            &mut fields,
+        ) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => {
                 if buf.len() >= MAX_HEAD {

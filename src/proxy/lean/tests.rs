@@ -97,6 +97,10 @@ async fn raw_with(script: Vec<Vec<Reply>>, response_timeout: Duration) -> Raw {
                         s.flush().await.unwrap();
                     }
                     if rep.close {
+                        if rep.pieces.iter().all(|p| p.is_empty()) && rep.gap.is_zero() {
+                            // Zero gap on an empty close: abort with a reset (RST).
+                            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                        }
                         return;
                     }
                 }
@@ -497,6 +501,46 @@ async fn reused_connection_closed_before_any_response_byte_is_retried_once() {
         "sent on the stale connection, then once more"
     );
     assert_eq!(reqs[1], reqs[2]);
+}
+
+#[tokio::test]
+async fn reused_connection_reset_before_any_response_byte_is_retried_once() {
+    let up = raw(vec![
+        vec![
+            reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"),
+            Reply {
+                pieces: vec![],
+                close: true,
+                gap: Duration::ZERO,
+            },
+        ],
+        vec![reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")],
+    ])
+    .await;
+    let (_, body) = fetch(&up, get("/")).await;
+    assert_eq!(body.unwrap(), "one");
+    let (_, body) = fetch(&up, get("/again")).await;
+    assert_eq!(body.unwrap(), "two");
+    assert_eq!(up.accepts.load(Ordering::SeqCst), 2);
+    assert_eq!(up.requests.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn the_retry_happens_only_once() {
+    let up = raw(vec![
+        vec![
+            reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"),
+            closing(b""),
+        ],
+        vec![closing(b"")],
+        vec![reply(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nthree")],
+    ])
+    .await;
+    let (_, body) = fetch(&up, get("/")).await;
+    assert_eq!(body.unwrap(), "one");
+    let e = error_of(&up, get("/again")).await;
+    assert!(cause(&e).contains("closed before a response"), "{e}");
+    assert_eq!(up.accepts.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
