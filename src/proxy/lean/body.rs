@@ -55,8 +55,8 @@ pub struct LeanBody {
 }
 
 impl LeanBody {
-    /// The body that follows a response head on `conn`. `framing` must not be
-    /// [`Framing::Empty`] (see [`LeanBody::finished`]); a zero length ends at once.
+    /// The body that follows a response head on `conn`. An empty body (or a zero
+    /// length) ends at once, handing the connection back before hyper ever polls.
     pub fn new(conn: LeanCheckout, framing: Framing, reusable: bool) -> Self {
         let state = match framing {
             Framing::Length(left) => State::Length { left },

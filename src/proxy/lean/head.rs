@@ -454,6 +454,29 @@ mod tests {
     }
 
     #[test]
+    fn random_heads_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let alphabet = b"HTP/1.0 2345:\r\n\t;,=abcXYZ-\x00\x7f\xff";
+        for _ in 0..5000 {
+            let mut wire = if rng.gen() {
+                b"HTTP/1.1 200 OK\r\n".to_vec()
+            } else {
+                Vec::new()
+            };
+            let len = rng.gen_range(0..80);
+            wire.extend((0..len).map(|_| alphabet[rng.gen_range(0..alphabet.len())]));
+            if rng.gen() {
+                wire.extend_from_slice(b"\r\n\r\n");
+            }
+            let mut buf = BytesMut::from(&wire[..]);
+            if let Ok(Some(head)) = parse(&mut buf) {
+                let _ = plan(rng.gen(), head.status, head.minor, &head.headers);
+            }
+        }
+    }
+
+    #[test]
     fn bounds_and_garbage() {
         let mut big = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
         big.extend(std::iter::repeat_n(b'a', MAX_HEAD));
