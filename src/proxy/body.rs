@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use super::lean::body::LeanBody;
 use super::pool::Checkout;
 use crate::admin::metrics::{UpstreamErrorKind, UpstreamMetrics};
+use crate::telemetry::access_log::AccessLine;
 
 /// What the access log needs to know about one request.
 #[derive(Debug)]
@@ -29,8 +30,9 @@ pub struct AccessRecord {
     /// Upstream name, or `usher` for answers usher made itself.
     pub upstream: &'static str,
     pub request_id: HeaderValue,
-    /// Signed-in user, once known.
-    pub user: Option<String>,
+    /// The signed-in session, once known (shared, not copied: the log needs only
+    /// its username).
+    pub user: Option<std::sync::Arc<crate::session::Session>>,
     /// The upstream's request counters (`None` while metrics are off).
     pub metrics: Option<&'static UpstreamMetrics>,
 }
@@ -41,20 +43,17 @@ impl AccessRecord {
         if let Some(m) = self.metrics {
             m.record(self.status.as_u16(), elapsed);
         }
-        tracing::info!(
-            target: "usher::access",
-            // Display, not Debug: no per-character escaping on the hot path. None
-            // of these can hold a line break (the HTTP parser refuses them).
-            method = %self.method,
-            host = %self.host.to_str().unwrap_or("-"),
-            path = %self.uri.path(),
-            status = self.status.as_u16(),
+        crate::telemetry::access_log::write(&AccessLine {
+            method: self.method.as_str(),
+            host: self.host.to_str().unwrap_or("-"),
+            path: self.uri.path(),
+            status: self.status.as_u16(),
             bytes,
-            duration_us = elapsed.as_micros() as u64,
-            upstream = %self.upstream,
-            request_id = %self.request_id.to_str().unwrap_or("-"),
-            user = %self.user.as_deref().unwrap_or("-"),
-        );
+            duration_us: elapsed.as_micros() as u64,
+            upstream: self.upstream,
+            request_id: self.request_id.to_str().unwrap_or("-"),
+            user: self.user.as_ref().map_or("-", |s| s.username.as_str()),
+        });
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod body;
+pub mod cookies;
 pub mod forward;
 pub mod headers;
 pub mod lean;
@@ -27,7 +28,7 @@ use std::time::SystemTime;
 
 use crate::admin::metrics::{upstream_metrics, UpstreamErrorKind, UpstreamMetrics};
 use crate::auth::assertion::AssertionCache;
-use crate::auth::flow::{cookie_header, PageContext, SignIn};
+use crate::auth::flow::{PageContext, SignIn};
 use crate::config::Settings;
 use crate::error::{rescue, wants_json, RequestError};
 use access::Access;
@@ -274,17 +275,19 @@ impl Proxy {
             Err(e) => return Dispatched::usher(Err(e.into())),
         };
         if route::is_reserved(&path) {
+            // usher's own endpoints are boxed: their large futures would otherwise
+            // be part of (and copied with) every proxied request's future.
             if crate::directory::scim_in::is_scim_path(&path) {
                 // Bearer-authenticated by the IdP's token, never behind sign-in.
-                let resp = reserved::scim(self, &path, req).await;
+                let resp = Box::pin(reserved::scim(self, &path, req)).await;
                 return Dispatched::usher(resp.map(|r| r.map(ProxyBody::full)));
             }
             let ctx = PageContext { json, request_id };
             if crate::admin::is_admin_path(&path) {
-                let resp = crate::admin::handle(self, &path, req, &ctx).await;
+                let resp = Box::pin(crate::admin::handle(self, &path, req, &ctx)).await;
                 return Dispatched::usher(Ok(resp.map(ProxyBody::full)));
             }
-            let resp = reserved::handle(self, &path, &req, &ctx).await;
+            let resp = Box::pin(reserved::handle(self, &path, &req, &ctx)).await;
             return Dispatched::usher(resp.map(|r| r.map(ProxyBody::full)));
         }
         let index = self.hosts.pick(host.to_str().unwrap_or(""));
@@ -307,12 +310,17 @@ impl Proxy {
         let now = SystemTime::now();
         let mut session = None;
         let mut refreshed_cookies = None;
+        let cookies = cookies::RequestCookies::of(req.headers());
         if access == Access::SignedIn {
-            let cookies = cookie_header(req.headers());
-            let mut resolved = self.sign_in.sessions.resolve(&cookies, now).await;
+            let mut resolved = self
+                .sign_in
+                .sessions
+                .resolve_shared(cookies.as_str(), now)
+                .await;
             if let Some(s) = resolved.as_mut() {
+                // The session is shared with the cookie memo: copied only when it changes.
                 if s.revalidation_due(&self.sign_in.sessions.policy, now) {
-                    match self.sign_in.revalidate(s, now).await {
+                    match Box::pin(self.sign_in.revalidate(Arc::make_mut(s), now)).await {
                         Some(set) => refreshed_cookies = Some(set),
                         None => resolved = None,
                     }
@@ -320,13 +328,14 @@ impl Proxy {
             }
             match resolved {
                 Some(mut s) => {
-                    if refreshed_cookies.is_none() {
-                        refreshed_cookies = match self
+                    if refreshed_cookies.is_none()
+                        && s.touch_due(&self.sign_in.sessions.policy, now)
+                    {
+                        let touch = self
                             .sign_in
                             .sessions
-                            .touch_if_due(&mut s, now)
-                            .await
-                        {
+                            .touch_if_due(Arc::make_mut(&mut s), now);
+                        refreshed_cookies = match Box::pin(touch).await {
                             Ok(set) => set,
                             Err(e) => {
                                 tracing::warn!(error = %e, "could not refresh the session's activity time");
@@ -344,7 +353,7 @@ impl Proxy {
         }
         // usher's own cookies never reach the upstream (Tomcat's 8 KB header limit,
         // and they are none of its business).
-        strip_own_cookies(req.headers_mut(), self.sign_in.cookie_names());
+        cookies.strip_ours(req.headers_mut(), self.sign_in.cookie_names());
 
         let upgrade = headers::strip_hop_by_hop(req.headers_mut());
         let trusted = headers::is_trusted(conn.peer.ip(), &self.trusted);
@@ -355,7 +364,7 @@ impl Proxy {
         let user = match &session {
             Some(s) => {
                 inject_identity(req.headers_mut(), up, route, s, now);
-                Some(s.username.clone())
+                Some(s.clone())
             }
             None => None,
         };
@@ -394,7 +403,7 @@ impl Proxy {
 struct Dispatched {
     result: Result<Response<ProxyBody>, RequestError>,
     upstream: &'static str,
-    user: Option<String>,
+    user: Option<Arc<crate::session::Session>>,
 }
 
 impl Dispatched {
@@ -453,19 +462,6 @@ fn insert_identity(
     ] {
         if let Some(name) = name {
             headers.insert(name.clone(), value.clone());
-        }
-    }
-}
-
-fn strip_own_cookies(headers: &mut http::HeaderMap, names: &crate::session::UsherCookieNames) {
-    if !headers.contains_key(header::COOKIE) {
-        return;
-    }
-    let all = cookie_header(headers);
-    headers.remove(header::COOKIE);
-    if let Some(kept) = crate::session::strip_usher_cookies(&all, names) {
-        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)) {
-            headers.insert(header::COOKIE, v);
         }
     }
 }

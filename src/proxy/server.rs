@@ -171,6 +171,8 @@ async fn worker(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let pools = proxy.new_pools();
+    // Access-log lines are batched per worker and handed over on this timer.
+    let flusher = tokio::spawn(crate::telemetry::access_log::run_flusher());
     let graceful = GracefulShutdown::new();
     let builder = http_builder(&options);
     loop {
@@ -235,6 +237,8 @@ async fn worker(
             "shutdown grace period over; closing remaining connections"
         );
     }
+    flusher.abort();
+    crate::telemetry::access_log::flush();
 }
 
 async fn serve<I, S>(

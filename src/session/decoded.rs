@@ -5,16 +5,20 @@
 //! memo only: ttl, idle and revocation are still checked on every request.
 
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 
 use super::CookiePayload;
 
 /// How many distinct cookie values are remembered before the table is emptied.
 pub const DEFAULT_CAPACITY: usize = 16_384;
 
-/// Decoded session cookies by their exact value.
+/// Decoded session cookies by their exact value. Hashed with foldhash (randomly
+/// seeded per process): SipHash over a ~300-byte cookie was a visible share of
+/// the lookup, and only values that decrypted are ever inserted, so a client
+/// cannot pick the keys.
 #[derive(Debug)]
 pub struct DecodedCookies {
-    map: DashMap<Box<str>, CookiePayload>,
+    map: DashMap<Box<str>, CookiePayload, RandomState>,
     capacity: usize,
 }
 
@@ -28,12 +32,13 @@ impl DecodedCookies {
     /// A memo holding at most `capacity` values (0 turns it off).
     pub fn with_capacity(capacity: usize) -> Self {
         DecodedCookies {
-            map: DashMap::new(),
+            map: DashMap::with_hasher(RandomState::default()),
             capacity,
         }
     }
 
-    /// The payload a cookie value decoded to before (exact byte match).
+    /// The payload a cookie value decoded to before (exact byte match); a full
+    /// session is shared, not copied.
     pub fn get(&self, value: &str) -> Option<CookiePayload> {
         self.map.get(value).map(|p| p.value().clone())
     }

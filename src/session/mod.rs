@@ -263,14 +263,30 @@ impl Sessions {
     /// ttl/idle at `now`. Any failure (garbage, tampering, foreign key, expiry,
     /// revocation, store error) is `None`, so the caller starts a sign-in.
     pub async fn resolve(&self, cookie_header: &str, now: SystemTime) -> Option<Session> {
+        self.resolve_shared(cookie_header, now)
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Sessions::resolve`] for the request path: with the cookie store, the
+    /// session is the memo's own copy (no clone of its strings per request); change
+    /// it with `Arc::make_mut` only when it must change.
+    pub async fn resolve_shared(
+        &self,
+        cookie_header: &str,
+        now: SystemTime,
+    ) -> Option<Arc<Session>> {
         let payload = self.payload(cookie_header)?;
-        let session = match self.store.load(payload).await {
-            Ok(Some(s)) => s,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(error = %e, "session store unavailable; treating request as signed out");
-                return None;
-            }
+        let session = match payload {
+            CookiePayload::Full(s) if self.store.kind() == "cookie" => s,
+            other => match self.store.load(other).await {
+                Ok(Some(s)) => Arc::new(s),
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "session store unavailable; treating request as signed out");
+                    return None;
+                }
+            },
         };
         if let Err(end) = session.check(&self.policy, now) {
             metrics::session_ended(metrics::SessionEndReason::Lifetime(end));

@@ -241,3 +241,48 @@ fn a_held_token_never_shows_in_debug_output_but_survives_the_cookie() {
     let plain = Session::new("google", "sub-u", "u@example.com", "u", SystemTime::now());
     assert!(!serde_json::to_string(&plain).unwrap().contains("\"k\""));
 }
+
+#[tokio::test]
+async fn the_request_path_shares_the_memo_copy_and_still_checks_lifetimes() {
+    let s = Sessions::from_settings(&settings(SessionStoreKind::Cookie), false)
+        .await
+        .unwrap();
+    let now = SystemTime::now();
+    let session = Session::new("google", "s", "e@example.com", "e", now);
+    let header = header_from(&s.issue(&session, now).await.unwrap());
+    let first = s.resolve_shared(&header, now).await.unwrap();
+    let second = s.resolve_shared(&header, now).await.unwrap();
+    assert_eq!(*first, session);
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "the second request reads the memo's copy"
+    );
+    // A change on the request path copies; the memo's copy stays as it was.
+    let mut changed = second.clone();
+    Arc::make_mut(&mut changed).touch(now + Duration::from_secs(120));
+    assert_eq!(
+        s.resolve_shared(&header, now).await.unwrap().last_seen,
+        session.last_seen
+    );
+    // The memo never lets an expired session through.
+    assert_eq!(
+        s.resolve_shared(&header, now + Duration::from_secs(13 * 3600))
+            .await,
+        None
+    );
+    // Memory store: the cookie holds a reference; the session comes from the store.
+    let m = Sessions::from_settings(&settings(SessionStoreKind::Memory), false)
+        .await
+        .unwrap();
+    let header = header_from(&m.issue(&session, now).await.unwrap());
+    assert_eq!(
+        m.resolve_shared(&header, now).await.as_deref(),
+        Some(&session)
+    );
+    m.store.revoke(&session.id).await.unwrap();
+    assert_eq!(
+        m.resolve_shared(&header, now).await,
+        None,
+        "revocation is seen through the memo"
+    );
+}

@@ -4,6 +4,7 @@
 // Test support code may panic: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access_log;
 mod admin;
 mod auth;
 mod cli;

@@ -6,6 +6,7 @@
 pub mod memory;
 pub mod redis;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
@@ -20,9 +21,10 @@ pub use self::redis::RedisStore;
 /// Externally tagged (`{"s":{..}}` / `{"r":{"id":..}}`): parsed without buffering.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CookiePayload {
-    /// The whole session (store = "cookie").
+    /// The whole session (store = "cookie"), shared: the decoded-cookie memo and
+    /// every request that presents the same cookie read one copy.
     #[serde(rename = "s")]
-    Full(Session),
+    Full(Arc<Session>),
     /// A reference to a server-side session (store = "memory" | "redis").
     #[serde(rename = "r")]
     Ref {
@@ -98,7 +100,7 @@ impl SessionStore for CookieStore {
 
     fn load(&self, payload: CookiePayload) -> BoxFuture<'_, Result<Option<Session>, StoreError>> {
         let out = match payload {
-            CookiePayload::Full(s) => Some(s),
+            CookiePayload::Full(s) => Some(Arc::unwrap_or_clone(s)),
             CookiePayload::Ref { .. } => None,
         };
         Box::pin(std::future::ready(Ok(out)))
@@ -110,7 +112,9 @@ impl SessionStore for CookieStore {
         _policy: &'a SessionPolicy,
         _now: SystemTime,
     ) -> BoxFuture<'a, Result<CookiePayload, StoreError>> {
-        Box::pin(std::future::ready(Ok(CookiePayload::Full(session.clone()))))
+        Box::pin(std::future::ready(Ok(CookiePayload::Full(Arc::new(
+            session.clone(),
+        )))))
     }
 
     fn revoke<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {

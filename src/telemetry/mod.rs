@@ -1,6 +1,9 @@
 //! Logging set-up: one tracing subscriber for the process, text or JSON, written
 //! by a background thread so workers never block on stdout. Filter with
-//! `RUST_LOG` (e.g. `usher::access=off` silences the access log).
+//! `RUST_LOG` (e.g. `usher::access=off` silences the access log). The access log
+//! has its own batched fast path ([`access_log`]) into the same writer.
+
+pub mod access_log;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
@@ -25,6 +28,9 @@ pub fn init(format: LogFormat) -> Option<WorkerGuard> {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::BufWriter::with_capacity(64 * 1024, stdout));
+    if !ansi {
+        access_log::install(writer.clone(), format);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

@@ -1,0 +1,130 @@
+//! The request's `Cookie` header on the proxy path: read once for the session
+//! check, and usher's own cookies taken out before forwarding (Tomcat's 8 KB
+//! header limit, and they are none of the upstream's business). A single header
+//! with nothing of ours in it — every request once the login cookies are gone —
+//! is neither copied nor rewritten.
+
+use http::header::{self, HeaderMap, HeaderValue};
+
+use crate::session::{strip_usher_cookies, UsherCookieNames};
+
+/// The request's cookies as one string.
+pub enum RequestCookies {
+    /// No `Cookie` header (or none that is text).
+    Absent,
+    /// Exactly one header (HTTP/1.1), shared with the request, not copied.
+    One(HeaderValue),
+    /// Several headers (HTTP/2 sends crumbs), joined with `"; "`.
+    Joined(String),
+}
+
+impl RequestCookies {
+    /// Reads the `Cookie` header(s) of a request.
+    pub fn of(headers: &HeaderMap) -> Self {
+        let mut all = headers.get_all(header::COOKIE).iter();
+        match (all.next(), all.next()) {
+            (None, _) => RequestCookies::Absent,
+            (Some(v), None) if v.to_str().is_ok() => RequestCookies::One(v.clone()),
+            _ => RequestCookies::Joined(crate::auth::flow::cookie_header(headers)),
+        }
+    }
+
+    /// The cookies as text (`""` when there are none).
+    pub fn as_str(&self) -> &str {
+        match self {
+            RequestCookies::Absent => "",
+            RequestCookies::One(v) => v.to_str().unwrap_or(""),
+            RequestCookies::Joined(s) => s,
+        }
+    }
+
+    /// Leaves only other sites' cookies in `headers` (one joined header), or none.
+    pub fn strip_ours(&self, headers: &mut HeaderMap, names: &UsherCookieNames) {
+        match self {
+            RequestCookies::Absent => {}
+            RequestCookies::One(_) if !has_ours(self.as_str(), names) => {}
+            _ => {
+                headers.remove(header::COOKIE);
+                if let Some(kept) = strip_usher_cookies(self.as_str(), names) {
+                    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)) {
+                        headers.insert(header::COOKIE, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether any cookie pair in `header` is one of usher's.
+fn has_ours(header: &str, names: &UsherCookieNames) -> bool {
+    header.split(';').any(|pair| {
+        let pair = pair.trim_start_matches([' ', '\t']);
+        let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
+        !name.is_empty() && names.is_ours(name)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> UsherCookieNames {
+        UsherCookieNames {
+            session: "_usher".into(),
+            login_prefix: "_usher_login_".into(),
+        }
+    }
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::COOKIE, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn forwarded(values: &[&str]) -> Vec<String> {
+        let mut h = headers(values);
+        RequestCookies::of(&h).strip_ours(&mut h, &names());
+        h.get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn ours_are_removed_and_others_kept_in_order() {
+        assert_eq!(forwarded(&["a=1; _usher=x; b=2"]), ["a=1; b=2"]);
+        assert_eq!(
+            forwarded(&["_usher=x; _usher_1=y; _usher_login_k=z"]),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            forwarded(&["_usher_2=y;JSESSIONID=abc"]),
+            ["JSESSIONID=abc"]
+        );
+        // Look-alikes are not ours.
+        assert_eq!(
+            forwarded(&["_usher_x=1; x_usher=2"]),
+            ["_usher_x=1; x_usher=2"]
+        );
+    }
+
+    #[test]
+    fn a_single_header_without_ours_is_forwarded_byte_exact() {
+        let mut h = headers(&["JSESSIONID=abc;  seraph=1"]);
+        let cookies = RequestCookies::of(&h);
+        assert!(matches!(cookies, RequestCookies::One(_)));
+        cookies.strip_ours(&mut h, &names());
+        assert_eq!(h[header::COOKIE], "JSESSIONID=abc;  seraph=1");
+    }
+
+    #[test]
+    fn http2_crumbs_are_joined_into_one_header() {
+        let h = headers(&["a=1", "_usher=x", "b=2"]);
+        assert_eq!(RequestCookies::of(&h).as_str(), "a=1; _usher=x; b=2");
+        assert_eq!(forwarded(&["a=1", "_usher=x", "b=2"]), ["a=1; b=2"]);
+        assert_eq!(forwarded(&["a=1", "b=2"]), ["a=1; b=2"]);
+        assert_eq!(RequestCookies::of(&HeaderMap::new()).as_str(), "");
+    }
+}
