@@ -37,6 +37,10 @@ pub fn eligible<B: http_body::Body>(req: &Request<B>, upgrade: bool, pool: &Upst
         && !req.headers().contains_key(header::TRANSFER_ENCODING)
 }
 
+/// Most interim (1xx) responses skipped before the final one; an upstream that
+/// keeps sending them is broken (it would otherwise spin until the timeout).
+const MAX_INTERIM: u32 = 16;
+
 /// How one attempt on a connection failed.
 enum Failure {
     /// Nothing came back before the connection failed (write error, or EOF or
@@ -155,12 +159,19 @@ async fn exchange(conn: &mut LeanConn, parts: &Parts) -> Result<Head, Failure> {
         return Err(Failure::Stale(e));
     }
     let mut received = false;
+    let mut interim = 0u32;
     loop {
         match head::parse(&mut conn.read_buf) {
             Ok(Some(h)) if h.status == http::StatusCode::SWITCHING_PROTOCOLS => {
                 return Err(invalid("upstream switched protocols without being asked"));
             }
-            Ok(Some(h)) if h.status.is_informational() => continue,
+            Ok(Some(h)) if h.status.is_informational() => {
+                interim += 1;
+                if interim > MAX_INTERIM {
+                    return Err(invalid("upstream sent too many interim (1xx) responses"));
+                }
+                continue;
+            }
             Ok(Some(h)) => return Ok(h),
             Ok(None) => {}
             Err(e) => return Err(invalid(&e.to_string())),

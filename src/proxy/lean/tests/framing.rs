@@ -171,6 +171,22 @@ async fn interim_responses_are_skipped() {
 }
 
 #[tokio::test]
+async fn endless_interim_responses_are_bad_gateway() {
+    let up = raw(vec![vec![reply(
+        &b"HTTP/1.1 100 Continue\r\n\r\n".repeat(17),
+    )]])
+    .await;
+    let e = error_of(&up, get("/")).await;
+    assert!(cause(&e).contains("too many interim"), "{e}");
+    // Sixteen are fine.
+    let mut wire = b"HTTP/1.1 103 Early Hints\r\n\r\n".repeat(16);
+    wire.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let up = raw(vec![vec![reply(&wire)]]).await;
+    let (_, body) = fetch(&up, get("/")).await;
+    assert_eq!(body.unwrap(), "ok");
+}
+
+#[tokio::test]
 async fn unrequested_switching_protocols_is_bad_gateway() {
     let up = raw(vec![vec![reply(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
