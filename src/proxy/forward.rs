@@ -2,8 +2,8 @@
 //! and turns the answer into the client response: bodies stream both ways,
 //! `101 Switching Protocols` becomes a byte tunnel, hop-by-hop response headers
 //! are dropped. Failures become [`RequestError`]s; nothing here logs. Bodyless,
-//! non-upgrade requests to plain-HTTP upstreams take the lean path instead
-//! (`proxy::lean`), which answers the same way.
+//! non-upgrade requests take the lean path instead (`proxy::lean`), which
+//! answers the same way.
 
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ pub async fn forward(
     req: Request<Incoming>,
     client_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<ProxyBody>, RequestError> {
-    if super::lean::eligible(&req, client_upgrade.is_some(), pool) {
+    if super::lean::eligible(&req, client_upgrade.is_some()) {
         return super::lean::forward(pool, req).await;
     }
     let target = &pool.target;

@@ -53,21 +53,42 @@ pub enum ConnectError {
 /// request task itself: the socket, its read buffer (bytes received but not yet
 /// consumed stay here) and a reusable buffer for writing request heads.
 pub struct LeanConn {
-    /// The TCP connection to the upstream.
-    pub stream: TcpStream,
+    /// The connection to the upstream.
+    pub stream: LeanStream,
     /// Bytes read from `stream`; empty whenever the connection is idle.
     pub read_buf: BytesMut,
     /// Scratch space for serializing request heads (kept for its capacity).
     pub write_buf: Vec<u8>,
 }
 
+/// The byte stream of a lean connection: plain TCP, or TLS over TCP for
+/// `https://` upstreams.
+pub enum LeanStream {
+    /// Plain TCP (`http://` upstreams).
+    Plain(TcpStream),
+    /// TLS (`https://` upstreams); boxed, the TLS state is large.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
 impl LeanConn {
     /// Whether nothing arrived while the connection was idle: no unsolicited
-    /// bytes (say a `408` before a close) and no close. Costs no syscall unless
-    /// the socket was signalled readable since the last short read.
-    fn is_quiet(&self) -> bool {
+    /// bytes (say a `408` before a close) and no close. On plain TCP this costs
+    /// no syscall unless the socket was signalled readable since the last short
+    /// read; on TLS it also consumes records without application data (session
+    /// tickets).
+    fn is_quiet(&mut self) -> bool {
         let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        match &mut self.stream {
+            LeanStream::Plain(s) => {
+                matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            LeanStream::Tls(s) => {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                let mut buf = tokio::io::ReadBuf::new(&mut probe);
+                tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut **s), &mut cx, &mut buf)
+                    .is_pending()
+            }
+        }
     }
 }
 
@@ -172,7 +193,7 @@ impl UpstreamPool {
         let Ok(mut idle) = self.idle_lean.lock() else {
             return None;
         };
-        while let Some(i) = idle.pop() {
+        while let Some(mut i) = idle.pop() {
             if i.since.elapsed() <= self.target.idle_timeout && i.conn.is_quiet() {
                 return Some(i.conn);
             }
@@ -194,13 +215,20 @@ impl UpstreamPool {
         self.connect_lean().await
     }
 
-    /// Always a new lean connection (plain TCP; also used for the retry).
+    /// Always a new lean connection (TCP, then TLS for `https://` upstreams;
+    /// also used for the retry), within `connect_timeout`.
     pub async fn connect_lean(self: &Arc<Self>) -> Result<LeanCheckout, ConnectError> {
         let t = &self.target;
         let stream = tokio::time::timeout(t.connect_timeout, async {
             let s = TcpStream::connect((t.connect_host.as_str(), t.port)).await?;
             s.set_nodelay(true)?;
-            Ok::<_, io::Error>(s)
+            match &t.tls {
+                None => Ok::<_, io::Error>(LeanStream::Plain(s)),
+                Some((connector, name)) => {
+                    let tls = connector.connect(name.clone(), s).await?;
+                    Ok(LeanStream::Tls(Box::new(tls)))
+                }
+            }
         })
         .await
         .map_err(|_| ConnectError::Timeout)??;

@@ -15,7 +15,7 @@ use tokio::io::Interest;
 
 use super::chunked::{ChunkError, ChunkedDecoder, Decoded};
 use super::head::Framing;
-use crate::proxy::pool::{LeanCheckout, LeanConn, LEAN_READ_BUF};
+use crate::proxy::pool::{LeanCheckout, LeanConn, LeanStream, LEAN_READ_BUF};
 
 /// Free space below which the read buffer is grown before a read.
 const MIN_SPARE: usize = 4 * 1024;
@@ -97,17 +97,23 @@ pub(super) fn poll_fill(conn: &mut LeanConn, cx: &mut Context<'_>) -> Poll<io::R
     if conn.read_buf.capacity() - conn.read_buf.len() < MIN_SPARE {
         conn.read_buf.reserve(LEAN_READ_BUF);
     }
+    let stream = match &mut conn.stream {
+        LeanStream::Plain(s) => s,
+        LeanStream::Tls(tls) => {
+            return tokio_util::io::poll_read_buf(Pin::new(&mut **tls), cx, &mut conn.read_buf);
+        }
+    };
     let spare = conn.read_buf.capacity() - conn.read_buf.len();
     loop {
-        ready!(conn.stream.poll_read_ready(cx))?;
-        match conn.stream.try_read_buf(&mut conn.read_buf) {
+        ready!(stream.poll_read_ready(cx))?;
+        match stream.try_read_buf(&mut conn.read_buf) {
             Ok(n) => {
                 if n > 0 && n < spare {
                     // A short read drained the socket (as nginx assumes with
                     // epoll): forget the readiness without another syscall, so
                     // an idle check on checkout costs nothing unless something
                     // new arrives (that raises a fresh readiness event).
-                    let _ = conn.stream.try_io(Interest::READABLE, || {
+                    let _ = stream.try_io(Interest::READABLE, || {
                         Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
                     });
                 }

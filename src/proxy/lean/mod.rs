@@ -23,18 +23,15 @@ use tokio::io::AsyncWriteExt;
 
 use super::body::ProxyBody;
 use super::headers::strip_hop_by_hop;
-use super::pool::{LeanCheckout, LeanConn, UpstreamPool};
+use super::pool::{LeanCheckout, LeanConn, LeanStream, UpstreamPool};
 use crate::error::RequestError;
 use body::LeanBody;
 use head::{BodyPlan, Framing, Head, HeadError};
 
 /// Whether a request can take the lean path: no request body (and no
-/// `Transfer-Encoding` announcing one), no protocol upgrade, plain-HTTP upstream.
-pub fn eligible<B: http_body::Body>(req: &Request<B>, upgrade: bool, pool: &UpstreamPool) -> bool {
-    !upgrade
-        && pool.target.tls.is_none()
-        && req.body().is_end_stream()
-        && !req.headers().contains_key(header::TRANSFER_ENCODING)
+/// `Transfer-Encoding` announcing one) and no protocol upgrade.
+pub fn eligible<B: http_body::Body>(req: &Request<B>, upgrade: bool) -> bool {
+    !upgrade && req.body().is_end_stream() && !req.headers().contains_key(header::TRANSFER_ENCODING)
 }
 
 /// Most interim (1xx) responses skipped before the final one; an upstream that
@@ -155,7 +152,15 @@ async fn exchange(conn: &mut LeanConn, parts: &Parts) -> Result<Head, Failure> {
         &parts.uri,
         &parts.headers,
     );
-    if let Err(e) = conn.stream.write_all(&conn.write_buf).await {
+    let written = match &mut conn.stream {
+        LeanStream::Plain(s) => s.write_all(&conn.write_buf).await,
+        LeanStream::Tls(s) => match s.write_all(&conn.write_buf).await {
+            // rustls buffers; the flush puts the records on the wire.
+            Ok(()) => s.flush().await,
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = written {
         return Err(Failure::Stale(e));
     }
     let mut received = false;

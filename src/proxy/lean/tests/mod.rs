@@ -5,6 +5,7 @@
 
 mod framing;
 mod pooling;
+mod tls;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,8 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use super::*;
 use crate::proxy::body::BodyError;
@@ -55,7 +56,7 @@ struct Raw {
     requests: Arc<Mutex<Vec<String>>>,
 }
 
-async fn read_head(s: &mut TcpStream) -> Option<String> {
+async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -67,57 +68,107 @@ async fn read_head(s: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&head).into_owned())
 }
 
-async fn raw(script: Vec<Vec<Reply>>) -> Raw {
-    raw_with(script, Duration::from_secs(5)).await
+/// An empty closing reply with no gap: the connection is aborted with a reset.
+fn is_reset(rep: &Reply) -> bool {
+    rep.close && rep.gap.is_zero() && rep.pieces.iter().all(|p| p.is_empty())
 }
 
-async fn raw_with(script: Vec<Vec<Reply>>, response_timeout: Duration) -> Raw {
+/// Serves one connection's replies in order.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    replies: Vec<Reply>,
+    requests: Arc<Mutex<Vec<String>>>,
+) {
+    for rep in replies {
+        let Some(head) = read_head(&mut s).await else {
+            return;
+        };
+        requests.lock().unwrap().push(head);
+        for (i, p) in rep.pieces.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(rep.gap).await;
+            }
+            if s.write_all(p).await.is_err() {
+                return;
+            }
+            s.flush().await.unwrap();
+        }
+        if rep.close {
+            if !is_reset(&rep) {
+                // A clean close (TLS: close_notify, then FIN).
+                let _ = s.shutdown().await;
+            }
+            return;
+        }
+    }
+    // Keep the connection open until the proxy closes it.
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink).await;
+}
+
+async fn raw(script: Vec<Vec<Reply>>) -> Raw {
+    raw_with(script, Duration::from_secs(5), false).await
+}
+
+/// Like [`raw`], over TLS (a fresh self-signed certificate for `localhost`).
+async fn raw_tls(script: Vec<Vec<Reply>>) -> Raw {
+    raw_with(script, Duration::from_secs(5), true).await
+}
+
+async fn raw_with(script: Vec<Vec<Reply>>, response_timeout: Duration, tls: bool) -> Raw {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepts = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(Mutex::new(Vec::new()));
+    let (acceptor, connector) = if tls {
+        static DIRS: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "usher-lean-tls-{}-{}",
+            std::process::id(),
+            DIRS.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) =
+            crate::proxy::tls::write_dev_certificate(&dir, &["localhost".to_owned()]).unwrap();
+        let acceptor = crate::proxy::tls::acceptor(&cert, &key).unwrap();
+        let connector = crate::proxy::tls::upstream_connector("localhost", Some(&cert)).unwrap();
+        (Some(acceptor), Some(connector))
+    } else {
+        (None, None)
+    };
     let (a, r) = (accepts.clone(), requests.clone());
     tokio::spawn(async move {
         for replies in script {
-            let Ok((mut s, _)) = listener.accept().await else {
+            let Ok((s, _)) = listener.accept().await else {
                 return;
             };
             a.fetch_add(1, Ordering::SeqCst);
+            if replies.iter().any(is_reset) {
+                socket2::SockRef::from(&s)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }
             let r = r.clone();
-            tokio::spawn(async move {
-                for rep in replies {
-                    let Some(head) = read_head(&mut s).await else {
-                        return;
-                    };
-                    r.lock().unwrap().push(head);
-                    for (i, p) in rep.pieces.iter().enumerate() {
-                        if i > 0 {
-                            tokio::time::sleep(rep.gap).await;
-                        }
-                        if s.write_all(p).await.is_err() {
-                            return;
-                        }
-                        s.flush().await.unwrap();
-                    }
-                    if rep.close {
-                        if rep.pieces.iter().all(|p| p.is_empty()) && rep.gap.is_zero() {
-                            // Zero gap on an empty close: abort with a reset (RST).
-                            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
-                        }
-                        return;
-                    }
+            match &acceptor {
+                None => {
+                    tokio::spawn(serve(s, replies, r));
                 }
-                // Keep the connection open until the proxy closes it.
-                let mut sink = Vec::new();
-                let _ = s.read_to_end(&mut sink).await;
-            });
+                Some(acceptor) => {
+                    let accept = acceptor.accept(s);
+                    tokio::spawn(async move {
+                        if let Ok(tls) = accept.await {
+                            serve(tls, replies, r).await;
+                        }
+                    });
+                }
+            }
         }
     });
     let target = UpstreamTarget {
         name: "raw",
         connect_host: "127.0.0.1".into(),
         port,
-        tls: None,
+        tls: connector,
         connect_timeout: Duration::from_secs(2),
         response_timeout,
         idle_timeout: Duration::from_secs(60),

@@ -222,6 +222,7 @@ async fn slow_upstream_is_gateway_timeout() {
             gap: Duration::from_millis(2),
         }]],
         Duration::from_millis(200),
+        false,
     )
     .await;
     let e = error_of(&up, get("/")).await;
