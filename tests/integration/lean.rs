@@ -1,4 +1,4 @@
-//! The lean upstream exchange (bodyless requests to plain-HTTP upstreams) seen
+//! The lean upstream exchange (bodyless requests) seen
 //! from a real client through usher's server: re-framed bodies, kept lengths,
 //! pooled upstream connections and broken upstream bodies that break the
 //! client's body instead of looking complete.

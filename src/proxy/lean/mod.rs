@@ -1,10 +1,10 @@
-//! The lean upstream exchange: a bodyless request to a plain-HTTP upstream is
-//! written and its response read directly by the request task over a pooled raw
-//! TCP connection (one write for the head, the head parsed with `httparse`, the
-//! body read inside `poll_frame`), instead of crossing into a hyper client
-//! connection task. It must behave like the hyper path towards the client: the
-//! same errors, the same hop-by-hop stripping, the same retry rule. Requests with
-//! a body, upgrades and TLS upstreams never come here (see `forward::forward`).
+//! The lean upstream exchange: a bodyless request is written and its response
+//! read directly by the request task over a pooled raw connection (TCP, or TLS
+//! for `https://` upstreams; one write for the head, the head parsed with
+//! `httparse`, the body read inside `poll_frame`), instead of crossing into a
+//! hyper client connection task. It must behave like the hyper path towards the
+//! client: the same errors, the same hop-by-hop stripping, the same retry rule.
+//! Requests with a body and upgrades never come here (see `forward::forward`).
 
 pub mod body;
 pub mod chunked;
