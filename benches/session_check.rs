@@ -43,7 +43,10 @@ fn fixture() -> (Sessions, Session, String) {
     session.groups = (0..10).map(|i| format!("jira-group-{i}")).collect();
     session.display_name = "Ann Example".into();
     let set = codec
-        .encode(&CookiePayload::Full(std::sync::Arc::new(session.clone())), Some(policy.ttl))
+        .encode(
+            &CookiePayload::Full(std::sync::Arc::new(session.clone())),
+            Some(policy.ttl),
+        )
         .expect("encode");
     let ours: Vec<&str> = set
         .iter()
@@ -133,7 +136,8 @@ fn main() {
 #[allow(dead_code)]
 fn pieces(c: &mut Criterion) {
     let (sessions, session, header) = fixture();
-    let json = serde_json::to_string(&CookiePayload::Full(std::sync::Arc::new(session.clone()))).expect("json");
+    let json = serde_json::to_string(&CookiePayload::Full(std::sync::Arc::new(session.clone())))
+        .expect("json");
     println!("json bytes: {}", json.len());
     c.bench_function("piece_serde_parse", |b| {
         b.iter(|| black_box(serde_json::from_str::<CookiePayload>(black_box(&json)).ok()))

@@ -1,7 +1,9 @@
 //! Sends one prepared request to its upstream over a pooled HTTP/1.1 connection
 //! and turns the answer into the client response: bodies stream both ways,
 //! `101 Switching Protocols` becomes a byte tunnel, hop-by-hop response headers
-//! are dropped. Failures become [`RequestError`]s; nothing here logs.
+//! are dropped. Failures become [`RequestError`]s; nothing here logs. Bodyless,
+//! non-upgrade requests take the lean path instead (`proxy::lean`), which
+//! answers the same way.
 
 use std::sync::Arc;
 
@@ -23,6 +25,9 @@ pub async fn forward(
     req: Request<Incoming>,
     client_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<ProxyBody>, RequestError> {
+    if super::lean::eligible(&req, client_upgrade.is_some()) {
+        return super::lean::forward(pool, req).await;
+    }
     let target = &pool.target;
     let mut checkout = pool
         .checkout()
@@ -103,7 +108,8 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
     }
 }
 
-fn connect_error(upstream: &str, e: ConnectError) -> RequestError {
+/// The client-facing error for a failed connect (shared with the lean path).
+pub(super) fn connect_error(upstream: &str, e: ConnectError) -> RequestError {
     match e {
         ConnectError::Timeout => RequestError::GatewayTimeout {
             upstream: upstream.to_owned(),
