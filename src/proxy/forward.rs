@@ -28,6 +28,16 @@ pub async fn forward(
     if super::lean::eligible(&req, client_upgrade.is_some()) {
         return super::lean::forward(pool, req).await;
     }
+    // Boxed: hyper's client futures are large and this path is the rare one; inline,
+    // they would be part of (and copied with) every request's future.
+    Box::pin(forward_with_hyper(pool, req, client_upgrade)).await
+}
+
+async fn forward_with_hyper(
+    pool: &Arc<UpstreamPool>,
+    req: Request<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Response<ProxyBody>, RequestError> {
     let target = &pool.target;
     let mut checkout = pool
         .checkout()

@@ -212,7 +212,9 @@ impl UpstreamPool {
                 reused: true,
             });
         }
-        self.connect_lean().await
+        // Boxed: connecting (TCP, TLS handshake) is rare next to reuse, and its
+        // future is large.
+        Box::pin(self.connect_lean()).await
     }
 
     /// Always a new lean connection (TCP, then TLS for `https://` upstreams;

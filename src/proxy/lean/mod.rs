@@ -41,9 +41,11 @@ const MAX_INTERIM: u32 = 16;
 /// How one attempt on a connection failed.
 enum Failure {
     /// Nothing came back before the connection failed (write error, or EOF or
-    /// reset before the first response byte): retried once when the connection
-    /// was a reused one.
-    Stale(io::Error),
+    /// reset before the first response byte): retried once on a fresh connection
+    /// when the connection was a reused one and either the request never left
+    /// (`sent` false) or its method is idempotent — an upstream that closes after
+    /// reading a bodyless POST may have acted on it (RFC 9110 §9.2.2).
+    Stale { error: io::Error, sent: bool },
     /// Anything else: a 502 with this cause.
     Invalid(String),
 }
@@ -74,16 +76,18 @@ pub async fn forward<B>(
     .map_err(timeout)?;
     let head = match first {
         Ok(head) => head,
-        Err(Failure::Stale(e)) if checkout.reused => {
+        Err(Failure::Stale { error: e, sent })
+            if checkout.reused && (!sent || parts.method.is_idempotent()) =>
+        {
             tracing::debug!(upstream = name, error = %e, "pooled upstream connection was stale; retrying on a fresh one");
-            checkout = pool
-                .connect_lean()
+            checkout = Box::pin(pool.connect_lean())
                 .await
                 .map_err(|e| super::forward::connect_error(name, e))?;
-            tokio::time::timeout(
+            // Boxed like the connect: rare, and it keeps the request future small.
+            Box::pin(tokio::time::timeout(
                 target.response_timeout,
                 exchange(&mut checkout.conn, &parts),
-            )
+            ))
             .await
             .map_err(timeout)?
             .map_err(|f| fatal(name, f))?
@@ -96,7 +100,7 @@ pub async fn forward<B>(
 
 fn fatal(upstream: &str, f: Failure) -> RequestError {
     match f {
-        Failure::Stale(e) => bad_gateway(
+        Failure::Stale { error: e, .. } => bad_gateway(
             upstream,
             format!("connection closed before a response arrived: {e}"),
         ),
@@ -161,7 +165,10 @@ async fn exchange(conn: &mut LeanConn, parts: &Parts) -> Result<Head, Failure> {
         },
     };
     if let Err(e) = written {
-        return Err(Failure::Stale(e));
+        return Err(Failure::Stale {
+            error: e,
+            sent: false,
+        });
     }
     let mut received = false;
     let mut interim = 0u32;
@@ -183,7 +190,10 @@ async fn exchange(conn: &mut LeanConn, parts: &Parts) -> Result<Head, Failure> {
         }
         match std::future::poll_fn(|cx| body::poll_fill(conn, cx)).await {
             Ok(0) if !received => {
-                return Err(Failure::Stale(io::ErrorKind::UnexpectedEof.into()));
+                return Err(Failure::Stale {
+                    error: io::ErrorKind::UnexpectedEof.into(),
+                    sent: true,
+                });
             }
             Ok(0) => {
                 return Err(invalid(
@@ -191,7 +201,12 @@ async fn exchange(conn: &mut LeanConn, parts: &Parts) -> Result<Head, Failure> {
                 ));
             }
             Ok(_) => received = true,
-            Err(e) if !received => return Err(Failure::Stale(e)),
+            Err(e) if !received => {
+                return Err(Failure::Stale {
+                    error: e,
+                    sent: true,
+                })
+            }
             Err(e) => {
                 return Err(invalid(&format!(
                     "reading the upstream response head failed: {e}"

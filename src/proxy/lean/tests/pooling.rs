@@ -105,6 +105,33 @@ async fn reused_connection_reset_before_any_response_byte_is_retried_once() {
 }
 
 #[tokio::test]
+async fn a_bodyless_post_is_not_repeated_after_it_was_sent() {
+    let up = raw(vec![
+        vec![
+            reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"),
+            // Reads the POST (it may have acted on it), then closes without a byte.
+            closing(b""),
+        ],
+        vec![reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")],
+    ])
+    .await;
+    let (_, body) = fetch(&up, get("/")).await;
+    assert_eq!(body.unwrap(), "one");
+    let post = Request::post("/rest/api/2/issue/ABC-1/transitions?to=done")
+        .header("host", "app.test")
+        .body(Empty::new())
+        .unwrap();
+    let e = error_of(&up, post).await;
+    assert!(cause(&e).contains("closed before a response"), "{e}");
+    assert_eq!(up.accepts.load(Ordering::SeqCst), 1, "no second connection");
+    assert_eq!(
+        up.requests.lock().unwrap().len(),
+        2,
+        "the POST reached the upstream once"
+    );
+}
+
+#[tokio::test]
 async fn the_retry_happens_only_once() {
     let up = raw(vec![
         vec![
