@@ -232,7 +232,9 @@ struct Cached {
 pub struct AssertionCache {
     signer: Arc<AssertionSigner>,
     audience: String,
-    entries: DashMap<String, Cached>,
+    /// By session id (random, and only ids of sessions that decrypted are
+    /// inserted): foldhash, not SipHash, on this per-request lookup.
+    entries: DashMap<String, Cached, foldhash::fast::RandomState>,
 }
 
 impl AssertionCache {
@@ -241,7 +243,7 @@ impl AssertionCache {
         AssertionCache {
             signer,
             audience: audience.to_string(),
-            entries: DashMap::new(),
+            entries: DashMap::with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 

@@ -268,6 +268,9 @@ impl Proxy {
     ) -> Dispatched {
         // Forged identity headers go first, on every request and every path.
         headers::strip_forged(req.headers_mut(), &self.forbidden);
+        // Room for what usher adds (forwarding family, request id, identity): one
+        // growth of the header table at most, instead of rehashing mid-way.
+        req.headers_mut().reserve(12);
         // Decided on a copy of the URI so the path stays borrowed while the
         // request is rewritten below.
         let path = match route::normalized_path(uri.path()) {
