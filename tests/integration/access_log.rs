@@ -15,6 +15,10 @@ struct Served {
 }
 
 async fn serve(name: &str, upstream: &str, format: &str) -> Served {
+    serve_with(name, upstream, format, "info").await
+}
+
+async fn serve_with(name: &str, upstream: &str, format: &str, rust_log: &str) -> Served {
     let dir = crate::harness::temp_dir(name);
     let port = free_port();
     let config = format!(
@@ -44,7 +48,7 @@ public = ["^/"]
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_usher"))
         .args(["--log-format", format, "serve", "-c"])
         .arg(&path)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", rust_log)
         .stdout(file.try_clone().unwrap())
         .stderr(file)
         .kill_on_drop(true)
@@ -157,4 +161,30 @@ async fn lines_still_batched_at_shutdown_are_written() {
     assert!(status.success(), "{status}");
     let lines = lines_with(&s.log, &id, Duration::ZERO).await;
     assert_eq!(lines.len(), 1, "the last line survives the stop: {lines:?}");
+}
+
+#[tokio::test]
+async fn rust_log_still_silences_the_access_log() {
+    let up = crate::upstream::start().await;
+    let mut s = serve_with("access-off", &up.url(), "text", "info,usher::access=off").await;
+    let id = request(s.port, "/echo/quiet").await;
+    let pid = s.child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), s.child.wait())
+        .await
+        .expect("usher stops on SIGTERM")
+        .unwrap();
+    let text = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        text.contains("INFO"),
+        "other info lines are still written: {text}"
+    );
+    assert!(
+        !text.contains("usher::access"),
+        "no access line at all: {text}"
+    );
+    assert!(!text.contains(&id), "{text}");
 }
