@@ -117,8 +117,16 @@ impl AssertionSigner {
                 let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
                     .map_err(|_| key_err(&shown, "key generation failed"))?;
                 std::fs::create_dir_all(dir).map_err(|e| key_err(&shown, e))?;
-                write_private(&path, pkcs8.as_ref()).map_err(|e| key_err(&shown, e))?;
-                Self::from_pkcs8(issuer, pkcs8.as_ref(), &shown)
+                match publish_private(dir, &path, pkcs8.as_ref()) {
+                    Ok(()) => Self::from_pkcs8(issuer, pkcs8.as_ref(), &shown),
+                    // Another replica sharing the state dir made the key first:
+                    // theirs is complete (published atomically), use it.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let bytes = std::fs::read(&path).map_err(|e| key_err(&shown, e))?;
+                        Self::from_pkcs8(issuer, &bytes, &shown)
+                    }
+                    Err(e) => Err(key_err(&shown, e)),
+                }
             }
             Err(e) => Err(key_err(&shown, e)),
         }
@@ -192,6 +200,17 @@ impl AssertionSigner {
         URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut token);
         Ok(token)
     }
+}
+
+/// Writes the key beside `path` under a private name, then links it into place:
+/// the key file appears complete or not at all, so a replica starting at the same
+/// moment either publishes its own or reads a whole one (`AlreadyExists`).
+fn publish_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = dir.join(format!(".{KEY_FILE}.{:016x}", rand::random::<u64>()));
+    write_private(&temp, bytes)?;
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    linked
 }
 
 #[cfg(unix)]

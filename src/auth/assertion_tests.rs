@@ -164,6 +164,38 @@ fn key_file_is_created_once_and_reused() {
 }
 
 #[test]
+fn replicas_starting_together_agree_on_one_key() {
+    let dir =
+        std::env::temp_dir().join(format!("usher-assert-{}", crate::session::new_session_id()));
+    let kids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| AssertionSigner::load_or_create("https://x", &dir)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap()
+                    .expect("every replica starts")
+                    .kid()
+                    .to_owned()
+            })
+            .collect()
+    });
+    assert!(kids.iter().all(|k| *k == kids[0]), "{kids:?}");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        [std::ffi::OsString::from(KEY_FILE)],
+        "no temporary files left"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn identity_values_are_built_and_refuse_injection() {
     let v = identity_values(&session()).unwrap();
     assert_eq!(v.user, "ann");

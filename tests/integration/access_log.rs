@@ -38,8 +38,11 @@ name = "app"
 host = "127.0.0.1"
 url = "{upstream}"
 public = ["^/"]
+[state]
+dir = "{state}"
 "#,
-        secret = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+        secret = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        state = dir.join("state").display()
     );
     let path = dir.join("usher.toml");
     std::fs::write(&path, config).unwrap();
