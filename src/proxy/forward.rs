@@ -1,9 +1,7 @@
 //! Sends one prepared request to its upstream over a pooled HTTP/1.1 connection
 //! and turns the answer into the client response: bodies stream both ways,
 //! `101 Switching Protocols` becomes a byte tunnel, hop-by-hop response headers
-//! are dropped. Failures become [`RequestError`]s; nothing here logs. Bodyless,
-//! non-upgrade requests take the lean path instead (`proxy::lean`), which
-//! answers the same way.
+//! are dropped. Failures become [`RequestError`]s; nothing here logs.
 
 use std::sync::Arc;
 
@@ -21,19 +19,6 @@ use crate::error::RequestError;
 /// Forwards `req` (already cleaned and rewritten to origin-form) to the pool's
 /// upstream. `client_upgrade` is the client side of a requested protocol switch.
 pub async fn forward(
-    pool: &Arc<UpstreamPool>,
-    req: Request<Incoming>,
-    client_upgrade: Option<OnUpgrade>,
-) -> Result<Response<ProxyBody>, RequestError> {
-    if super::lean::eligible(&req, client_upgrade.is_some()) {
-        return super::lean::forward(pool, req).await;
-    }
-    // Boxed: hyper's client futures are large and this path is the rare one; inline,
-    // they would be part of (and copied with) every request's future.
-    Box::pin(forward_with_hyper(pool, req, client_upgrade)).await
-}
-
-async fn forward_with_hyper(
     pool: &Arc<UpstreamPool>,
     req: Request<Incoming>,
     client_upgrade: Option<OnUpgrade>,
@@ -58,8 +43,7 @@ async fn forward_with_hyper(
             // Nothing was written on a reused connection that the upstream had
             // already closed: safe to send on a fresh one, whatever the method.
             Some(req) if checkout.reused => {
-                checkout = pool
-                    .connect()
+                checkout = Box::pin(pool.connect())
                     .await
                     .map_err(|e| connect_error(target.name, e))?;
                 tokio::time::timeout(target.response_timeout, checkout.sender.send_request(req))
@@ -118,8 +102,7 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
     }
 }
 
-/// The client-facing error for a failed connect (shared with the lean path).
-pub(super) fn connect_error(upstream: &str, e: ConnectError) -> RequestError {
+fn connect_error(upstream: &str, e: ConnectError) -> RequestError {
     match e {
         ConnectError::Timeout => RequestError::GatewayTimeout {
             upstream: upstream.to_owned(),

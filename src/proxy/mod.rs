@@ -8,7 +8,6 @@ pub mod body;
 pub mod cookies;
 pub mod forward;
 pub mod headers;
-pub mod lean;
 pub mod pool;
 pub mod reserved;
 pub mod route;

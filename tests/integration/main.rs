@@ -11,7 +11,6 @@ mod cli;
 mod connect;
 mod demo;
 mod harness;
-mod lean;
 mod metrics;
 mod multi_idp;
 mod oidc_peer;
