@@ -91,7 +91,9 @@ pub fn write(line: &AccessLine<'_>) {
 }
 
 fn write_with(sink: &Sink, line: &AccessLine<'_>, now: SystemTime) {
-    BATCH.with(|cell| {
+    // `try_with`: a body dropped while this thread is being torn down (after its
+    // batch is gone) still gets its line, through the subscriber.
+    let batched = BATCH.try_with(|cell| {
         let Ok(mut batch) = cell.try_borrow_mut() else {
             return via_tracing(line);
         };
@@ -105,12 +107,15 @@ fn write_with(sink: &Sink, line: &AccessLine<'_>, now: SystemTime) {
             hand_over(sink, &mut batch.buf);
         }
     });
+    if batched.is_err() {
+        via_tracing(line);
+    }
 }
 
 /// Makes this thread batch its lines; the caller must then call [`flush`] at
 /// least every [`FLUSH_EVERY`] (see [`run_flusher`]) and once when it stops.
 pub fn batch_on_this_thread() {
-    BATCH.with(|cell| {
+    let _ = BATCH.try_with(|cell| {
         if let Ok(mut b) = cell.try_borrow_mut() {
             b.batching = true;
         }
@@ -120,7 +125,7 @@ pub fn batch_on_this_thread() {
 /// Hands this thread's pending lines to the log thread.
 pub fn flush() {
     let Some(sink) = SINK.get() else { return };
-    BATCH.with(|cell| {
+    let _ = BATCH.try_with(|cell| {
         if let Ok(mut b) = cell.try_borrow_mut() {
             hand_over(sink, &mut b.buf);
         }

@@ -226,3 +226,33 @@ fn other_threads_hand_over_every_line_at_once() {
     .join()
     .unwrap();
 }
+
+/// Writes one line from its destructor: registered before the batch on its
+/// thread, it is torn down after it.
+struct LateWriter(Option<Sink>);
+
+impl Drop for LateWriter {
+    fn drop(&mut self) {
+        if let Some(sink) = &self.0 {
+            write_with(sink, &sample("/late", "-"), SystemTime::now());
+        }
+    }
+}
+
+thread_local! {
+    static LATE: RefCell<LateWriter> = const { RefCell::new(LateWriter(None)) };
+}
+
+#[test]
+fn a_line_written_after_the_batch_is_gone_does_not_panic() {
+    let (sink, _out, _guard) = sink(LogFormat::Text);
+    std::thread::spawn(move || {
+        // LATE first, then the batch: destructors run in reverse, so the batch
+        // is gone when LATE writes (with `with` instead of `try_with` this
+        // aborts the test binary).
+        LATE.with(|l| l.borrow_mut().0 = Some(sink));
+        batch_on_this_thread();
+    })
+    .join()
+    .unwrap();
+}
