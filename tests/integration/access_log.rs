@@ -47,28 +47,8 @@ dir = "{state}"
     let path = dir.join("usher.toml");
     std::fs::write(&path, config).unwrap();
     let log = dir.join("usher.log");
-    let file = std::fs::File::create(&log).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_usher"))
-        .args(["--log-format", format, "serve", "-c"])
-        .arg(&path)
-        .env("RUST_LOG", rust_log)
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "usher serve did not listen; see {}",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let child =
+        crate::harness::spawn_serve(&["--log-format", format], &path, rust_log, &log, port).await;
     Served { child, port, log }
 }
 

@@ -140,6 +140,41 @@ pub async fn start_google(people: Vec<SeedPerson>) -> (std::sync::Arc<GoogleOidc
 }
 
 /// A fresh directory under the system temp dir (one per test start).
+/// A real `usher [global...] serve -c config` process, stdout and stderr in `log`,
+/// returned once it listens on `port` (bounded: 20 s).
+pub async fn spawn_serve(
+    global: &[&str],
+    config: &std::path::Path,
+    rust_log: &str,
+    log: &std::path::Path,
+    port: u16,
+) -> tokio::process::Child {
+    let file = std::fs::File::create(log).unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+        .args(global)
+        .args(["serve", "-c"])
+        .arg(config)
+        .env("RUST_LOG", rust_log)
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "usher serve did not listen; see {}",
+            log.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child
+}
+
 pub fn temp_dir(what: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("usher-it-{what}-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -196,28 +196,8 @@ async fn serve(c: &Cluster, name: &str) -> Serve {
     let path = dir.join("usher.toml");
     let listen = format!("127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}");
     std::fs::write(&path, c.config_for(&dir.join("state"), &listen)).unwrap();
-    let log = std::fs::File::create(dir.join("usher.log")).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_usher"))
-        .args(["serve", "-c"])
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "usher serve did not listen; see {}",
-            dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let log = dir.join("usher.log");
+    let child = crate::harness::spawn_serve(&[], &path, "info", &log, port).await;
     Serve { child, port, admin }
 }
 
