@@ -6,7 +6,7 @@
 
 use http::header::{self, HeaderMap, HeaderValue};
 
-use crate::session::{strip_usher_cookies, UsherCookieNames};
+use crate::session::{has_usher_cookie, strip_usher_cookies, UsherCookieNames};
 
 /// The request's cookies as one string.
 pub enum RequestCookies {
@@ -42,7 +42,7 @@ impl RequestCookies {
     pub fn strip_ours(&self, headers: &mut HeaderMap, names: &UsherCookieNames) {
         match self {
             RequestCookies::Absent => {}
-            RequestCookies::One(_) if !has_ours(self.as_str(), names) => {}
+            RequestCookies::One(_) if !has_usher_cookie(self.as_str(), names) => {}
             _ => {
                 headers.remove(header::COOKIE);
                 if let Some(kept) = strip_usher_cookies(self.as_str(), names) {
@@ -53,15 +53,6 @@ impl RequestCookies {
             }
         }
     }
-}
-
-/// Whether any cookie pair in `header` is one of usher's.
-fn has_ours(header: &str, names: &UsherCookieNames) -> bool {
-    header.split(';').any(|pair| {
-        let pair = pair.trim_start_matches([' ', '\t']);
-        let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
-        !name.is_empty() && names.is_ours(name)
-    })
 }
 
 #[cfg(test)]

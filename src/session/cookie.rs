@@ -327,17 +327,27 @@ impl UsherCookieNames {
     }
 }
 
+/// Whether a `Cookie` header value holds any of usher's cookies (when it does
+/// not, the header can be forwarded as it is).
+pub fn has_usher_cookie(header: &str, names: &UsherCookieNames) -> bool {
+    cookie_pairs(header).any(|(name, _)| names.is_ours(name))
+}
+
+/// The non-empty `name=value` pairs of a `Cookie` header value, with their names.
+fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    header.split(';').filter_map(|pair| {
+        let pair = pair.trim_start_matches([' ', '\t']);
+        let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
+        (!pair.is_empty()).then_some((name, pair))
+    })
+}
+
 /// Removes usher's cookies from a `Cookie` header value before forwarding; every
 /// other cookie pair is kept byte-exact and in order (joined with `"; "`). `None`
 /// when nothing is left (drop the header).
 pub fn strip_usher_cookies(header: &str, names: &UsherCookieNames) -> Option<String> {
     let mut out = String::with_capacity(header.len());
-    for pair in header.split(';') {
-        let pair = pair.trim_start_matches([' ', '\t']);
-        if pair.is_empty() {
-            continue;
-        }
-        let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
+    for (name, pair) in cookie_pairs(header) {
         if names.is_ours(name) {
             continue;
         }

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::admin::metrics;
 use crate::config::{SessionSettings, SessionStoreKind};
 
-pub use self::cookie::{strip_usher_cookies, CookieCodec, CookieError, UsherCookieNames};
+pub use self::cookie::{
+    has_usher_cookie, strip_usher_cookies, CookieCodec, CookieError, UsherCookieNames,
+};
 pub use self::store::{CookiePayload, SessionStore, StoreError};
 
 /// One signed-in person on one browser. Keyed by `(idp, sub)`, never by email.
