@@ -35,7 +35,25 @@ pub fn fold(name: &str) -> String {
         .collect()
 }
 
+/// A bit per name length (lengths of 63 and more share the top bit): a header
+/// name whose length is not in the mask is not in the list, which rejects most
+/// names of a request with one test instead of a comparison per listed name.
+const fn length_mask(names: &[&str]) -> u64 {
+    let mut mask = 0u64;
+    let mut i = 0;
+    while i < names.len() {
+        mask |= length_bit(names[i].len());
+        i += 1;
+    }
+    mask
+}
+
+const fn length_bit(len: usize) -> u64 {
+    1u64 << if len < 63 { len } else { 63 }
+}
+
 /// Headers that describe one hop only (RFC 9110 §7.6.1) and never travel on.
+const HOP_BY_HOP_LENGTHS: u64 = length_mask(&HOP_BY_HOP);
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
@@ -57,6 +75,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Forwarding headers that usher rebuilds; from an untrusted peer they are dropped
 /// (in every spelling) so an upstream never acts on a client's claim about its
 /// own address, scheme, port, prefix or URI (advisories GHSA-7x63, GHSA-6384, GHSA-3q9r).
+const FORWARDED_FAMILY_LENGTHS: u64 = length_mask(&FORWARDED_FAMILY);
 const FORWARDED_FAMILY: [&str; 16] = [
     "forwarded",
     "x-forwarded-for",
@@ -81,6 +100,8 @@ const FORWARDED_FAMILY: [&str; 16] = [
 #[derive(Debug, Clone, Default)]
 pub struct ForbiddenHeaders {
     folded: Vec<String>,
+    /// [`length_mask`] of `folded` (folding keeps the length).
+    lengths: u64,
 }
 
 impl ForbiddenHeaders {
@@ -89,12 +110,14 @@ impl ForbiddenHeaders {
         let mut folded: Vec<String> = names.into_iter().map(fold).collect();
         folded.sort();
         folded.dedup();
-        ForbiddenHeaders { folded }
+        let lengths = folded.iter().fold(0, |m, f| m | length_bit(f.len()));
+        ForbiddenHeaders { folded, lengths }
     }
 
     /// Whether `name` is a spelling of a forbidden header.
     pub fn matches(&self, name: &str) -> bool {
-        self.folded.iter().any(|f| same_header(name, f))
+        self.lengths & length_bit(name.len()) != 0
+            && self.folded.iter().any(|f| same_header(name, f))
     }
 }
 
@@ -112,7 +135,13 @@ fn remove_matching(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
 
 /// Whether a header name is part of the rebuilt forwarding family, in any spelling.
 fn is_forwarded_family(name: &str) -> bool {
-    FORWARDED_FAMILY.iter().any(|f| same_header(name, f))
+    FORWARDED_FAMILY_LENGTHS & length_bit(name.len()) != 0
+        && FORWARDED_FAMILY.iter().any(|f| same_header(name, f))
+}
+
+/// Whether a (lower-case, as `HeaderMap` keeps them) name is hop-by-hop.
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP_LENGTHS & length_bit(name.len()) != 0 && HOP_BY_HOP.contains(&name)
 }
 
 /// Step 1: removes every forged identity/assertion header, whatever its spelling
@@ -161,7 +190,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<UpgradeRequest> {
         headers.remove(&name);
     }
     // One pass over the (few) names present instead of nine hash look-ups.
-    remove_matching(headers, |name| HOP_BY_HOP.contains(&name));
+    remove_matching(headers, is_hop_by_hop);
     upgrade
 }
 
@@ -242,6 +271,19 @@ pub fn set_forwarded(
 ) {
     if !trusted {
         remove_matching(headers, is_forwarded_family);
+    }
+    if !trusted || !headers.keys().any(|k| is_forwarded_family(k.as_str())) {
+        // Nothing to extend (the usual case): four inserts, no look-ups.
+        headers.insert(X_FORWARDED_FOR.clone(), conn.ip_value.clone());
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(conn.proto),
+        );
+        if !host.is_empty() {
+            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        }
+        headers.insert(FORWARDED.clone(), conn.forwarded_element(host));
+        return;
     }
     match join_existing(headers, &X_FORWARDED_FOR) {
         Some(prev) => {
@@ -332,14 +374,38 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// A fresh random 128-bit id in hex.
+///
+/// The id is cut from a per-thread buffer shared by the next 127 ids, so making
+/// one costs no allocation and copying it (into the response and the access log)
+/// only counts a reference, where `HeaderValue::from_bytes` would allocate once
+/// for the value and once more on its first clone.
 pub fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    const LEN: usize = 32;
+    thread_local! {
+        static ARENA: std::cell::RefCell<bytes::BytesMut> =
+            std::cell::RefCell::new(bytes::BytesMut::new());
+    }
     let n: u128 = rand::random();
-    let mut buf = [0u8; 32];
+    let mut buf = [0u8; LEN];
     for (i, b) in buf.iter_mut().enumerate() {
         *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let cut = ARENA.try_with(|arena| {
+        let mut arena = arena.try_borrow_mut().ok()?;
+        if arena.capacity() - arena.len() < LEN {
+            *arena = bytes::BytesMut::with_capacity(LEN * 128);
+        }
+        arena.extend_from_slice(&buf);
+        Some(arena.split().freeze())
+    });
+    let bytes = match cut {
+        Ok(Some(b)) => b,
+        // Thread teardown or re-entry: a plain copy does the same job.
+        _ => bytes::Bytes::copy_from_slice(&buf),
+    };
+    // Hex digits are always a valid header value.
+    HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// The `x-request-id` header name.

@@ -44,6 +44,15 @@ pub fn normalized_path(raw: &str) -> Result<Cow<'_, str>, PathRejection> {
     if !raw.starts_with('/') {
         return Err(PathRejection::NotAbsolute);
     }
+    if is_plain_path(raw) {
+        // Nothing to decode, strip or reject: the path is its own normal form.
+        return Ok(Cow::Borrowed(raw));
+    }
+    normalize_slow(raw)
+}
+
+/// The full normalization, for paths [`is_plain_path`] does not vouch for.
+fn normalize_slow(raw: &str) -> Result<Cow<'_, str>, PathRejection> {
     let lower_has = |needle: &str| raw.len() >= needle.len() && contains_ignore_case(raw, needle);
     if raw.contains('#') || lower_has("%23") {
         return Err(PathRejection::Fragment);
@@ -75,6 +84,18 @@ pub fn normalized_path(raw: &str) -> Result<Cow<'_, str>, PathRejection> {
         return Ok(Cow::Owned(stripped.join("/")));
     }
     Ok(decoded)
+}
+
+/// A path made only of bytes that need no decision (no `%`, `#`, `\\`, `;`,
+/// controls, spaces or non-ASCII) and without a `.` or `..` segment: the slow path
+/// would return it unchanged. Most request paths are like this.
+fn is_plain_path(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let safe = b
+        .iter()
+        .all(|&c| c.is_ascii_graphic() && !matches!(c, b'%' | b'#' | b'\\' | b';'));
+    // A `.` right after a `/` may start a dot segment: leave those to the full check.
+    safe && !b.windows(2).any(|w| w == b"/.")
 }
 
 fn contains_ignore_case(hay: &str, needle: &str) -> bool {
@@ -140,6 +161,31 @@ pub fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The fast path answers exactly what the full normalization would.
+        #[test]
+        fn plain_path_shortcut_agrees_with_the_full_check(
+            tail in "[a-zA-Z0-9./;%#\\\\_~ -]{0,24}"
+        ) {
+            let raw = format!("/{tail}");
+            if is_plain_path(&raw) {
+                proptest::prop_assert_eq!(normalize_slow(&raw), Ok(Cow::Borrowed(raw.as_str())));
+            }
+        }
+    }
+
+    #[test]
+    fn plain_path_shortcut_leaves_doubtful_paths_to_the_full_check() {
+        for p in [
+            "/a%2e", "/a#b", "/a\\b", "/a;x", "/.", "/a/..", "/a b", "/a\tb",
+        ] {
+            assert!(!is_plain_path(p), "{p}");
+        }
+        for p in ["/", "/browse/ABC-1", "/a/b..c/d.", "/x.js"] {
+            assert!(is_plain_path(p), "{p}");
+        }
+    }
 
     #[test]
     fn plain_paths_pass_unchanged() {
