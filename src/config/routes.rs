@@ -428,7 +428,9 @@ fn optional_header(
 
 /// One of our constant default header names (`HeaderName` lower-cases it).
 fn default_header(name: &str) -> Option<HeaderName> {
-    HeaderName::from_bytes(name.as_bytes()).ok()
+    HeaderName::from_bytes(name.as_bytes())
+        .ok()
+        .map(values::static_header_name)
 }
 
 fn identity_headers(cx: &mut Ctx, t: &mut Table) -> Option<IdentityHeaders> {

@@ -124,6 +124,20 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-proto",
 ];
 
+/// The same name backed by static memory. A name parsed at run time is
+/// reference-counted, and every request that sets the header clones it: with
+/// both workers doing so, the count's cache line bounces between cores. The
+/// text is leaked once per config load (a few bytes per identity header).
+pub(crate) fn static_header_name(name: HeaderName) -> HeaderName {
+    let text: &'static str = Box::leak(name.as_str().to_owned().into_boxed_str());
+    // `as_str` of a valid name is a valid lower-case name, which is all
+    // `from_static` asks for; `from_bytes` keeps the no-panic guarantee anyway.
+    match HeaderName::from_bytes(text.as_bytes()) {
+        Ok(_) => HeaderName::from_static(text),
+        Err(_) => name,
+    }
+}
+
 /// A header name usable for identity, not one of the reserved ones.
 pub(crate) fn header_name(cx: &mut Ctx, s: &Str, path: &str) -> Option<HeaderName> {
     let Ok(name) = HeaderName::from_bytes(s.value.as_bytes()) else {
@@ -144,7 +158,7 @@ pub(crate) fn header_name(cx: &mut Ctx, s: &Str, path: &str) -> Option<HeaderNam
             "choose a dedicated name such as \"X-Forwarded-User\"",
         );
     }
-    Some(name)
+    Some(static_header_name(name))
 }
 
 /// A compiled regex; the regex crate's explanation goes into the message.

@@ -67,7 +67,9 @@ enum Kind {
 /// The body type of every response usher writes to a client.
 pub struct ProxyBody {
     kind: Kind,
-    log: Option<AccessRecord>,
+    /// Boxed: the response (and so this body) is moved several times on its way
+    /// to hyper, and the record is most of its size.
+    log: Option<Box<AccessRecord>>,
     bytes: u64,
 }
 
@@ -91,7 +93,7 @@ impl ProxyBody {
     }
 
     /// Attaches the access-log record written when the body completes.
-    pub fn with_log(mut self, record: AccessRecord) -> Self {
+    pub fn with_log(mut self, record: Box<AccessRecord>) -> Self {
         self.log = Some(record);
         self
     }

@@ -6,7 +6,7 @@
 
 use http::header::{self, HeaderMap, HeaderValue};
 
-use crate::session::{has_usher_cookie, strip_usher_cookies, UsherCookieNames};
+use crate::session::{strip_usher_cookies, usher_cookies_in, UsherCookieNames, UsherCookiesIn};
 
 /// The request's cookies as one string.
 pub enum RequestCookies {
@@ -40,12 +40,17 @@ impl RequestCookies {
 
     /// Leaves only other sites' cookies in `headers` (one joined header), or none.
     pub fn strip_ours(&self, headers: &mut HeaderMap, names: &UsherCookieNames) {
-        match self {
-            RequestCookies::Absent => {}
-            RequestCookies::One(_) if !has_usher_cookie(self.as_str(), names) => {}
+        let text = self.as_str();
+        match (self, usher_cookies_in(text, names)) {
+            (RequestCookies::Absent, _) => {}
+            (RequestCookies::One(_), UsherCookiesIn::None) => {}
+            (_, UsherCookiesIn::All) => {
+                headers.remove(header::COOKIE);
+            }
+            // Mixed, or HTTP/2 crumbs to be joined into the one header HTTP/1.1 allows.
             _ => {
                 headers.remove(header::COOKIE);
-                if let Some(kept) = strip_usher_cookies(self.as_str(), names) {
+                if let Some(kept) = strip_usher_cookies(text, names) {
                     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)) {
                         headers.insert(header::COOKIE, v);
                     }

@@ -165,6 +165,11 @@ pub struct UpgradeRequest {
 /// `Connection: upgrade`. Names usher sets later are re-set afterwards, so a client
 /// naming them in `Connection:` cannot delete usher's own values (GHSA-62c8).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<UpgradeRequest> {
+    // `Connection` is itself hop-by-hop: with none of these names present (most
+    // requests) there is nothing to read or remove.
+    if !headers.keys().any(|k| is_hop_by_hop(k.as_str())) {
+        return None;
+    }
     let mut listed: Vec<HeaderName> = Vec::new();
     let mut wants_upgrade = false;
     for value in headers.get_all(header::CONNECTION) {
@@ -173,6 +178,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<UpgradeRequest> {
             let token = token.trim();
             if token.eq_ignore_ascii_case("upgrade") {
                 wants_upgrade = true;
+            } else if token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+            {
+                // Connection options; `Keep-Alive` as a header goes with the
+                // hop-by-hop list below. No name to parse.
             } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
                 listed.push(name);
             }

@@ -228,7 +228,7 @@ impl Proxy {
         };
         resp.headers_mut()
             .insert(headers::request_id_header(), request_id.clone());
-        let record = AccessRecord {
+        let record = Box::new(AccessRecord {
             start,
             method,
             host,
@@ -238,7 +238,7 @@ impl Proxy {
             request_id,
             user,
             metrics,
-        };
+        });
         let (parts, body) = resp.into_parts();
         Response::from_parts(parts, body.with_log(record))
     }

@@ -327,10 +327,37 @@ impl UsherCookieNames {
     }
 }
 
-/// Whether a `Cookie` header value holds any of usher's cookies (when it does
-/// not, the header can be forwarded as it is).
-pub fn has_usher_cookie(header: &str, names: &UsherCookieNames) -> bool {
-    cookie_pairs(header).any(|(name, _)| names.is_ours(name))
+/// How usher's cookies sit in a `Cookie` header value: what the proxy must do
+/// before forwarding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsherCookiesIn {
+    /// None of usher's: forward the header untouched.
+    None,
+    /// Only usher's: drop the header.
+    All,
+    /// Both: forward only the others ([`strip_usher_cookies`]).
+    Mixed,
+}
+
+/// One walk over the pairs that tells [`UsherCookiesIn`] (a signed-in request
+/// usually carries only usher's cookie, and then nothing is copied).
+pub fn usher_cookies_in(header: &str, names: &UsherCookieNames) -> UsherCookiesIn {
+    let (mut ours, mut others) = (false, false);
+    for (name, _) in cookie_pairs(header) {
+        if names.is_ours(name) {
+            ours = true;
+        } else {
+            others = true;
+        }
+        if ours && others {
+            return UsherCookiesIn::Mixed;
+        }
+    }
+    if ours {
+        UsherCookiesIn::All
+    } else {
+        UsherCookiesIn::None
+    }
 }
 
 /// The non-empty `name=value` pairs of a `Cookie` header value, with their names.

@@ -204,6 +204,40 @@ fn names() -> UsherCookieNames {
 }
 
 #[test]
+fn usher_cookies_are_told_apart_in_one_walk() {
+    let n = names();
+    assert_eq!(usher_cookies_in("", &n), UsherCookiesIn::None);
+    assert_eq!(
+        usher_cookies_in("JSESSIONID=a; b=2", &n),
+        UsherCookiesIn::None
+    );
+    // Look-alikes are not ours.
+    assert_eq!(
+        usher_cookies_in("__Host-_usherx=1; __Host-_usher_x=2", &n),
+        UsherCookiesIn::None
+    );
+    assert_eq!(
+        usher_cookies_in("__Host-_usher=1.a", &n),
+        UsherCookiesIn::All
+    );
+    assert_eq!(
+        usher_cookies_in(
+            "__Host-_usher=1.a;  __Host-_usher_1=b; __Host-_usher_login_k=c",
+            &n
+        ),
+        UsherCookiesIn::All
+    );
+    assert_eq!(
+        usher_cookies_in("__Host-_usher=1.a; JSESSIONID=x", &n),
+        UsherCookiesIn::Mixed
+    );
+    assert_eq!(
+        usher_cookies_in("JSESSIONID=x; __Host-_usher_login_k=c", &n),
+        UsherCookiesIn::Mixed
+    );
+}
+
+#[test]
 fn strip_removes_only_usher_cookies_and_keeps_others_exact() {
     let header = "JSESSIONID=AbC.node1; __Host-_usher=1.xyz; atl.xsrf.token=B|x|lin; __Host-_usher_1=abc; __Host-_usher_login_k3j=zz;seraph.rememberme.cookie=1%3A2; __Host-_usher_x=keep; __Host-_usher_12=gone";
     let out = strip_usher_cookies(header, &names()).unwrap();

@@ -17,7 +17,8 @@ use crate::admin::metrics;
 use crate::config::{SessionSettings, SessionStoreKind};
 
 pub use self::cookie::{
-    has_usher_cookie, strip_usher_cookies, CookieCodec, CookieError, UsherCookieNames,
+    strip_usher_cookies, usher_cookies_in, CookieCodec, CookieError, UsherCookieNames,
+    UsherCookiesIn,
 };
 pub use self::store::{CookiePayload, SessionStore, StoreError};
 
