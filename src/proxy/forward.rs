@@ -24,19 +24,16 @@ pub async fn forward(
     client_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<ProxyBody>, RequestError> {
     let target = &pool.target;
-    let mut checkout = pool
-        .checkout()
-        .await
-        .map_err(|e| connect_error(target.name, e))?;
-    let sent = tokio::time::timeout(
-        target.response_timeout,
-        checkout.sender.try_send_request(req),
-    )
-    .await
-    .map_err(|_| RequestError::GatewayTimeout {
+    let now = tokio::time::Instant::now();
+    let timed_out = |_| RequestError::GatewayTimeout {
         upstream: target.name.to_owned(),
         phase: "response",
-    })?;
+    };
+    let mut checkout = pool
+        .checkout(now)
+        .await
+        .map_err(|e| connect_error(target.name, e))?;
+    let sent = checkout.send_within(req, now).await.map_err(timed_out)?;
     let mut resp = match sent {
         Ok(resp) => resp,
         Err(mut e) => match e.take_message() {
@@ -46,13 +43,10 @@ pub async fn forward(
                 checkout = Box::pin(pool.connect())
                     .await
                     .map_err(|e| connect_error(target.name, e))?;
-                tokio::time::timeout(target.response_timeout, checkout.sender.send_request(req))
-                    .await
-                    .map_err(|_| RequestError::GatewayTimeout {
-                        upstream: target.name.to_owned(),
-                        phase: "response",
-                    })?
-                    .map_err(|e| bad_gateway(target.name, &e))?
+                match checkout.send_within(req, now).await.map_err(timed_out)? {
+                    Ok(resp) => resp,
+                    Err(e) => return Err(bad_gateway(target.name, e.error())),
+                }
             }
             _ => return Err(bad_gateway(target.name, e.error())),
         },

@@ -3,16 +3,26 @@
 //! see shared/reference/proxy-performance.md). A connection returns to the stack
 //! when its response body ended cleanly; broken, expired or surplus connections
 //! are dropped. No background task: expiry is checked on checkout and on return.
+//!
+//! Each connection carries its own response timer, moved forward for every
+//! request: a timer made per request costs a registration in the runtime's
+//! timer wheel and a removal (a lock each), while moving a registered timer to
+//! a later deadline is one atomic update. The timer's deadline also tells when
+//! the connection was last used, so returning it needs no clock read.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsConnector;
 
 /// How to reach one upstream; built once at start-up and shared by all workers.
@@ -46,7 +56,19 @@ pub enum ConnectError {
 
 struct Idle {
     sender: SendRequest<Incoming>,
-    since: Instant,
+    /// The connection's response timer; its deadline was set when its last
+    /// request started.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Idle {
+    /// Whether the connection has been unused for longer than `idle_timeout`,
+    /// counted from its last request's start (a little early, the safe side:
+    /// the danger is an upstream that already closed its end).
+    fn expired(&self, t: &UpstreamTarget, now: Instant) -> bool {
+        let last_used = last_start(&self.timer, t);
+        now.saturating_duration_since(last_used) > t.idle_timeout
+    }
 }
 
 /// One worker's idle connections to one upstream.
@@ -65,12 +87,84 @@ pub struct Checkout {
     /// Whether this connection served requests before (a failure on it before
     /// anything was written justifies one retry on a fresh connection).
     pub reused: bool,
+    timer: Pin<Box<Sleep>>,
 }
 
 impl Checkout {
     /// Returns the connection to its pool (dropped if closed or the pool is full).
     pub fn release(self) {
-        self.pool.put(self.sender);
+        self.pool.put(Idle {
+            sender: self.sender,
+            timer: self.timer,
+        });
+    }
+
+    /// Sends `req` and waits for the response head, at most the upstream's
+    /// `response_timeout` from `now`. `Err(Elapsed)` when the time ran out.
+    pub async fn send_within(
+        &mut self,
+        req: hyper::Request<Incoming>,
+        now: Instant,
+    ) -> Result<
+        Result<
+            hyper::Response<Incoming>,
+            hyper::client::conn::TrySendError<hyper::Request<Incoming>>,
+        >,
+        Elapsed,
+    > {
+        self.timer
+            .as_mut()
+            .reset(deadline_after(now, self.pool.target.response_timeout));
+        let response = self.sender.try_send_request(req);
+        Within {
+            response,
+            timer: self.timer.as_mut(),
+        }
+        .await
+    }
+}
+
+/// When the request that last armed `timer` started (its deadline less the
+/// timeout; checked, as absurd configured timeouts are clamped by tokio).
+fn last_start(timer: &Sleep, t: &UpstreamTarget) -> Instant {
+    let deadline = timer.deadline();
+    deadline.checked_sub(t.response_timeout).unwrap_or(deadline)
+}
+
+/// `now + timeout`, or as far as tokio's timers go.
+fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    // About 30 years, tokio's own cap for far-off sleeps.
+    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+    now.checked_add(timeout.min(FAR))
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
+/// The response did not start within `response_timeout`.
+#[derive(Debug)]
+pub struct Elapsed;
+
+pin_project_lite::pin_project! {
+    /// A response future raced against the connection's timer.
+    struct Within<'a, F> {
+        #[pin]
+        response: F,
+        timer: Pin<&'a mut Sleep>,
+    }
+}
+
+impl<F: Future> Future for Within<'_, F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.response.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        match this.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -88,47 +182,48 @@ impl UpstreamPool {
         self.idle.lock().map(|v| v.len()).unwrap_or(0)
     }
 
-    fn put(&self, sender: SendRequest<Incoming>) {
-        if sender.is_closed() {
+    fn put(&self, conn: Idle) {
+        if conn.sender.is_closed() {
             return;
         }
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        // Expire the oldest (bottom of the LIFO stack) while we are here.
+        // Expire the oldest (bottom of the LIFO stack) while we are here; `now`
+        // is at least the returned connection's last start, which is enough.
+        let now = last_start(&conn.timer, &self.target);
         if let Some(oldest) = idle.first() {
-            if oldest.since.elapsed() > self.target.idle_timeout || oldest.sender.is_closed() {
+            if oldest.expired(&self.target, now) || oldest.sender.is_closed() {
                 idle.remove(0);
             }
         }
         if idle.len() < self.target.max_idle {
-            idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+            idle.push(conn);
         }
     }
 
-    fn take_idle(&self) -> Option<SendRequest<Incoming>> {
+    fn take_idle(&self, now: Instant) -> Option<Idle> {
         let Ok(mut idle) = self.idle.lock() else {
             return None;
         };
         while let Some(i) = idle.pop() {
-            if !i.sender.is_closed() && i.since.elapsed() <= self.target.idle_timeout {
-                return Some(i.sender);
+            if !i.sender.is_closed() && !i.expired(&self.target, now) {
+                return Some(i);
             }
         }
         None
     }
 
     /// A ready connection: the most recently used idle one, else a new one.
-    pub async fn checkout(self: &Arc<Self>) -> Result<Checkout, ConnectError> {
-        while let Some(mut sender) = self.take_idle() {
-            if sender.ready().await.is_ok() {
+    /// `now` is the request's start (read once by the caller).
+    pub async fn checkout(self: &Arc<Self>, now: Instant) -> Result<Checkout, ConnectError> {
+        while let Some(mut conn) = self.take_idle(now) {
+            if conn.sender.ready().await.is_ok() {
                 return Ok(Checkout {
                     pool: self.clone(),
-                    sender,
+                    sender: conn.sender,
                     reused: true,
+                    timer: conn.timer,
                 });
             }
         }
@@ -148,6 +243,8 @@ impl UpstreamPool {
             pool: self.clone(),
             sender,
             reused: false,
+            // Armed by the first `send_within`.
+            timer: Box::pin(tokio::time::sleep(t.response_timeout)),
         })
     }
 }
@@ -184,5 +281,79 @@ where
             });
             Ok(sender)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(response: Duration, idle: Duration) -> UpstreamTarget {
+        UpstreamTarget {
+            name: "t",
+            connect_host: "127.0.0.1".into(),
+            port: 9,
+            tls: None,
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: response,
+            idle_timeout: idle,
+            max_idle: 4,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_armed_for_a_request_tells_when_it_started() {
+        let t = target(Duration::from_secs(30), Duration::from_secs(60));
+        let start = Instant::now();
+        let mut timer = Box::pin(tokio::time::sleep(Duration::from_secs(1)));
+        timer
+            .as_mut()
+            .reset(deadline_after(start, t.response_timeout));
+        assert_eq!(timer.deadline(), start + Duration::from_secs(30));
+        assert_eq!(last_start(&timer, &t), start);
+        // Moving the deadline forward for the next request moves the start too.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let next = Instant::now();
+        timer
+            .as_mut()
+            .reset(deadline_after(next, t.response_timeout));
+        assert_eq!(last_start(&timer, &t), next);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_timeouts_neither_panic_nor_wrap() {
+        let now = Instant::now();
+        let huge = Duration::from_secs(u64::MAX / 4);
+        let d = deadline_after(now, huge);
+        assert!(d > now + Duration::from_secs(86_400 * 365));
+        let t = target(huge, Duration::from_secs(60));
+        let timer = Box::pin(tokio::time::sleep_until(d));
+        // The subtraction is checked: at worst the start reads as the deadline,
+        // which only makes the connection look fresher than it is.
+        assert!(last_start(&timer, &t) <= d);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_response_timer_fires_and_is_reusable_afterwards() {
+        let t = Arc::new(target(Duration::from_millis(200), Duration::from_secs(60)));
+        let mut timer = Box::pin(tokio::time::sleep(t.response_timeout));
+        let never = std::future::pending::<()>();
+        let out = Within {
+            response: never,
+            timer: timer.as_mut(),
+        }
+        .await;
+        assert!(out.is_err(), "a response that never comes times out");
+        // Re-armed after firing, the same timer waits again.
+        timer
+            .as_mut()
+            .reset(deadline_after(Instant::now(), t.response_timeout));
+        let ready = Within {
+            response: std::future::ready(7),
+            timer: timer.as_mut(),
+        }
+        .await;
+        assert_eq!(ready.ok(), Some(7));
+        assert!(!timer.is_elapsed());
     }
 }

@@ -300,9 +300,30 @@ impl CookieCodec {
 /// The value of cookie `name` in a `Cookie` header (first occurrence), without parsing
 /// or decoding anything else.
 pub fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
+    pieces(header).find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k.trim() == name).then(|| v.trim())
+    })
+}
+
+/// The `;`-separated pieces of a `Cookie` header value, like `split(';')` but
+/// found with SIMD `memchr`: usher's session cookie is a few hundred bytes of
+/// sealed text that every signed-in request walks over.
+fn pieces(header: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(header);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(b';', r.as_bytes()) {
+            // `;` is ASCII, so both sides of it are character boundaries.
+            Some(i) => {
+                rest = r.get(i + 1..);
+                r.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
     })
 }
 
@@ -362,7 +383,7 @@ pub fn usher_cookies_in(header: &str, names: &UsherCookieNames) -> UsherCookiesI
 
 /// The non-empty `name=value` pairs of a `Cookie` header value, with their names.
 fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
-    header.split(';').filter_map(|pair| {
+    pieces(header).filter_map(|pair| {
         let pair = pair.trim_start_matches([' ', '\t']);
         let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
         (!pair.is_empty()).then_some((name, pair))

@@ -203,6 +203,16 @@ fn names() -> UsherCookieNames {
     }
 }
 
+proptest! {
+    /// The memchr walk cuts exactly where `split(';')` does.
+    #[test]
+    fn pieces_match_split(s in "[a-z=; \t\u{e9}]{0,40}") {
+        let ours: Vec<&str> = pieces(&s).collect();
+        let std: Vec<&str> = s.split(';').collect();
+        prop_assert_eq!(ours, std);
+    }
+}
+
 #[test]
 fn usher_cookies_are_told_apart_in_one_walk() {
     let n = names();
