@@ -3,12 +3,17 @@
 # upstream (1 KiB file), wrk -t2 -c64 --latency, rounds interleaved. Prints per
 # proxy requests/s, p50, p99, CPU time per request (all threads, from
 # /proc/PID/task/*/schedstat) and usher's RSS, then the median ratios usher/nginx.
-# Loopback only; bounded in time (ROUNDS x DURATION x 2 + start-up).
+# Loopback only; bounded in time (ROUNDS x DURATION x 4 + start-up).
 #
 # A third contender, "usher-auth", is the same usher with a signed-in session:
 # every request carries a real session cookie (signed in through the sandbox
 # Google provider), and usher decodes it and injects the identity headers and the
 # signed assertion. It is compared with unauthenticated nginx proxy_pass.
+#
+# A fourth, "floor", is examples/hyper_floor.rs: the least a proxy on usher's
+# stack (hyper 1, tokio, one runtime per core, pooled keep-alive upstreams) can
+# do, with none of usher's work. usher minus floor is usher's own cost; floor
+# against nginx is the stack's.
 #
 #   bash bench/proxy.sh                 # 5 rounds of 10 s
 #   ROUNDS=7 DURATION=15 bash bench/proxy.sh
@@ -27,7 +32,9 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet
+cargo build --release --quiet --example hyper_floor
 USHER=target/release/usher
+FLOOR=target/release/examples/hyper_floor
 
 WORK=$(mktemp -d /tmp/usher-bench.XXXXXX)
 PIDS=()
@@ -39,7 +46,7 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-UP_PORT=$(free_port); NGX_PORT=$(free_port); USH_PORT=$(free_port); AUTH_PORT=$(free_port)
+UP_PORT=$(free_port); NGX_PORT=$(free_port); USH_PORT=$(free_port); AUTH_PORT=$(free_port); FLR_PORT=$(free_port)
 SBX_PORT=$(python3 -c 'import random; print(random.randrange(20000, 60000, 10))')
 
 mkdir -p "$WORK/www" "$WORK/up" "$WORK/ngx"
@@ -135,9 +142,10 @@ CONF
 # The access log goes to a file, as nginx's does.
 RUST_LOG=info "$USHER" serve -c "$WORK/usher.toml" > "$WORK/usher.log" 2>&1 & USH_PID=$!; PIDS+=($USH_PID)
 "$USHER" sandbox --port "$SBX_PORT" > "$WORK/sandbox.log" 2>&1 & PIDS+=($!)
+"$FLOOR" "127.0.0.1:$FLR_PORT" "127.0.0.1:$UP_PORT" > "$WORK/floor.log" 2>&1 & FLR_PID=$!; PIDS+=($FLR_PID)
 
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$USH_PORT"; wait_port "$SBX_PORT"
+wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$USH_PORT"; wait_port "$SBX_PORT"; wait_port "$FLR_PORT"
 RUST_LOG=info "$USHER" serve -c "$WORK/usher-auth.toml" > "$WORK/usher-auth.log" 2>&1 & AUTH_PID=$!; PIDS+=($AUTH_PID)
 wait_port "$AUTH_PORT"
 
@@ -197,13 +205,16 @@ PY
 # Warm-up (pools, page cache), not recorded.
 wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$NGX_PORT/1k.bin" >/dev/null
 wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$USH_PORT/1k.bin" >/dev/null
+wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$FLR_PORT/1k.bin" >/dev/null
 wrk -t2 -c"$CONNS" -d2s -H "$COOKIE" "http://127.0.0.1:$AUTH_PORT/1k.bin" >/dev/null
 
 for r in $(seq "$ROUNDS"); do
   if (( r % 2 )); then
     run_one nginx "$NGX_PORT" "$NGX_PID"; run_one usher "$USH_PORT" "$USH_PID"
     fresh_cookie; run_one usher-auth "$AUTH_PORT" "$AUTH_PID" "$COOKIE"
+    run_one floor "$FLR_PORT" "$FLR_PID"
   else
+    run_one floor "$FLR_PORT" "$FLR_PID"
     fresh_cookie; run_one usher-auth "$AUTH_PORT" "$AUTH_PID" "$COOKIE"
     run_one usher "$USH_PORT" "$USH_PID"; run_one nginx "$NGX_PORT" "$NGX_PID"
   fi
@@ -223,7 +234,7 @@ for name, rps, p50, p99, cpu in rows:
 print(f"wrk -t2 -c{conns} -d{dur}s --latency, {rounds} interleaved rounds, 1 KiB file, nginx upstream")
 print(f"{'proxy':<11}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU us/req':>12}   (medians; per round below)")
 med = {}
-for name in ('nginx', 'usher', 'usher-auth'):
+for name in ('nginx', 'usher', 'usher-auth', 'floor'):
     v = by[name]
     m = tuple(statistics.median(x[i] for x in v) for i in range(4))
     med[name] = m
@@ -231,8 +242,11 @@ for name in ('nginx', 'usher', 'usher-auth'):
     for x in v:
         print(f"{'':<11}{x[0]:>10.0f}{x[1]:>10.3f}{x[2]:>10.3f}{x[3]:>12.2f}")
 n = med['nginx']
-for name in ('usher', 'usher-auth'):
+for name in ('usher', 'usher-auth', 'floor'):
     u = med[name]
     print(f"ratio {name}/nginx: req/s {u[0]/n[0]:.2f}  p99 {u[2]/n[2]:.2f}  CPU/req {u[3]/n[3]:.2f}")
+f = med['floor']
+for name in ('usher', 'usher-auth'):
+    print(f"{name} over the floor: {med[name][3] - f[3]:.2f} us of CPU per request")
 print(f"usher RSS {int(rss)/1024:.1f} MiB (peak {int(hwm)/1024:.1f} MiB); usher-auth peak {int(auth_hwm)/1024:.1f} MiB")
 PY
