@@ -33,7 +33,17 @@ pub async fn forward(
         .checkout(now)
         .await
         .map_err(|e| connect_error(target.name, e))?;
-    let sent = checkout.send_within(req, now).await.map_err(timed_out)?;
+    // A new connection may have taken a while (up to `connect_timeout`): the
+    // response time starts once it is there, as it always has.
+    let sent_at = if checkout.reused {
+        now
+    } else {
+        tokio::time::Instant::now()
+    };
+    let sent = checkout
+        .send_within(req, sent_at)
+        .await
+        .map_err(timed_out)?;
     let mut resp = match sent {
         Ok(resp) => resp,
         Err(mut e) => match e.take_message() {
@@ -43,7 +53,13 @@ pub async fn forward(
                 checkout = Box::pin(pool.connect())
                     .await
                     .map_err(|e| connect_error(target.name, e))?;
-                match checkout.send_within(req, now).await.map_err(timed_out)? {
+                // The retry gets its own full response time, as a first try would.
+                let retry_start = tokio::time::Instant::now();
+                match checkout
+                    .send_within(req, retry_start)
+                    .await
+                    .map_err(timed_out)?
+                {
                     Ok(resp) => resp,
                     Err(e) => return Err(bad_gateway(target.name, e.error())),
                 }
