@@ -552,6 +552,65 @@ async fn connection_limit_is_enforced() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
 
+/// Slowloris: a client that trickles a request head, or keeps a connection
+/// open without starting its next request, loses it after
+/// `header_read_timeout`; a prompt client on the same proxy is served.
+#[tokio::test]
+async fn slow_request_heads_and_idle_keep_alives_are_cut_off() {
+    let up = upstream::start().await;
+    let cfg = open_config(&up.url(), "header_read_timeout = \"400ms\"", "");
+    let proxy = harness::start(settings(&cfg)).await;
+
+    // A head that never ends: closed without an answer being forwarded.
+    let mut slow = TcpStream::connect(proxy.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: jira.test\r\nX-A: 1\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut out)).await;
+    assert!(
+        read.is_ok(),
+        "the connection should be closed, not left open"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "closed before the timeout: {:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("200 OK"), "{text}");
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the upstream"
+    );
+
+    // A keep-alive connection that goes quiet after one answer is closed too.
+    let mut idle = TcpStream::connect(proxy.addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: jira.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "an idle keep-alive connection should be closed"
+    );
+
+    // Meanwhile a prompt client is served as usual.
+    let out = raw(
+        proxy.addr,
+        b"GET / HTTP/1.1\r\nHost: jira.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests() {
     let up = upstream::start().await;
