@@ -178,11 +178,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<UpgradeRequest> {
             let token = token.trim();
             if token.eq_ignore_ascii_case("upgrade") {
                 wants_upgrade = true;
-            } else if token.eq_ignore_ascii_case("close")
-                || token.eq_ignore_ascii_case("keep-alive")
-            {
-                // Connection options; `Keep-Alive` as a header goes with the
-                // hop-by-hop list below. No name to parse.
+            } else if token.eq_ignore_ascii_case("keep-alive") {
+                // A `Keep-Alive` field goes with the hop-by-hop list below
+                // anyway: no name to parse for the most common option.
             } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
                 listed.push(name);
             }
@@ -487,6 +485,28 @@ mod tests {
         assert_eq!(up, None);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("cookie"));
+    }
+
+    #[test]
+    fn every_listed_option_names_a_field_to_drop_even_close() {
+        // RFC 9110 §7.6.1: a field named like any listed option goes, `close` too.
+        let mut h = map(&[
+            ("connection", "close, Keep-Alive"),
+            ("close", "x"),
+            ("keep-alive", "timeout=5"),
+            ("accept", "*/*"),
+        ]);
+        assert_eq!(strip_hop_by_hop(&mut h), None);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn headers_without_hop_by_hop_names_are_left_alone() {
+        let mut h = map(&[("accept", "*/*"), ("cookie", "a=b"), ("x-te", "1")]);
+        let before = h.clone();
+        assert_eq!(strip_hop_by_hop(&mut h), None);
+        assert_eq!(h, before);
     }
 
     #[test]
