@@ -86,7 +86,7 @@ fn normalize_slow(raw: &str) -> Result<Cow<'_, str>, PathRejection> {
     Ok(decoded)
 }
 
-/// A path made only of bytes that need no decision (no `%`, `#`, `\\`, `;`,
+/// A path made only of bytes that need no decision (no `%`, `#`, `\`, `;`,
 /// controls, spaces or non-ASCII) and without a `.` or `..` segment: the slow path
 /// would return it unchanged. Most request paths are like this.
 fn is_plain_path(raw: &str) -> bool {
