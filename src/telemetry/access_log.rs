@@ -183,27 +183,42 @@ impl Batch {
     }
 }
 
+/// One field's value: text, or a number written with `itoa`.
+enum Value<'a> {
+    Text(&'a str),
+    Number(u64),
+}
+
+impl<'a> AccessLine<'a> {
+    /// The fields in the order both shapes print them (the subscriber's order).
+    fn fields(&self) -> [(&'static str, Value<'a>); 9] {
+        [
+            ("method", Value::Text(self.method)),
+            ("host", Value::Text(self.host)),
+            ("path", Value::Text(self.path)),
+            ("status", Value::Number(u64::from(self.status))),
+            ("bytes", Value::Number(self.bytes)),
+            ("duration_us", Value::Number(self.duration_us)),
+            ("upstream", Value::Text(self.upstream)),
+            ("request_id", Value::Text(self.request_id)),
+            ("user", Value::Text(self.user)),
+        ]
+    }
+}
+
 fn format_text(out: &mut Vec<u8>, ts: &[u8], l: &AccessLine<'_>) {
     let mut num = itoa::Buffer::new();
     out.extend_from_slice(ts);
-    out.extend_from_slice(b"  INFO usher::access: method=");
-    out.extend_from_slice(l.method.as_bytes());
-    out.extend_from_slice(b" host=");
-    out.extend_from_slice(l.host.as_bytes());
-    out.extend_from_slice(b" path=");
-    out.extend_from_slice(l.path.as_bytes());
-    out.extend_from_slice(b" status=");
-    out.extend_from_slice(num.format(l.status).as_bytes());
-    out.extend_from_slice(b" bytes=");
-    out.extend_from_slice(num.format(l.bytes).as_bytes());
-    out.extend_from_slice(b" duration_us=");
-    out.extend_from_slice(num.format(l.duration_us).as_bytes());
-    out.extend_from_slice(b" upstream=");
-    out.extend_from_slice(l.upstream.as_bytes());
-    out.extend_from_slice(b" request_id=");
-    out.extend_from_slice(l.request_id.as_bytes());
-    out.extend_from_slice(b" user=");
-    out.extend_from_slice(l.user.as_bytes());
+    out.extend_from_slice(b"  INFO usher::access:");
+    for (key, value) in l.fields() {
+        out.push(b' ');
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'=');
+        match value {
+            Value::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Value::Number(n) => out.extend_from_slice(num.format(n).as_bytes()),
+        }
+    }
     out.push(b'\n');
 }
 
@@ -212,28 +227,15 @@ fn format_json(out: &mut Vec<u8>, ts: &[u8], l: &AccessLine<'_>) {
     out.extend_from_slice(b"{\"timestamp\":\"");
     out.extend_from_slice(ts);
     out.extend_from_slice(b"\",\"level\":\"INFO\"");
-    let strings = [("method", l.method), ("host", l.host), ("path", l.path)];
-    for (key, value) in strings {
+    for (key, value) in l.fields() {
         json_key(out, key);
-        json_string(out, value);
+        match value {
+            Value::Text(t) => json_string(out, t),
+            Value::Number(n) => out.extend_from_slice(num.format(n).as_bytes()),
+        }
     }
-    for (key, value) in [
-        ("status", u64::from(l.status)),
-        ("bytes", l.bytes),
-        ("duration_us", l.duration_us),
-    ] {
-        json_key(out, key);
-        out.extend_from_slice(num.format(value).as_bytes());
-    }
-    for (key, value) in [
-        ("upstream", l.upstream),
-        ("request_id", l.request_id),
-        ("user", l.user),
-        ("target", "usher::access"),
-    ] {
-        json_key(out, key);
-        json_string(out, value);
-    }
+    json_key(out, "target");
+    json_string(out, "usher::access");
     out.extend_from_slice(b"}\n");
 }
 
