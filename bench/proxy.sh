@@ -23,52 +23,19 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need wrk; then
-  echo "installing nginx and wrk from Debian..." >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light wrk) >/dev/null 2>&1 \
-    || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx wrk) >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+. bench/common.sh
+bench_install wrk
 
 cargo build --release --quiet
 cargo build --release --quiet --example hyper_floor
 USHER=target/release/usher
 FLOOR=target/release/examples/hyper_floor
 
-WORK=$(mktemp -d /tmp/usher-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+bench_workdir usher-bench
 UP_PORT=$(free_port); NGX_PORT=$(free_port); USH_PORT=$(free_port); AUTH_PORT=$(free_port); FLR_PORT=$(free_port)
-SBX_PORT=$(python3 -c 'import random; print(random.randrange(20000, 60000, 10))')
-
-mkdir -p "$WORK/www" "$WORK/up" "$WORK/ngx"
-chmod 755 "$WORK" "$WORK/www"
-head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 > "$WORK/www/1k.bin"
-chmod 644 "$WORK/www/1k.bin"
-
-cat > "$WORK/up/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $WORK/up/nginx.pid;
-error_log $WORK/up/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000;
-  server {
-    listen 127.0.0.1:$UP_PORT reuseport;
-    location / { root $WORK/www; }
-  }
-}
-CONF
+SBX_PORT=$(sandbox_port)
+mkdir -p "$WORK/ngx"
+bench_upstream "$UP_PORT"
 
 cat > "$WORK/ngx/nginx.conf" <<CONF
 daemon off;
@@ -93,58 +60,14 @@ http {
 }
 CONF
 
-SECRET=$(head -c 32 /dev/urandom | base64)
-cat > "$WORK/usher.toml" <<CONF
-[server]
-listen = "127.0.0.1:$USH_PORT"
-public_url = "http://127.0.0.1:$USH_PORT"
-[session]
-secret = "$SECRET"
-[[idp]]
-name = "google"
-kind = "google"
-client_id = "bench"
-client_secret = "bench"
-allowed_domains = ["example.com"]
-[[upstream]]
-name = "bench"
-host = "127.0.0.1"
-url = "http://127.0.0.1:$UP_PORT"
-public = ["^/"]
-CONF
+bench_usher_configs "$USH_PORT" "$AUTH_PORT" "$UP_PORT" "$SBX_PORT"
 
-# The signed-in variant: every path needs a session; the IdP is the sandbox.
-# public_url is the sandbox client's registered callback host; the callback is
-# called on the real port below (cookies are per host, not per port).
-cat > "$WORK/usher-auth.toml" <<CONF
-[server]
-listen = "127.0.0.1:$AUTH_PORT"
-public_url = "http://127.0.0.1:8080"
-[session]
-secret = "$SECRET"
-[[idp]]
-name = "google"
-kind = "google"
-issuer = "http://127.0.0.1:$SBX_PORT"
-client_id = "1081000000-usher-sandbox.apps.googleusercontent.com"
-client_secret = "GOCSPX-usher-sandbox-secret"
-allowed_domains = ["example.com"]
-[[upstream]]
-name = "bench"
-host = "127.0.0.1"
-url = "http://127.0.0.1:$UP_PORT"
-[state]
-dir = "$WORK/state"
-CONF
-
-"$NGINX" -p "$WORK/up" -c "$WORK/up/nginx.conf" -e "$WORK/up/error.log" & PIDS+=($!)
 "$NGINX" -p "$WORK/ngx" -c "$WORK/ngx/nginx.conf" -e "$WORK/ngx/error.log" & NGX_PID=$!; PIDS+=($NGX_PID)
 # The access log goes to a file, as nginx's does.
 RUST_LOG=info "$USHER" serve -c "$WORK/usher.toml" > "$WORK/usher.log" 2>&1 & USH_PID=$!; PIDS+=($USH_PID)
 "$USHER" sandbox --port "$SBX_PORT" > "$WORK/sandbox.log" 2>&1 & PIDS+=($!)
 "$FLOOR" "127.0.0.1:$FLR_PORT" "127.0.0.1:$UP_PORT" > "$WORK/floor.log" 2>&1 & FLR_PID=$!; PIDS+=($FLR_PID)
 
-wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$USH_PORT"; wait_port "$SBX_PORT"; wait_port "$FLR_PORT"
 RUST_LOG=info "$USHER" serve -c "$WORK/usher-auth.toml" > "$WORK/usher-auth.log" 2>&1 & AUTH_PID=$!; PIDS+=($AUTH_PID)
 wait_port "$AUTH_PORT"
@@ -153,17 +76,7 @@ wait_port "$AUTH_PORT"
 # A browser stores the refreshed cookie usher sends about once a minute; wrk does
 # not, so each authenticated round starts from a fresh sign-in (rounds are shorter
 # than the refresh step) and measures the browser's steady state.
-JAR="$WORK/cookies.txt"
-fresh_cookie() {
-  rm -f "$JAR"
-  local auth_url callback session
-  auth_url=$(curl -s -o /dev/null -c "$JAR" -w '%{redirect_url}' "http://127.0.0.1:$AUTH_PORT/_usher/login?rd=/1k.bin")
-  callback=$(curl -s -o /dev/null -w '%{redirect_url}' "$auth_url&login_hint=alice%40example.com&auto=1")
-  curl -s -o /dev/null -b "$JAR" -c "$JAR" "http://127.0.0.1:$AUTH_PORT/_usher/callback?${callback#*\?}"
-  session=$(awk '$6 == "_usher" {print $7}' "$JAR")
-  [ -n "$session" ] || { echo "sign-in for the authenticated run failed; see $WORK/usher-auth.log" >&2; exit 1; }
-  COOKIE="Cookie: _usher=$session"
-}
+fresh_cookie() { COOKIE=$(sign_in "$AUTH_PORT"); }
 fresh_cookie
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "$COOKIE" "http://127.0.0.1:$AUTH_PORT/1k.bin")
 [ "$code" = 200 ] || { echo "session cookie not accepted ($code)" >&2; exit 1; }
