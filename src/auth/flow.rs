@@ -539,7 +539,8 @@ pub struct PageContext<'a> {
 pub fn cookie_header(headers: &HeaderMap) -> String {
     let mut out = String::new();
     for v in headers.get_all(header::COOKIE) {
-        if let Ok(s) = v.to_str() {
+        // UTF-8, like `proxy::cookies`: a non-ASCII cookie is still a cookie.
+        if let Ok(s) = std::str::from_utf8(v.as_bytes()) {
             if !out.is_empty() {
                 out.push_str("; ");
             }

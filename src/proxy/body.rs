@@ -6,7 +6,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, Uri};
@@ -22,6 +22,9 @@ use crate::telemetry::access_log::AccessLine;
 pub struct AccessRecord {
     /// When the request head was received.
     pub start: Instant,
+    /// The same moment on the wall clock (the log line's timestamp is this plus
+    /// the elapsed time: one clock read fewer per request).
+    pub wall: SystemTime,
     pub method: Method,
     pub host: HeaderValue,
     pub uri: Uri,
@@ -42,17 +45,21 @@ impl AccessRecord {
         if let Some(m) = self.metrics {
             m.record(self.status.as_u16(), elapsed);
         }
-        crate::telemetry::access_log::write(&AccessLine {
-            method: self.method.as_str(),
-            host: self.host.to_str().unwrap_or("-"),
-            path: self.uri.path(),
-            status: self.status.as_u16(),
-            bytes,
-            duration_us: elapsed.as_micros() as u64,
-            upstream: self.upstream,
-            request_id: self.request_id.to_str().unwrap_or("-"),
-            user: self.user.as_ref().map_or("-", |s| s.username.as_str()),
-        });
+        let now = self.wall + elapsed;
+        crate::telemetry::access_log::write_at(
+            now,
+            &AccessLine {
+                method: self.method.as_str(),
+                host: self.host.to_str().unwrap_or("-"),
+                path: self.uri.path(),
+                status: self.status.as_u16(),
+                bytes,
+                duration_us: elapsed.as_micros() as u64,
+                upstream: self.upstream,
+                request_id: self.request_id.to_str().unwrap_or("-"),
+                user: self.user.as_ref().map_or("-", |s| s.username.as_str()),
+            },
+        );
     }
 }
 

@@ -10,9 +10,12 @@ use crate::session::{strip_usher_cookies, usher_cookies_in, UsherCookieNames, Us
 
 /// The request's cookies as one string.
 pub enum RequestCookies {
-    /// No `Cookie` header (or none that is text).
+    /// No `Cookie` header.
     Absent,
-    /// Exactly one header (HTTP/1.1), shared with the request, not copied.
+    /// Exactly one header (HTTP/1.1) that is UTF-8 text, shared with the request,
+    /// not copied. (UTF-8 rather than `to_str`'s visible ASCII: a browser may send
+    /// a non-ASCII cookie of the upstream's, which must reach it unchanged, and
+    /// the ASCII check is a byte loop where UTF-8 validation is word-at-a-time.)
     One(HeaderValue),
     /// Several headers (HTTP/2 sends crumbs), joined with `"; "`.
     Joined(String),
@@ -24,7 +27,9 @@ impl RequestCookies {
         let mut all = headers.get_all(header::COOKIE).iter();
         match (all.next(), all.next()) {
             (None, _) => RequestCookies::Absent,
-            (Some(v), None) if v.to_str().is_ok() => RequestCookies::One(v.clone()),
+            (Some(v), None) if std::str::from_utf8(v.as_bytes()).is_ok() => {
+                RequestCookies::One(v.clone())
+            }
             _ => RequestCookies::Joined(crate::auth::flow::cookie_header(headers)),
         }
     }
@@ -33,7 +38,7 @@ impl RequestCookies {
     pub fn as_str(&self) -> &str {
         match self {
             RequestCookies::Absent => "",
-            RequestCookies::One(v) => v.to_str().unwrap_or(""),
+            RequestCookies::One(v) => std::str::from_utf8(v.as_bytes()).unwrap_or(""),
             RequestCookies::Joined(s) => s,
         }
     }
@@ -113,6 +118,28 @@ mod tests {
         assert!(matches!(cookies, RequestCookies::One(_)));
         cookies.strip_ours(&mut h, &names());
         assert_eq!(h[header::COOKIE], "JSESSIONID=abc;  seraph=1");
+    }
+
+    #[test]
+    fn a_non_ascii_cookie_of_the_upstream_is_forwarded_unchanged() {
+        let value = HeaderValue::from_bytes("city=Zürich; _usher=x".as_bytes()).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, value);
+        let cookies = RequestCookies::of(&h);
+        assert_eq!(cookies.as_str(), "city=Zürich; _usher=x");
+        cookies.strip_ours(&mut h, &names());
+        assert_eq!(h[header::COOKIE].as_bytes(), "city=Zürich".as_bytes());
+        // Not UTF-8: unreadable, so it cannot be shown to hold nothing of ours;
+        // it is dropped rather than risk forwarding usher's session cookie.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"a=\xff; _usher=x").unwrap(),
+        );
+        let cookies = RequestCookies::of(&h);
+        assert_eq!(cookies.as_str(), "");
+        cookies.strip_ours(&mut h, &names());
+        assert!(!h.contains_key(header::COOKIE));
     }
 
     #[test]

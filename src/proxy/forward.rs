@@ -17,14 +17,15 @@ use super::pool::{ConnectError, UpstreamPool};
 use crate::error::RequestError;
 
 /// Forwards `req` (already cleaned and rewritten to origin-form) to the pool's
-/// upstream. `client_upgrade` is the client side of a requested protocol switch.
+/// upstream. `client_upgrade` is the client side of a requested protocol switch;
+/// `now` is when the request arrived (the response time counts from there).
 pub async fn forward(
     pool: &Arc<UpstreamPool>,
     req: Request<Incoming>,
     client_upgrade: Option<OnUpgrade>,
+    now: tokio::time::Instant,
 ) -> Result<Response<ProxyBody>, RequestError> {
     let target = &pool.target;
-    let now = tokio::time::Instant::now();
     let timed_out = |_| RequestError::GatewayTimeout {
         upstream: target.name.to_owned(),
         phase: "response",

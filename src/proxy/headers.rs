@@ -66,6 +66,20 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// [`HOP_BY_HOP`] as header names, in the same order, for removal.
+static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+const CONNECTION_INDEX: usize = 0;
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -139,9 +153,23 @@ fn is_forwarded_family(name: &str) -> bool {
         && FORWARDED_FAMILY.iter().any(|f| same_header(name, f))
 }
 
-/// Whether a (lower-case, as `HeaderMap` keeps them) name is hop-by-hop.
-fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP_LENGTHS & length_bit(name.len()) != 0 && HOP_BY_HOP.contains(&name)
+/// The position in [`HOP_BY_HOP`] of a (lower-case, as `HeaderMap` keeps them)
+/// name, if it is hop-by-hop.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    if HOP_BY_HOP_LENGTHS & length_bit(name.len()) == 0 {
+        return None;
+    }
+    HOP_BY_HOP.iter().position(|h| *h == name)
+}
+
+/// [`hop_by_hop_index`] for a `Connection` option, which may be in any case.
+fn hop_by_hop_index_any_case(token: &str) -> Option<usize> {
+    if HOP_BY_HOP_LENGTHS & length_bit(token.len()) == 0 {
+        return None;
+    }
+    HOP_BY_HOP
+        .iter()
+        .position(|h| h.eq_ignore_ascii_case(token))
 }
 
 /// Step 1: removes every forged identity/assertion header, whatever its spelling
@@ -165,24 +193,31 @@ pub struct UpgradeRequest {
 /// `Connection: upgrade`. Names usher sets later are re-set afterwards, so a client
 /// naming them in `Connection:` cannot delete usher's own values (GHSA-62c8).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<UpgradeRequest> {
-    // `Connection` is itself hop-by-hop: with none of these names present (most
-    // requests) there is nothing to read or remove.
-    if !headers.keys().any(|k| is_hop_by_hop(k.as_str())) {
+    // One pass over the (few) names present records which hop-by-hop names are
+    // there; `Connection` is itself one, so with none present (most requests)
+    // there is nothing to read or remove.
+    let present = headers
+        .keys()
+        .filter_map(|k| hop_by_hop_index(k.as_str()))
+        .fold(0u16, |bits, i| bits | 1 << i);
+    if present == 0 {
         return None;
     }
     let mut listed: Vec<HeaderName> = Vec::new();
     let mut wants_upgrade = false;
-    for value in headers.get_all(header::CONNECTION) {
-        let Ok(text) = value.to_str() else { continue };
-        for token in text.split(',') {
-            let token = token.trim();
-            if token.eq_ignore_ascii_case("upgrade") {
-                wants_upgrade = true;
-            } else if token.eq_ignore_ascii_case("keep-alive") {
-                // A `Keep-Alive` field goes with the hop-by-hop list below
-                // anyway: no name to parse for the most common option.
-            } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                listed.push(name);
+    if present & 1 << CONNECTION_INDEX != 0 {
+        for value in headers.get_all(header::CONNECTION) {
+            let Ok(text) = value.to_str() else { continue };
+            for token in text.split(',') {
+                let token = token.trim();
+                if token.eq_ignore_ascii_case("upgrade") {
+                    wants_upgrade = true;
+                } else if hop_by_hop_index_any_case(token).is_some() {
+                    // Removed below with the other hop-by-hop names if present
+                    // (`keep-alive`, the most common option, among them).
+                } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    listed.push(name);
+                }
             }
         }
     }
@@ -197,8 +232,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<UpgradeRequest> {
     for name in listed {
         headers.remove(&name);
     }
-    // One pass over the (few) names present instead of nine hash look-ups.
-    remove_matching(headers, is_hop_by_hop);
+    for (i, name) in HOP_BY_HOP_NAMES.iter().enumerate() {
+        if present & 1 << i != 0 {
+            headers.remove(name);
+        }
+    }
     upgrade
 }
 
@@ -499,6 +537,21 @@ mod tests {
         assert_eq!(strip_hop_by_hop(&mut h), None);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn each_hop_by_hop_name_goes_on_its_own_in_any_case() {
+        for (name, removable) in HOP_BY_HOP.iter().zip(&HOP_BY_HOP_NAMES) {
+            assert_eq!(removable.as_str(), *name);
+            let mut h = map(&[(&name.to_ascii_uppercase(), "x"), ("accept", "*/*")]);
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h.len(), 1, "{name}: {h:?}");
+            assert!(h.contains_key("accept"));
+        }
+        // Options listed in any case name the fields to drop.
+        let mut h = map(&[("connection", "TE, X-Gone"), ("x-gone", "1"), ("te", "t")]);
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]

@@ -190,12 +190,16 @@ impl Proxy {
 
     /// Handles one request end to end; never fails (failures become error pages).
     pub async fn handle(
-        self: Arc<Self>,
-        pools: Arc<[Arc<UpstreamPool>]>,
+        &self,
+        pools: &Arc<[Arc<UpstreamPool>]>,
         conn: ConnInfo,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
+        // The clock is read twice per request here and once when the body ends;
+        // everything else (session checks, pool expiry, the response timer, the
+        // log's timestamp) works from these.
         let start = Instant::now();
+        let wall = SystemTime::now();
         let request_id = headers::request_id(req.headers());
         let host = request_host(&req);
         let method = req.method().clone();
@@ -206,7 +210,16 @@ impl Proxy {
             upstream,
             user,
         } = self
-            .dispatch(&pools, conn, req, &uri, &request_id, &host, json)
+            .dispatch(
+                pools,
+                conn,
+                req,
+                &uri,
+                &request_id,
+                &host,
+                json,
+                (start, wall),
+            )
             .await;
         let metrics = self.metrics_for(upstream);
         let mut resp = match result {
@@ -230,6 +243,7 @@ impl Proxy {
             .insert(headers::request_id_header(), request_id.clone());
         let record = Box::new(AccessRecord {
             start,
+            wall,
             method,
             host,
             uri,
@@ -264,6 +278,7 @@ impl Proxy {
         request_id: &HeaderValue,
         host: &HeaderValue,
         json: bool,
+        (start, now): (Instant, SystemTime),
     ) -> Dispatched {
         // Forged identity headers go first, on every request and every path.
         headers::strip_forged(req.headers_mut(), &self.forbidden);
@@ -309,7 +324,6 @@ impl Proxy {
             &path,
             access::has_authorization(req.headers()),
         );
-        let now = SystemTime::now();
         let mut session = None;
         let mut refreshed_cookies = None;
         let cookies = cookies::RequestCookies::of(req.headers());
@@ -385,7 +399,7 @@ impl Proxy {
             }
             None => None,
         };
-        let mut result = forward::forward(pool, req, client_upgrade).await;
+        let mut result = forward::forward(pool, req, client_upgrade, start.into()).await;
         if let (Ok(resp), Some(set)) = (&mut result, refreshed_cookies) {
             for c in set {
                 if let Ok(v) = HeaderValue::from_str(&c) {

@@ -147,6 +147,12 @@ impl Drop for ConnSlot {
     }
 }
 
+/// What a worker's requests need, owned by that worker.
+struct WorkerContext {
+    proxy: Arc<Proxy>,
+    pools: Arc<[Arc<super::pool::UpstreamPool>]>,
+}
+
 fn http_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -170,7 +176,13 @@ async fn worker(
     open: Arc<AtomicUsize>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let pools = proxy.new_pools();
+    // One reference per worker, cloned per request: the shared `Arc<Proxy>`'s
+    // count is never touched on the request path, so its cache line does not
+    // move between cores on every request.
+    let here = Arc::new(WorkerContext {
+        pools: proxy.new_pools(),
+        proxy,
+    });
     // Access-log lines are batched per worker and handed over on this timer.
     let flusher = tokio::spawn(crate::telemetry::access_log::run_flusher());
     let graceful = GracefulShutdown::new();
@@ -199,13 +211,11 @@ async fn worker(
         let slot = ConnSlot(open.clone());
         let _ = stream.set_nodelay(true);
         let info = ConnInfo::new(peer, options.tls.is_some());
-        let proxy = proxy.clone();
-        let pools = pools.clone();
+        let here = here.clone();
         let service = service_fn(move |req: hyper::Request<Incoming>| {
-            let proxy = proxy.clone();
-            let pools = pools.clone();
+            let here = here.clone();
             let info = info.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(pools, info, req).await) }
+            async move { Ok::<_, Infallible>(here.proxy.handle(&here.pools, info, req).await) }
         });
         let watcher = graceful.watcher();
         let builder = builder.clone();

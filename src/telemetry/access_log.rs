@@ -81,11 +81,16 @@ impl Drop for Batch {
 
 /// Writes one access-log line (if `RUST_LOG` lets `usher::access` through).
 pub fn write(line: &AccessLine<'_>) {
+    write_at(SystemTime::now(), line);
+}
+
+/// [`write`] for a caller that already knows the time (stamped `now`).
+pub fn write_at(now: SystemTime, line: &AccessLine<'_>) {
     if !tracing::enabled!(target: "usher::access", tracing::Level::INFO) {
         return;
     }
     match SINK.get() {
-        Some(sink) => write_with(sink, line, SystemTime::now()),
+        Some(sink) => write_with(sink, line, now),
         None => via_tracing(line),
     }
 }

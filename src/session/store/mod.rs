@@ -34,6 +34,15 @@ pub enum CookiePayload {
 }
 
 impl CookiePayload {
+    /// A copy that shares no memory with `self`: a proxy worker keeps one of its
+    /// own so that reading it never touches another core's cache lines.
+    pub fn worker_copy(&self) -> Self {
+        match self {
+            CookiePayload::Full(s) => CookiePayload::Full(Arc::new(Session::clone(s))),
+            CookiePayload::Ref { id } => CookiePayload::Ref { id: id.clone() },
+        }
+    }
+
     /// The id of the session the payload refers to.
     pub fn session_id(&self) -> &str {
         match self {
