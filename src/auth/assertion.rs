@@ -240,10 +240,82 @@ pub struct IdentityHeaders {
     pub values: Option<IdentityValues>,
 }
 
+#[derive(Clone)]
 struct Cached {
     headers: Arc<IdentityHeaders>,
     exp: u64,
     version: (u64, u64),
+}
+
+impl Cached {
+    /// Whether this entry may still be sent for a session at `version` at `t`.
+    fn fresh(&self, version: (u64, u64), t: u64) -> bool {
+        self.version == version && self.exp > t + REFRESH_BEFORE_SECS
+    }
+}
+
+impl IdentityHeaders {
+    /// A copy sharing no memory, not even header bytes, with `self`: a clone
+    /// would bump reference counts that every worker bumps.
+    fn worker_copy(&self) -> Self {
+        IdentityHeaders {
+            assertion: own_copy(&self.assertion),
+            values: self.values.as_ref().map(|v| IdentityValues {
+                user: own_copy(&v.user),
+                email: own_copy(&v.email),
+                groups: own_copy(&v.groups),
+            }),
+        }
+    }
+}
+
+/// The same header value in bytes of its own.
+fn own_copy(v: &HeaderValue) -> HeaderValue {
+    let mut copy = HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+    copy.set_sensitive(v.is_sensitive());
+    copy
+}
+
+/// One client connection's last identity headers. A connection's requests come
+/// from one session to one upstream, so the common case is a comparison of the
+/// session id instead of a lookup in the cache every worker shares, and the
+/// values inserted are this connection's own copies.
+#[derive(Default)]
+pub struct ConnIdentityMemo {
+    last: std::sync::Mutex<Option<(u64, Box<str>, Cached)>>,
+}
+
+impl std::fmt::Debug for ConnIdentityMemo {
+    /// Never shows the assertion (a bearer credential for the upstream).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnIdentityMemo").finish_non_exhaustive()
+    }
+}
+
+impl ConnIdentityMemo {
+    fn get(
+        &self,
+        cache: u64,
+        session_id: &str,
+        version: (u64, u64),
+        t: u64,
+    ) -> Option<Arc<IdentityHeaders>> {
+        let last = self.last.lock().ok()?;
+        match last.as_ref() {
+            Some((c, id, cached))
+                if *c == cache && **id == *session_id && cached.fresh(version, t) =>
+            {
+                Some(cached.headers.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn put(&self, cache: u64, session_id: &str, cached: Cached) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((cache, session_id.into(), cached));
+        }
+    }
 }
 
 /// Per-upstream cache of ready-to-insert assertion header values, keyed by session id.
@@ -254,6 +326,8 @@ pub struct AssertionCache {
     /// By session id (random, and only ids of sessions that decrypted are
     /// inserted): foldhash, not SipHash, on this per-request lookup.
     entries: DashMap<String, Cached, foldhash::fast::RandomState>,
+    /// Tells this cache's entries apart in a connection's memo.
+    instance: u64,
 }
 
 impl AssertionCache {
@@ -263,6 +337,10 @@ impl AssertionCache {
             signer,
             audience: audience.to_string(),
             entries: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+            instance: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         }
     }
 
@@ -283,11 +361,36 @@ impl AssertionCache {
         session: &Session,
         now: SystemTime,
     ) -> Result<Arc<IdentityHeaders>, AssertionError> {
+        Ok(self.cached_for(session, now)?.headers)
+    }
+
+    /// [`AssertionCache::headers_for`] for a request on a client connection that
+    /// remembers its last identity headers (see [`ConnIdentityMemo`]).
+    pub fn headers_on_connection(
+        &self,
+        session: &Session,
+        now: SystemTime,
+        memo: &ConnIdentityMemo,
+    ) -> Result<Arc<IdentityHeaders>, AssertionError> {
+        let version = (session.issued_at, session.revalidated_at);
+        if let Some(h) = memo.get(self.instance, &session.id, version, unix_secs(now)) {
+            return Ok(h);
+        }
+        let shared = self.cached_for(session, now)?;
+        let own = Cached {
+            headers: Arc::new(shared.headers.worker_copy()),
+            ..shared
+        };
+        memo.put(self.instance, &session.id, own.clone());
+        Ok(own.headers)
+    }
+
+    fn cached_for(&self, session: &Session, now: SystemTime) -> Result<Cached, AssertionError> {
         let t = unix_secs(now);
         let version = (session.issued_at, session.revalidated_at);
         if let Some(c) = self.entries.get(session.id.as_str()) {
-            if c.version == version && c.exp > t + REFRESH_BEFORE_SECS {
-                return Ok(c.headers.clone());
+            if c.fresh(version, t) {
+                return Ok(c.clone());
             }
         }
         let claims = self.signer.claims(session, &self.audience, now);
@@ -300,15 +403,13 @@ impl AssertionCache {
         if self.entries.len() >= MAX_CACHED {
             self.sweep(now);
         }
-        self.entries.insert(
-            session.id.clone(),
-            Cached {
-                headers: headers.clone(),
-                exp: claims.exp,
-                version,
-            },
-        );
-        Ok(headers)
+        let cached = Cached {
+            headers,
+            exp: claims.exp,
+            version,
+        };
+        self.entries.insert(session.id.clone(), cached.clone());
+        Ok(cached)
     }
 
     /// Drops the entry of a session that ended (logout).

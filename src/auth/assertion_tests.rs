@@ -211,3 +211,53 @@ fn identity_values_are_built_and_refuse_injection() {
     empty.groups.clear();
     assert_eq!(identity_values(&empty).unwrap().groups, "");
 }
+
+#[test]
+fn a_connection_sends_its_own_copy_of_the_cached_token_until_it_must_change() {
+    let signer = Arc::new(AssertionSigner::generate("https://jira.example.com").unwrap());
+    let jira = AssertionCache::new(signer.clone(), "jira");
+    let wiki = AssertionCache::new(signer.clone(), "confluence");
+    let memo = ConnIdentityMemo::default();
+    let mut s = session();
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let shared = jira.headers_for(&s, t0).unwrap();
+    let first = jira.headers_on_connection(&s, t0, &memo).unwrap();
+    let again = jira
+        .headers_on_connection(&s, t0 + Duration::from_secs(1), &memo)
+        .unwrap();
+    assert_eq!(
+        first.assertion, shared.assertion,
+        "the cached token, not a new one"
+    );
+    assert_ne!(
+        first.assertion.as_bytes().as_ptr(),
+        shared.assertion.as_bytes().as_ptr(),
+        "in bytes of the connection's own"
+    );
+    assert!(Arc::ptr_eq(&first, &again));
+    // Another upstream's cache has its own audience: never the remembered token.
+    let other = wiki
+        .headers_on_connection(&s, t0 + Duration::from_secs(2), &memo)
+        .unwrap();
+    let (_, claims) = verify(signer.jwks_json(), other.assertion.to_str().unwrap());
+    assert_eq!(claims.aud, "confluence");
+    // Near expiry, or after re-validation, a fresh token.
+    let late = jira
+        .headers_on_connection(&s, t0 + Duration::from_secs(41), &memo)
+        .unwrap();
+    assert_ne!(late.assertion, first.assertion);
+    s.revalidated_at += 50;
+    let after = jira
+        .headers_on_connection(&s, t0 + Duration::from_secs(42), &memo)
+        .unwrap();
+    assert_ne!(after.assertion, late.assertion);
+    // Another session on the connection gets its own.
+    let mut other_person = session();
+    other_person.id = "another-session".into();
+    other_person.username = "someone".into();
+    let theirs = jira
+        .headers_on_connection(&other_person, t0 + Duration::from_secs(43), &memo)
+        .unwrap();
+    assert_eq!(theirs.values.as_ref().unwrap().user, "someone");
+    assert!(!format!("{memo:?}").contains(after.assertion.to_str().unwrap()));
+}

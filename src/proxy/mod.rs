@@ -45,6 +45,19 @@ pub struct ConnInfo {
     pub tls: bool,
     /// Forwarding-header values for this connection (cached across its requests).
     pub forwarding: Arc<headers::ConnForwarding>,
+    /// What this connection's last signed-in request resolved to.
+    pub memo: Arc<ConnMemo>,
+}
+
+/// One client connection's memory of its last signed-in request: its requests
+/// carry the same cookie for the same session, so the next one compares bytes
+/// instead of searching shared tables, and reads copies owned by this worker.
+#[derive(Debug, Default)]
+pub struct ConnMemo {
+    /// The last `Cookie` header and the session payload it held.
+    pub cookie: crate::session::conn_memo::ConnCookieMemo,
+    /// The last identity headers and assertion sent.
+    pub identity: crate::auth::assertion::ConnIdentityMemo,
 }
 
 impl ConnInfo {
@@ -54,6 +67,7 @@ impl ConnInfo {
             peer,
             tls,
             forwarding: Arc::new(headers::ConnForwarding::new(peer.ip(), tls)),
+            memo: Arc::default(),
         }
     }
 }
@@ -331,7 +345,7 @@ impl Proxy {
             let mut resolved = self
                 .sign_in
                 .sessions
-                .resolve_shared(cookies.as_str(), now)
+                .resolve_on_connection(cookies.as_str(), now, &conn.memo.cookie)
                 .await;
             if let Some(s) = resolved.as_mut() {
                 // The session is shared with the cookie memo: copied only when it changes.
@@ -379,7 +393,7 @@ impl Proxy {
         // Identity last: nothing the client sent (not even `Connection:`) can touch it.
         let user = match &session {
             Some(s) => {
-                inject_identity(req.headers_mut(), up, route, s, now);
+                inject_identity(req.headers_mut(), up, route, s, now, &conn.memo.identity);
                 Some(s.clone())
             }
             None => None,
@@ -439,6 +453,7 @@ fn inject_identity(
     route: &UpstreamRoute,
     session: &crate::session::Session,
     now: SystemTime,
+    memo: &crate::auth::assertion::ConnIdentityMemo,
 ) {
     let ih = &up.identity_headers;
     let Some(cache) = &route.assertions else {
@@ -448,7 +463,7 @@ fn inject_identity(
         }
         return;
     };
-    match cache.headers_for(session, now) {
+    match cache.headers_on_connection(session, now, memo) {
         Ok(identity) => {
             if let Some(v) = &identity.values {
                 insert_identity(headers, ih, v);

@@ -2,6 +2,7 @@
 //! codec (`cookie`), the stores (`store`) and the [`Sessions`] façade the proxy calls
 //! per request. Nothing here talks to an IdP or an upstream.
 
+pub mod conn_memo;
 pub mod cookie;
 pub mod decoded;
 pub mod store;
@@ -280,6 +281,36 @@ impl Sessions {
         now: SystemTime,
     ) -> Option<Arc<Session>> {
         let payload = self.payload(cookie_header)?;
+        self.resolve_payload(payload, now).await
+    }
+
+    /// [`Sessions::resolve_shared`] for a request on a client connection that
+    /// remembers its last cookie: the same `Cookie` header as the connection's
+    /// previous request skips finding and opening the cookie, and the session
+    /// read is the connection's own copy (see [`conn_memo`]).
+    pub async fn resolve_on_connection(
+        &self,
+        cookie_header: &str,
+        now: SystemTime,
+        memo: &conn_memo::ConnCookieMemo,
+    ) -> Option<Arc<Session>> {
+        let payload = match memo.get(cookie_header) {
+            Some(p) => p,
+            None => {
+                let p = self.payload(cookie_header)?.worker_copy();
+                memo.put(cookie_header, p.clone());
+                p
+            }
+        };
+        self.resolve_payload(payload, now).await
+    }
+
+    /// Loads (server-side stores) and checks the session a cookie payload names.
+    async fn resolve_payload(
+        &self,
+        payload: CookiePayload,
+        now: SystemTime,
+    ) -> Option<Arc<Session>> {
         let session = match payload {
             CookiePayload::Full(s) if self.store.kind() == "cookie" => s,
             other => match self.store.load(other).await {

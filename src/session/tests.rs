@@ -286,3 +286,61 @@ async fn the_request_path_shares_the_memo_copy_and_still_checks_lifetimes() {
         "revocation is seen through the memo"
     );
 }
+
+#[tokio::test]
+async fn a_connection_remembers_its_cookie_but_never_skips_a_check() {
+    use super::conn_memo::ConnCookieMemo;
+    let now = SystemTime::now();
+    let alice = Session::new("google", "a", "a@example.com", "a", now);
+    let bob = Session::new("google", "b", "b@example.com", "b", now);
+    // Cookie store: the second request on the connection reads the
+    // connection's own copy, not the memo every worker shares.
+    let c = Sessions::from_settings(&settings(SessionStoreKind::Cookie), false)
+        .await
+        .unwrap();
+    let memo = ConnCookieMemo::default();
+    let a_header = header_from(&c.issue(&alice, now).await.unwrap());
+    let first = c
+        .resolve_on_connection(&a_header, now, &memo)
+        .await
+        .unwrap();
+    let second = c
+        .resolve_on_connection(&a_header, now, &memo)
+        .await
+        .unwrap();
+    let shared = c.resolve_shared(&a_header, now).await.unwrap();
+    assert_eq!((*first).clone(), alice);
+    assert!(Arc::ptr_eq(&first, &second), "remembered by the connection");
+    assert!(
+        !Arc::ptr_eq(&first, &shared),
+        "a copy of the connection's own"
+    );
+    // Another cookie on the same connection is another person.
+    let b_header = header_from(&c.issue(&bob, now).await.unwrap());
+    let b = c
+        .resolve_on_connection(&b_header, now, &memo)
+        .await
+        .unwrap();
+    assert_eq!(b.sub, "b");
+    // Garbage is never remembered, and a remembered session still expires.
+    assert_eq!(
+        c.resolve_on_connection("_usher=1.garbage", now, &memo)
+            .await,
+        None
+    );
+    assert_eq!(
+        c.resolve_on_connection(&a_header, now + Duration::from_secs(2 * 3600), &memo)
+            .await,
+        None
+    );
+    // Memory store: revocation is seen on the very next request of the connection.
+    let m = Sessions::from_settings(&settings(SessionStoreKind::Memory), false)
+        .await
+        .unwrap();
+    let memo = ConnCookieMemo::default();
+    let header = header_from(&m.issue(&alice, now).await.unwrap());
+    assert!(m.resolve_on_connection(&header, now, &memo).await.is_some());
+    assert!(m.resolve_on_connection(&header, now, &memo).await.is_some());
+    m.store.revoke(&alice.id).await.unwrap();
+    assert_eq!(m.resolve_on_connection(&header, now, &memo).await, None);
+}
