@@ -2,7 +2,9 @@
 //! check ttl/idle, look up the cached identity assertion, build the identity header
 //! values. Target: <= 2 µs median on one core. Run: `cargo bench --bench session_check`.
 //! `session_check_full` is the steady state (the browser sends the same cookie
-//! value again: memo hit); `session_check_first_sight` decrypts and parses.
+//! value again: memo hit); `session_check_connection` is that on a keep-alive
+//! connection remembering its last cookie (what the proxy does from a
+//! connection's second request on); `session_check_first_sight` decrypts and parses.
 // A benchmark harness, like a test: a broken fixture should stop it loudly.
 #![allow(clippy::expect_used)]
 
@@ -12,8 +14,9 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, Criterion};
 use futures_util::FutureExt;
-use usher::auth::assertion::{AssertionCache, AssertionSigner};
+use usher::auth::assertion::{AssertionCache, AssertionSigner, ConnIdentityMemo};
 use usher::config::Secret;
+use usher::session::conn_memo::ConnCookieMemo;
 use usher::session::decoded::DecodedCookies;
 use usher::session::store::CookieStore;
 use usher::session::{CookieCodec, CookiePayload, Session, SessionPolicy, Sessions};
@@ -74,6 +77,28 @@ fn check(sessions: &Sessions, cache: &AssertionCache, header: &str) -> usize {
     s.username.len()
 }
 
+/// The same check on a keep-alive connection that remembers its last cookie and
+/// identity headers: what the proxy does from a connection's second request on.
+fn check_on_connection(
+    sessions: &Sessions,
+    cache: &AssertionCache,
+    header: &str,
+    memo: &(ConnCookieMemo, ConnIdentityMemo),
+) -> usize {
+    let now = SystemTime::now();
+    let s = sessions
+        .resolve_on_connection(black_box(header), now, &memo.0)
+        .now_or_never()
+        .flatten()
+        .expect("valid session");
+    black_box(
+        cache
+            .headers_on_connection(&s, now, &memo.1)
+            .expect("assertion"),
+    );
+    s.username.len()
+}
+
 fn bench(c: &mut Criterion) {
     let (sessions, session, header) = fixture();
     let signer = Arc::new(AssertionSigner::generate("https://jira.example.com").expect("signer"));
@@ -88,6 +113,11 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("session_check_full", |b| {
         b.iter(|| black_box(check(&sessions, &cache, &header)))
+    });
+
+    let memo = (ConnCookieMemo::default(), ConnIdentityMemo::default());
+    c.bench_function("session_check_connection", |b| {
+        b.iter(|| black_box(check_on_connection(&sessions, &cache, &header, &memo)))
     });
 
     // The first request with a cookie value (after sign-in or a touch): the memo
