@@ -554,7 +554,10 @@ fn to_origin_form<B>(req: &mut Request<B>, host: &HeaderValue) -> Result<(), Req
         *req.uri_mut() = Uri::from(pq);
     }
     *req.version_mut() = Version::HTTP_11;
-    if !host.is_empty() {
+    // Usually `host` is the request's own single `Host` header: nothing to change.
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let unchanged = matches!((hosts.next(), hosts.next()), (Some(h), None) if h == host);
+    if !host.is_empty() && !unchanged {
         req.headers_mut().insert(header::HOST, host.clone());
     }
     Ok(())
@@ -589,6 +592,34 @@ mod tests {
         to_origin_form(&mut req, &HeaderValue::from_static("a.example")).unwrap();
         assert_eq!(req.uri(), "/p?q=1");
         assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.headers()["host"], "a.example");
+    }
+
+    #[test]
+    fn the_upstream_gets_exactly_one_host_header_with_the_routed_host() {
+        // Already right: left as it is.
+        let mut req = Request::get("/p")
+            .header("host", "a.example")
+            .body(())
+            .unwrap();
+        to_origin_form(&mut req, &HeaderValue::from_static("a.example")).unwrap();
+        assert_eq!(req.headers().get_all("host").iter().count(), 1);
+        assert_eq!(req.headers()["host"], "a.example");
+        // Two Host headers (a smuggling attempt) become the one usher routed on.
+        let mut req = Request::get("/p")
+            .header("host", "a.example")
+            .header("host", "evil.example")
+            .body(())
+            .unwrap();
+        to_origin_form(&mut req, &HeaderValue::from_static("a.example")).unwrap();
+        let hosts: Vec<_> = req.headers().get_all("host").iter().collect();
+        assert_eq!(hosts, ["a.example"]);
+        // An absolute-form target's authority wins over a different Host header.
+        let mut req = Request::get("http://a.example/p")
+            .header("host", "b.example")
+            .body(())
+            .unwrap();
+        to_origin_form(&mut req, &HeaderValue::from_static("a.example")).unwrap();
         assert_eq!(req.headers()["host"], "a.example");
     }
 }
