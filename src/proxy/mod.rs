@@ -348,7 +348,7 @@ impl Proxy {
                 .resolve_on_connection(cookies.as_str(), now, &conn.memo.cookie)
                 .await;
             if let Some(s) = resolved.as_mut() {
-                // The session is shared with the cookie memo: copied only when it changes.
+                // The session is the connection memo's copy: copied only when it changes.
                 if s.revalidation_due(&self.sign_in.sessions.policy, now) {
                     match Box::pin(self.sign_in.revalidate(Arc::make_mut(s), now)).await {
                         Some(set) => refreshed_cookies = Some(set),
