@@ -46,7 +46,7 @@ impl AccessRecord {
             m.record(self.status.as_u16(), elapsed);
         }
         let now = self.wall + elapsed;
-        crate::telemetry::access_log::write_at(
+        crate::telemetry::access_log::write(
             now,
             &AccessLine {
                 method: self.method.as_str(),

@@ -153,23 +153,13 @@ fn is_forwarded_family(name: &str) -> bool {
         && FORWARDED_FAMILY.iter().any(|f| same_header(name, f))
 }
 
-/// The position in [`HOP_BY_HOP`] of a (lower-case, as `HeaderMap` keeps them)
-/// name, if it is hop-by-hop.
+/// The position in [`HOP_BY_HOP`] of a header name or `Connection` option (any
+/// case), if it is hop-by-hop.
 fn hop_by_hop_index(name: &str) -> Option<usize> {
     if HOP_BY_HOP_LENGTHS & length_bit(name.len()) == 0 {
         return None;
     }
-    HOP_BY_HOP.iter().position(|h| *h == name)
-}
-
-/// [`hop_by_hop_index`] for a `Connection` option, which may be in any case.
-fn hop_by_hop_index_any_case(token: &str) -> Option<usize> {
-    if HOP_BY_HOP_LENGTHS & length_bit(token.len()) == 0 {
-        return None;
-    }
-    HOP_BY_HOP
-        .iter()
-        .position(|h| h.eq_ignore_ascii_case(token))
+    HOP_BY_HOP.iter().position(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Step 1: removes every forged identity/assertion header, whatever its spelling
@@ -212,7 +202,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<UpgradeRequest> {
                 let token = token.trim();
                 if token.eq_ignore_ascii_case("upgrade") {
                     wants_upgrade = true;
-                } else if hop_by_hop_index_any_case(token).is_some() {
+                } else if hop_by_hop_index(token).is_some() {
                     // Removed below with the other hop-by-hop names if present
                     // (`keep-alive`, the most common option, among them).
                 } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {

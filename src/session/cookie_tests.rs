@@ -216,35 +216,24 @@ proptest! {
 #[test]
 fn usher_cookies_are_told_apart_in_one_walk() {
     let n = names();
-    assert_eq!(usher_cookies_in("", &n), UsherCookiesIn::None);
-    assert_eq!(
-        usher_cookies_in("JSESSIONID=a; b=2", &n),
-        UsherCookiesIn::None
-    );
-    // Look-alikes are not ours.
-    assert_eq!(
-        usher_cookies_in("__Host-_usherx=1; __Host-_usher_x=2", &n),
-        UsherCookiesIn::None
-    );
-    assert_eq!(
-        usher_cookies_in("__Host-_usher=1.a", &n),
-        UsherCookiesIn::All
-    );
-    assert_eq!(
-        usher_cookies_in(
+    for (header, expected) in [
+        ("", UsherCookiesIn::None),
+        ("JSESSIONID=a; b=2", UsherCookiesIn::None),
+        // Look-alikes are not ours.
+        ("__Host-_usherx=1; __Host-_usher_x=2", UsherCookiesIn::None),
+        ("__Host-_usher=1.a", UsherCookiesIn::All),
+        (
             "__Host-_usher=1.a;  __Host-_usher_1=b; __Host-_usher_login_k=c",
-            &n
+            UsherCookiesIn::All,
         ),
-        UsherCookiesIn::All
-    );
-    assert_eq!(
-        usher_cookies_in("__Host-_usher=1.a; JSESSIONID=x", &n),
-        UsherCookiesIn::Mixed
-    );
-    assert_eq!(
-        usher_cookies_in("JSESSIONID=x; __Host-_usher_login_k=c", &n),
-        UsherCookiesIn::Mixed
-    );
+        ("__Host-_usher=1.a; JSESSIONID=x", UsherCookiesIn::Mixed),
+        (
+            "JSESSIONID=x; __Host-_usher_login_k=c",
+            UsherCookiesIn::Mixed,
+        ),
+    ] {
+        assert_eq!(usher_cookies_in(header, &n), expected, "{header:?}");
+    }
 }
 
 #[test]

@@ -79,13 +79,9 @@ impl Drop for Batch {
     }
 }
 
-/// Writes one access-log line (if `RUST_LOG` lets `usher::access` through).
-pub fn write(line: &AccessLine<'_>) {
-    write_at(SystemTime::now(), line);
-}
-
-/// [`write`] for a caller that already knows the time (stamped `now`).
-pub fn write_at(now: SystemTime, line: &AccessLine<'_>) {
+/// Writes one access-log line stamped `now` (if `RUST_LOG` lets `usher::access`
+/// through). The caller passes the time it already has: a clock read costs.
+pub fn write(now: SystemTime, line: &AccessLine<'_>) {
     if !tracing::enabled!(target: "usher::access", tracing::Level::INFO) {
         return;
     }
