@@ -2,20 +2,23 @@
 //! check, and usher's own cookies taken out before forwarding (Tomcat's 8 KB
 //! header limit, and they are none of the upstream's business). A single header
 //! with nothing of ours in it — every request once the login cookies are gone —
-//! is neither copied nor rewritten.
+//! is neither copied nor rewritten, and a keep-alive connection that sends the
+//! same header again gets the same answer from [`ConnCookieForward`] without a
+//! second walk over it.
+
+use std::sync::Mutex;
 
 use http::header::{self, HeaderMap, HeaderValue};
 
 use crate::session::{strip_usher_cookies, usher_cookies_in, UsherCookieNames, UsherCookiesIn};
 
-/// The request's cookies as one string.
+/// The request's cookies as one value.
 pub enum RequestCookies {
     /// No `Cookie` header.
     Absent,
-    /// Exactly one header (HTTP/1.1) that is UTF-8 text, shared with the request,
-    /// not copied. (UTF-8 rather than `to_str`'s visible ASCII: a browser may send
-    /// a non-ASCII cookie of the upstream's, which must reach it unchanged, and
-    /// the ASCII check is a byte loop where UTF-8 validation is word-at-a-time.)
+    /// Exactly one header (HTTP/1.1), shared with the request, not copied. Its
+    /// bytes are read as they are: another site's cookie may be non-ASCII, or not
+    /// even UTF-8, and must reach the upstream unchanged.
     One(HeaderValue),
     /// Several headers (HTTP/2 sends crumbs), joined with `"; "`.
     Joined(String),
@@ -27,40 +30,109 @@ impl RequestCookies {
         let mut all = headers.get_all(header::COOKIE).iter();
         match (all.next(), all.next()) {
             (None, _) => RequestCookies::Absent,
-            (Some(v), None) if std::str::from_utf8(v.as_bytes()).is_ok() => {
-                RequestCookies::One(v.clone())
-            }
+            (Some(v), None) => RequestCookies::One(v.clone()),
             _ => RequestCookies::Joined(crate::auth::flow::cookie_header(headers)),
         }
     }
 
-    /// The cookies as text (`""` when there are none).
-    pub fn as_str(&self) -> &str {
+    /// The cookies' bytes (empty when there are none).
+    pub fn as_bytes(&self) -> &[u8] {
         match self {
-            RequestCookies::Absent => "",
-            RequestCookies::One(v) => std::str::from_utf8(v.as_bytes()).unwrap_or(""),
-            RequestCookies::Joined(s) => s,
+            RequestCookies::Absent => b"",
+            RequestCookies::One(v) => v.as_bytes(),
+            RequestCookies::Joined(s) => s.as_bytes(),
         }
     }
 
     /// Leaves only other sites' cookies in `headers` (one joined header), or none.
-    pub fn strip_ours(&self, headers: &mut HeaderMap, names: &UsherCookieNames) {
-        let text = self.as_str();
-        match (self, usher_cookies_in(text, names)) {
-            (RequestCookies::Absent, _) => {}
-            (RequestCookies::One(_), UsherCookiesIn::None) => {}
-            (_, UsherCookiesIn::All) => {
-                headers.remove(header::COOKIE);
-            }
-            // Mixed, or HTTP/2 crumbs to be joined into the one header HTTP/1.1 allows.
-            _ => {
-                headers.remove(header::COOKIE);
-                if let Some(kept) = strip_usher_cookies(text, names) {
-                    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)) {
-                        headers.insert(header::COOKIE, v);
-                    }
+    pub fn strip_ours(
+        &self,
+        headers: &mut HeaderMap,
+        names: &UsherCookieNames,
+        memo: &ConnCookieForward,
+    ) {
+        let forward = match self {
+            RequestCookies::Absent => return,
+            RequestCookies::One(v) => match memo.get(v.as_bytes()) {
+                Some(f) => f,
+                None => {
+                    let f = Forward::of(v.as_bytes(), names, true);
+                    memo.put(v.as_bytes(), f.clone());
+                    f
                 }
+            },
+            // HTTP/2 crumbs are always rewritten into the one header HTTP/1.1 allows.
+            RequestCookies::Joined(s) => Forward::of(s.as_bytes(), names, false),
+        };
+        match forward {
+            Forward::Unchanged => {}
+            Forward::Drop => {
+                headers.remove(header::COOKIE);
             }
+            Forward::Replace(v) => {
+                headers.insert(header::COOKIE, v);
+            }
+        }
+    }
+}
+
+/// What reaches the upstream in place of a request's `Cookie` header.
+#[derive(Clone)]
+enum Forward {
+    /// The header as received (nothing of usher's in it).
+    Unchanged,
+    /// No `Cookie` header at all (only usher's cookies were in it).
+    Drop,
+    /// The other sites' cookies, without usher's.
+    Replace(HeaderValue),
+}
+
+impl Forward {
+    /// `single`: the value is the request's one header, which may stay as it is.
+    fn of(cookies: &[u8], names: &UsherCookieNames, single: bool) -> Self {
+        match usher_cookies_in(cookies, names) {
+            UsherCookiesIn::None if single => Forward::Unchanged,
+            UsherCookiesIn::All => Forward::Drop,
+            _ => match strip_usher_cookies(cookies, names)
+                .and_then(|kept| HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)).ok())
+            {
+                Some(v) => Forward::Replace(v),
+                None => Forward::Drop,
+            },
+        }
+    }
+}
+
+/// One client connection's last `Cookie` header and what was forwarded for it.
+/// A browser sends the same header on every request of a keep-alive connection;
+/// remembering the answer saves walking a few hundred bytes of session cookie
+/// (and, when the header mixes usher's cookies with the upstream's, building the
+/// stripped copy) on each of them. Holds its own copy of the header, never a
+/// slice of the connection's read buffer (that would pin the buffer).
+#[derive(Default)]
+pub struct ConnCookieForward {
+    last: Mutex<Option<(Box<[u8]>, Forward)>>,
+}
+
+impl std::fmt::Debug for ConnCookieForward {
+    /// Never shows the cookie (it is a credential).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnCookieForward").finish_non_exhaustive()
+    }
+}
+
+impl ConnCookieForward {
+    fn get(&self, cookies: &[u8]) -> Option<Forward> {
+        let last = self.last.lock().ok()?;
+        match last.as_ref() {
+            Some((seen, forward)) if **seen == *cookies => Some(forward.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, cookies: &[u8], forward: Forward) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((cookies.into(), forward));
         }
     }
 }
@@ -84,9 +156,14 @@ mod tests {
         h
     }
 
+    /// What the upstream gets for `values`, on a fresh connection.
     fn forwarded(values: &[&str]) -> Vec<String> {
+        forwarded_on(&ConnCookieForward::default(), values)
+    }
+
+    fn forwarded_on(memo: &ConnCookieForward, values: &[&str]) -> Vec<String> {
         let mut h = headers(values);
-        RequestCookies::of(&h).strip_ours(&mut h, &names());
+        RequestCookies::of(&h).strip_ours(&mut h, &names(), memo);
         h.get_all(header::COOKIE)
             .iter()
             .map(|v| v.to_str().unwrap().to_owned())
@@ -116,38 +193,60 @@ mod tests {
         let mut h = headers(&["JSESSIONID=abc;  seraph=1"]);
         let cookies = RequestCookies::of(&h);
         assert!(matches!(cookies, RequestCookies::One(_)));
-        cookies.strip_ours(&mut h, &names());
+        cookies.strip_ours(&mut h, &names(), &ConnCookieForward::default());
         assert_eq!(h[header::COOKIE], "JSESSIONID=abc;  seraph=1");
     }
 
     #[test]
-    fn a_non_ascii_cookie_of_the_upstream_is_forwarded_unchanged() {
-        let value = HeaderValue::from_bytes("city=Zürich; _usher=x".as_bytes()).unwrap();
-        let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, value);
-        let cookies = RequestCookies::of(&h);
-        assert_eq!(cookies.as_str(), "city=Zürich; _usher=x");
-        cookies.strip_ours(&mut h, &names());
-        assert_eq!(h[header::COOKIE].as_bytes(), "city=Zürich".as_bytes());
-        // Not UTF-8: unreadable, so it cannot be shown to hold nothing of ours;
-        // it is dropped rather than risk forwarding usher's session cookie.
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_bytes(b"a=\xff; _usher=x").unwrap(),
-        );
-        let cookies = RequestCookies::of(&h);
-        assert_eq!(cookies.as_str(), "");
-        cookies.strip_ours(&mut h, &names());
-        assert!(!h.contains_key(header::COOKIE));
+    fn cookies_that_are_not_ascii_or_not_utf8_reach_the_upstream_unchanged() {
+        for (sent, kept) in [
+            (
+                &"city=Zürich; _usher=x".as_bytes()[..],
+                &"city=Zürich".as_bytes()[..],
+            ),
+            // Latin-1, not UTF-8: still bytes to pass on, and usher's still goes.
+            (b"a=\xff; _usher=x", b"a=\xff"),
+            (b"_usher=x; a=\xff", b"a=\xff"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, HeaderValue::from_bytes(sent).unwrap());
+            let cookies = RequestCookies::of(&h);
+            assert_eq!(cookies.as_bytes(), sent);
+            cookies.strip_ours(&mut h, &names(), &ConnCookieForward::default());
+            assert_eq!(h[header::COOKIE].as_bytes(), kept);
+        }
     }
 
     #[test]
     fn http2_crumbs_are_joined_into_one_header() {
         let h = headers(&["a=1", "_usher=x", "b=2"]);
-        assert_eq!(RequestCookies::of(&h).as_str(), "a=1; _usher=x; b=2");
+        assert_eq!(RequestCookies::of(&h).as_bytes(), b"a=1; _usher=x; b=2");
         assert_eq!(forwarded(&["a=1", "_usher=x", "b=2"]), ["a=1; b=2"]);
         assert_eq!(forwarded(&["a=1", "b=2"]), ["a=1; b=2"]);
-        assert_eq!(RequestCookies::of(&HeaderMap::new()).as_str(), "");
+        assert_eq!(forwarded(&["_usher=x", "_usher_1=y"]), Vec::<String>::new());
+        assert_eq!(RequestCookies::of(&HeaderMap::new()).as_bytes(), b"");
+    }
+
+    #[test]
+    fn a_connection_remembers_only_its_last_header_and_answers_alike() {
+        let memo = ConnCookieForward::default();
+        for _ in 0..2 {
+            assert_eq!(forwarded_on(&memo, &["a=1; _usher=x"]), ["a=1"]);
+        }
+        // Another header on the same connection is read afresh, every time.
+        assert_eq!(forwarded_on(&memo, &["_usher=y"]), Vec::<String>::new());
+        assert_eq!(forwarded_on(&memo, &["b=2"]), ["b=2"]);
+        assert_eq!(forwarded_on(&memo, &["a=1; _usher=x"]), ["a=1"]);
+        assert_eq!(forwarded_on(&memo, &["a=1; _usher=x; c=3"]), ["a=1; c=3"]);
+        // Crumbs never come from (or go into) the memo.
+        assert_eq!(
+            forwarded_on(&memo, &["a=1", "_usher=x", "c=3"]),
+            ["a=1; c=3"]
+        );
+        assert_eq!(forwarded_on(&memo, &["a=1; _usher=x; c=3"]), ["a=1; c=3"]);
+        assert!(
+            !format!("{memo:?}").contains("_usher"),
+            "the cookie is never shown"
+        );
     }
 }

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 /// Compares a header name with a policy name, ignoring ASCII case and treating
@@ -196,17 +196,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<UpgradeRequest> {
     let mut listed: Vec<HeaderName> = Vec::new();
     let mut wants_upgrade = false;
     if present & 1 << CONNECTION_INDEX != 0 {
-        for value in headers.get_all(header::CONNECTION) {
-            let Ok(text) = value.to_str() else { continue };
-            for token in text.split(',') {
-                let token = token.trim();
-                if token.eq_ignore_ascii_case("upgrade") {
-                    wants_upgrade = true;
-                } else if hop_by_hop_index(token).is_some() {
-                    // Removed below with the other hop-by-hop names if present
-                    // (`keep-alive`, the most common option, among them).
-                } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                    listed.push(name);
+        // Read and removed in one look-up.
+        if let Entry::Occupied(entry) = headers.entry(header::CONNECTION) {
+            for value in entry.remove_entry_mult().1 {
+                // An upstream's usual `keep-alive` names only a hop-by-hop header,
+                // removed below if present: nothing to split or look up.
+                if value.as_bytes().eq_ignore_ascii_case(b"keep-alive") {
+                    continue;
+                }
+                let Ok(text) = value.to_str() else { continue };
+                for token in text.split(',') {
+                    let token = token.trim();
+                    if token.eq_ignore_ascii_case("upgrade") {
+                        wants_upgrade = true;
+                    } else if hop_by_hop_index(token).is_some() {
+                        // Removed below with the other hop-by-hop names if present.
+                    } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                        listed.push(name);
+                    }
                 }
             }
         }
@@ -222,8 +229,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<UpgradeRequest> {
     for name in listed {
         headers.remove(&name);
     }
+    // `Connection` itself is already gone.
+    let rest = present & !(1 << CONNECTION_INDEX);
     for (i, name) in HOP_BY_HOP_NAMES.iter().enumerate() {
-        if present & 1 << i != 0 {
+        if rest & 1 << i != 0 {
             headers.remove(name);
         }
     }
@@ -513,6 +522,26 @@ mod tests {
         assert_eq!(up, None);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("cookie"));
+    }
+
+    #[test]
+    fn a_plain_keep_alive_value_does_not_hide_the_next_connection_line() {
+        // The usual upstream answer: only `Connection` goes.
+        let mut h = map(&[("connection", "keep-alive"), ("etag", "\"x\"")]);
+        assert_eq!(strip_hop_by_hop(&mut h), None);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("etag"));
+        // A `keep-alive` line skipped without parsing; the next one still counts.
+        let mut h = map(&[
+            ("connection", "Keep-Alive"),
+            ("connection", "x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("etag", "\"x\""),
+        ]);
+        assert_eq!(strip_hop_by_hop(&mut h), None);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("etag"));
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct ConnMemo {
     pub cookie: crate::session::conn_memo::ConnCookieMemo,
     /// The last identity headers and assertion sent.
     pub identity: crate::auth::assertion::ConnIdentityMemo,
+    /// What was forwarded for the last `Cookie` header (usher's cookies taken out).
+    pub forward_cookie: cookies::ConnCookieForward,
 }
 
 impl ConnInfo {
@@ -345,7 +347,7 @@ impl Proxy {
             let mut resolved = self
                 .sign_in
                 .sessions
-                .resolve_on_connection(cookies.as_str(), now, &conn.memo.cookie)
+                .resolve_on_connection(cookies.as_bytes(), now, &conn.memo.cookie)
                 .await;
             if let Some(s) = resolved.as_mut() {
                 // The session is the connection memo's copy: copied only when it changes.
@@ -383,7 +385,11 @@ impl Proxy {
         }
         // usher's own cookies never reach the upstream (Tomcat's 8 KB header limit,
         // and they are none of its business).
-        cookies.strip_ours(req.headers_mut(), self.sign_in.cookie_names());
+        cookies.strip_ours(
+            req.headers_mut(),
+            self.sign_in.cookie_names(),
+            &conn.memo.forward_cookie,
+        );
 
         let upgrade = headers::strip_hop_by_hop(req.headers_mut());
         let trusted = headers::is_trusted(conn.peer.ip(), &self.trusted);

@@ -14,7 +14,7 @@ use super::CookiePayload;
 /// The last `Cookie` header of one connection and what its session cookie held.
 #[derive(Default)]
 pub struct ConnCookieMemo {
-    last: Mutex<Option<(Box<str>, CookiePayload)>>,
+    last: Mutex<Option<(Box<[u8]>, CookiePayload)>>,
 }
 
 impl std::fmt::Debug for ConnCookieMemo {
@@ -26,7 +26,7 @@ impl std::fmt::Debug for ConnCookieMemo {
 
 impl ConnCookieMemo {
     /// The payload remembered for exactly this `Cookie` header, if any.
-    pub fn get(&self, cookie_header: &str) -> Option<CookiePayload> {
+    pub fn get(&self, cookie_header: &[u8]) -> Option<CookiePayload> {
         let last = self.last.lock().ok()?;
         match last.as_ref() {
             Some((header, payload)) if **header == *cookie_header => Some(payload.clone()),
@@ -35,7 +35,7 @@ impl ConnCookieMemo {
     }
 
     /// Remembers `payload` (decoded from `cookie_header`), replacing the last one.
-    pub fn put(&self, cookie_header: &str, payload: CookiePayload) {
+    pub fn put(&self, cookie_header: &[u8], payload: CookiePayload) {
         if let Ok(mut last) = self.last.lock() {
             *last = Some((cookie_header.into(), payload));
         }
@@ -53,14 +53,18 @@ mod tests {
     #[test]
     fn only_the_exact_last_header_hits() {
         let m = ConnCookieMemo::default();
-        assert_eq!(m.get("_usher=1.a"), None);
-        m.put("_usher=1.a", payload("s1"));
-        assert_eq!(m.get("_usher=1.a"), Some(payload("s1")));
-        assert_eq!(m.get("_usher=1.a; x=1"), None);
-        assert_eq!(m.get("_usher=1.b"), None);
-        m.put("_usher=1.b", payload("s2"));
-        assert_eq!(m.get("_usher=1.a"), None, "one header remembered, the last");
-        assert_eq!(m.get("_usher=1.b"), Some(payload("s2")));
+        assert_eq!(m.get(b"_usher=1.a"), None);
+        m.put(b"_usher=1.a", payload("s1"));
+        assert_eq!(m.get(b"_usher=1.a"), Some(payload("s1")));
+        assert_eq!(m.get(b"_usher=1.a; x=1"), None);
+        assert_eq!(m.get(b"_usher=1.b"), None);
+        m.put(b"_usher=1.b", payload("s2"));
+        assert_eq!(
+            m.get(b"_usher=1.a"),
+            None,
+            "one header remembered, the last"
+        );
+        assert_eq!(m.get(b"_usher=1.b"), Some(payload("s2")));
         assert!(
             !format!("{m:?}").contains("1.b"),
             "the cookie is never shown"

@@ -300,21 +300,29 @@ impl CookieCodec {
 /// The value of cookie `name` in a `Cookie` header (first occurrence), without parsing
 /// or decoding anything else.
 pub fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    pieces(header).find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k.trim() == name).then(|| v.trim())
+    pieces(header.as_bytes()).find_map(|pair| {
+        let eq = memchr::memchr(b'=', pair)?;
+        let (k, v) = (pair.get(..eq)?, pair.get(eq + 1..)?);
+        (k.trim_ascii() == name.as_bytes()).then(|| sub_str(header, v.trim_ascii()))?
     })
 }
 
-/// The `;`-separated pieces of a `Cookie` header value, like `split(';')` but
+/// `part` (a sub-slice of `whole`, cut at ASCII bytes) as text again, without
+/// validating it a second time.
+fn sub_str<'a>(whole: &'a str, part: &[u8]) -> Option<&'a str> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    whole.get(start..start + part.len())
+}
+
+/// The `;`-separated pieces of a `Cookie` header value, like `split(b';')` but
 /// found with SIMD `memchr`: usher's session cookie is a few hundred bytes of
-/// sealed text that every signed-in request walks over.
-fn pieces(header: &str) -> impl Iterator<Item = &str> {
+/// sealed text that every signed-in request walks over. Bytes, not text: the
+/// proxy forwards other sites' cookies byte for byte, whatever their encoding.
+fn pieces(header: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(header);
     std::iter::from_fn(move || {
         let r = rest?;
-        match memchr::memchr(b';', r.as_bytes()) {
-            // `;` is ASCII, so both sides of it are character boundaries.
+        match memchr::memchr(b';', r) {
             Some(i) => {
                 rest = r.get(i + 1..);
                 r.get(..i)
@@ -338,13 +346,15 @@ pub struct UsherCookieNames {
 
 impl UsherCookieNames {
     /// True for the session cookie, its chunks `name_1..`, and login-state cookies.
-    pub fn is_ours(&self, name: &str) -> bool {
-        if name == self.session || name.starts_with(&self.login_prefix) {
+    pub fn is_ours(&self, name: impl AsRef<[u8]>) -> bool {
+        let name = name.as_ref();
+        let session = self.session.as_bytes();
+        if name == session || name.starts_with(self.login_prefix.as_bytes()) {
             return true;
         }
-        name.strip_prefix(&self.session)
-            .and_then(|rest| rest.strip_prefix('_'))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        name.strip_prefix(session)
+            .and_then(|rest| rest.strip_prefix(b"_"))
+            .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
     }
 }
 
@@ -362,7 +372,7 @@ pub enum UsherCookiesIn {
 
 /// One walk over the pairs that tells [`UsherCookiesIn`] (a signed-in request
 /// usually carries only usher's cookie, and then nothing is copied).
-pub fn usher_cookies_in(header: &str, names: &UsherCookieNames) -> UsherCookiesIn {
+pub fn usher_cookies_in(header: &[u8], names: &UsherCookieNames) -> UsherCookiesIn {
     let (mut ours, mut others) = (false, false);
     for (name, _) in cookie_pairs(header) {
         if names.is_ours(name) {
@@ -382,27 +392,28 @@ pub fn usher_cookies_in(header: &str, names: &UsherCookieNames) -> UsherCookiesI
 }
 
 /// The non-empty `name=value` pairs of a `Cookie` header value, with their names.
-fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     pieces(header).filter_map(|pair| {
-        let pair = pair.trim_start_matches([' ', '\t']);
-        let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
-        (!pair.is_empty()).then_some((name, pair))
+        let start = pair.iter().position(|b| !matches!(b, b' ' | b'\t'))?;
+        let pair = pair.get(start..)?;
+        let name = memchr::memchr(b'=', pair).map_or(pair, |eq| pair.get(..eq).unwrap_or(pair));
+        Some((name.trim_ascii(), pair))
     })
 }
 
 /// Removes usher's cookies from a `Cookie` header value before forwarding; every
 /// other cookie pair is kept byte-exact and in order (joined with `"; "`). `None`
 /// when nothing is left (drop the header).
-pub fn strip_usher_cookies(header: &str, names: &UsherCookieNames) -> Option<String> {
-    let mut out = String::with_capacity(header.len());
+pub fn strip_usher_cookies(header: &[u8], names: &UsherCookieNames) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(header.len());
     for (name, pair) in cookie_pairs(header) {
         if names.is_ours(name) {
             continue;
         }
         if !out.is_empty() {
-            out.push_str("; ");
+            out.extend_from_slice(b"; ");
         }
-        out.push_str(pair);
+        out.extend_from_slice(pair);
     }
     (!out.is_empty()).then_some(out)
 }

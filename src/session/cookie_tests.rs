@@ -207,8 +207,8 @@ proptest! {
     /// The memchr walk cuts exactly where `split(';')` does.
     #[test]
     fn pieces_match_split(s in "[a-z=; \t\u{e9}]{0,40}") {
-        let ours: Vec<&str> = pieces(&s).collect();
-        let std: Vec<&str> = s.split(';').collect();
+        let ours: Vec<&[u8]> = pieces(s.as_bytes()).collect();
+        let std: Vec<&[u8]> = s.split(';').map(str::as_bytes).collect();
         prop_assert_eq!(ours, std);
     }
 }
@@ -232,29 +232,42 @@ fn usher_cookies_are_told_apart_in_one_walk() {
             UsherCookiesIn::Mixed,
         ),
     ] {
-        assert_eq!(usher_cookies_in(header, &n), expected, "{header:?}");
+        assert_eq!(
+            usher_cookies_in(header.as_bytes(), &n),
+            expected,
+            "{header:?}"
+        );
     }
 }
 
 #[test]
 fn strip_removes_only_usher_cookies_and_keeps_others_exact() {
+    let strip = |h: &str| strip_usher_cookies(h.as_bytes(), &names());
     let header = "JSESSIONID=AbC.node1; __Host-_usher=1.xyz; atl.xsrf.token=B|x|lin; __Host-_usher_1=abc; __Host-_usher_login_k3j=zz;seraph.rememberme.cookie=1%3A2; __Host-_usher_x=keep; __Host-_usher_12=gone";
-    let out = strip_usher_cookies(header, &names()).unwrap();
     assert_eq!(
-        out,
-        "JSESSIONID=AbC.node1; atl.xsrf.token=B|x|lin; seraph.rememberme.cookie=1%3A2; __Host-_usher_x=keep"
+        strip(header).as_deref(),
+        Some(&b"JSESSIONID=AbC.node1; atl.xsrf.token=B|x|lin; seraph.rememberme.cookie=1%3A2; __Host-_usher_x=keep"[..])
     );
+    assert_eq!(strip("__Host-_usher=1.a; __Host-_usher_1=b"), None);
+    assert_eq!(strip(""), None);
     assert_eq!(
-        strip_usher_cookies("__Host-_usher=1.a; __Host-_usher_1=b", &names()),
-        None
+        strip("a=\"quoted; v\"").as_deref(),
+        Some(&b"a=\"quoted; v\""[..])
     );
-    assert_eq!(strip_usher_cookies("", &names()), None);
+    assert_eq!(strip("flag; b=2").as_deref(), Some(&b"flag; b=2"[..]));
+    // Bytes that are not UTF-8 (a legacy site's Latin-1 cookie) pass unchanged.
     assert_eq!(
-        strip_usher_cookies("a=\"quoted; v\"", &names()).as_deref(),
-        Some("a=\"quoted; v\"")
+        strip_usher_cookies(b"city=Z\xfcrich; __Host-_usher=1.a", &names()).as_deref(),
+        Some(&b"city=Z\xfcrich"[..])
     );
-    assert_eq!(
-        strip_usher_cookies("flag; b=2", &names()).as_deref(),
-        Some("flag; b=2")
-    );
+}
+
+#[test]
+fn find_cookie_returns_the_first_trimmed_value() {
+    let header = " a=1 ;__Host-_usher = 1.xyz ; __Host-_usher=second; é=2";
+    assert_eq!(find_cookie(header, "__Host-_usher"), Some("1.xyz"));
+    assert_eq!(find_cookie(header, "é"), Some("2"));
+    assert_eq!(find_cookie(header, "a"), Some("1"));
+    assert_eq!(find_cookie(header, "b"), None);
+    assert_eq!(find_cookie("flag; __Host-_usher", "__Host-_usher"), None);
 }

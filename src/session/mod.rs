@@ -290,14 +290,16 @@ impl Sessions {
     /// read is the connection's own copy (see [`conn_memo`]).
     pub async fn resolve_on_connection(
         &self,
-        cookie_header: &str,
+        cookie_header: &[u8],
         now: SystemTime,
         memo: &conn_memo::ConnCookieMemo,
     ) -> Option<Arc<Session>> {
         let payload = match memo.get(cookie_header) {
             Some(p) => p,
             None => {
-                let p = self.payload(cookie_header)?.worker_copy();
+                // A header that is not UTF-8 cannot hold a cookie usher sealed.
+                let text = std::str::from_utf8(cookie_header).ok()?;
+                let p = self.payload(text)?.worker_copy();
                 memo.put(cookie_header, p.clone());
                 p
             }

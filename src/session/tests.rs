@@ -301,11 +301,11 @@ async fn a_connection_remembers_its_cookie_but_never_skips_a_check() {
     let memo = ConnCookieMemo::default();
     let a_header = header_from(&c.issue(&alice, now).await.unwrap());
     let first = c
-        .resolve_on_connection(&a_header, now, &memo)
+        .resolve_on_connection(a_header.as_bytes(), now, &memo)
         .await
         .unwrap();
     let second = c
-        .resolve_on_connection(&a_header, now, &memo)
+        .resolve_on_connection(a_header.as_bytes(), now, &memo)
         .await
         .unwrap();
     let shared = c.resolve_shared(&a_header, now).await.unwrap();
@@ -318,19 +318,28 @@ async fn a_connection_remembers_its_cookie_but_never_skips_a_check() {
     // Another cookie on the same connection is another person.
     let b_header = header_from(&c.issue(&bob, now).await.unwrap());
     let b = c
-        .resolve_on_connection(&b_header, now, &memo)
+        .resolve_on_connection(b_header.as_bytes(), now, &memo)
         .await
         .unwrap();
     assert_eq!(b.sub, "b");
     // Garbage is never remembered, and a remembered session still expires.
     assert_eq!(
-        c.resolve_on_connection("_usher=1.garbage", now, &memo)
+        c.resolve_on_connection(b"_usher=1.garbage", now, &memo)
             .await,
         None
     );
+    // A header that is not UTF-8 holds no session usher sealed.
     assert_eq!(
-        c.resolve_on_connection(&a_header, now + Duration::from_secs(2 * 3600), &memo)
-            .await,
+        c.resolve_on_connection(b"_usher=1.\xff", now, &memo).await,
+        None
+    );
+    assert_eq!(
+        c.resolve_on_connection(
+            a_header.as_bytes(),
+            now + Duration::from_secs(2 * 3600),
+            &memo
+        )
+        .await,
         None
     );
     // Memory store: revocation is seen on the very next request of the connection.
@@ -339,8 +348,17 @@ async fn a_connection_remembers_its_cookie_but_never_skips_a_check() {
         .unwrap();
     let memo = ConnCookieMemo::default();
     let header = header_from(&m.issue(&alice, now).await.unwrap());
-    assert!(m.resolve_on_connection(&header, now, &memo).await.is_some());
-    assert!(m.resolve_on_connection(&header, now, &memo).await.is_some());
+    assert!(m
+        .resolve_on_connection(header.as_bytes(), now, &memo)
+        .await
+        .is_some());
+    assert!(m
+        .resolve_on_connection(header.as_bytes(), now, &memo)
+        .await
+        .is_some());
     m.store.revoke(&alice.id).await.unwrap();
-    assert_eq!(m.resolve_on_connection(&header, now, &memo).await, None);
+    assert_eq!(
+        m.resolve_on_connection(header.as_bytes(), now, &memo).await,
+        None
+    );
 }
