@@ -87,7 +87,7 @@ fn check_on_connection(
 ) -> usize {
     let now = SystemTime::now();
     let s = sessions
-        .resolve_on_connection(black_box(header), now, &memo.0)
+        .resolve_on_connection(black_box(header.as_bytes()), now, &memo.0)
         .now_or_never()
         .flatten()
         .expect("valid session");

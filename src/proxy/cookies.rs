@@ -200,10 +200,7 @@ mod tests {
     #[test]
     fn cookies_that_are_not_ascii_or_not_utf8_reach_the_upstream_unchanged() {
         for (sent, kept) in [
-            (
-                &"city=Zürich; _usher=x".as_bytes()[..],
-                &"city=Zürich".as_bytes()[..],
-            ),
+            ("city=Zürich; _usher=x".as_bytes(), "city=Zürich".as_bytes()),
             // Latin-1, not UTF-8: still bytes to pass on, and usher's still goes.
             (b"a=\xff; _usher=x", b"a=\xff"),
             (b"_usher=x; a=\xff", b"a=\xff"),
