@@ -17,6 +17,7 @@
 #
 #   bash bench/proxy.sh                 # 5 rounds of 10 s
 #   ROUNDS=7 DURATION=15 bash bench/proxy.sh
+#   USHER_BIN=target/pgo/release/usher bash bench/proxy.sh   # a build of bench/pgo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -26,9 +27,11 @@ CONNS=${CONNS:-64}
 . bench/common.sh
 bench_install wrk
 
-cargo build --release --quiet
+USHER=${USHER_BIN:-target/release/usher}
+[ -n "${USHER_BIN:-}" ] || cargo build --release --quiet
+[ -x "$USHER" ] || { echo "no usher binary at $USHER" >&2; exit 1; }
 cargo build --release --quiet --example hyper_floor
-USHER=target/release/usher
+echo "usher binary: $USHER" >&2
 FLOOR=target/release/examples/hyper_floor
 
 bench_workdir usher-bench

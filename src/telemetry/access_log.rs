@@ -191,30 +191,39 @@ enum Value<'a> {
 }
 
 impl<'a> AccessLine<'a> {
-    /// The fields in the order both shapes print them (the subscriber's order).
+    /// The fields in the order both shapes print them (the subscriber's order),
+    /// each keyed as the text line writes it (` name=`: one copy per field
+    /// instead of three); [`json_name`] gives the bare name.
     fn fields(&self) -> [(&'static str, Value<'a>); 9] {
         [
-            ("method", Value::Text(self.method)),
-            ("host", Value::Text(self.host)),
-            ("path", Value::Text(self.path)),
-            ("status", Value::Number(u64::from(self.status))),
-            ("bytes", Value::Number(self.bytes)),
-            ("duration_us", Value::Number(self.duration_us)),
-            ("upstream", Value::Text(self.upstream)),
-            ("request_id", Value::Text(self.request_id)),
-            ("user", Value::Text(self.user)),
+            (" method=", Value::Text(self.method)),
+            (" host=", Value::Text(self.host)),
+            (" path=", Value::Text(self.path)),
+            (" status=", Value::Number(u64::from(self.status))),
+            (" bytes=", Value::Number(self.bytes)),
+            (" duration_us=", Value::Number(self.duration_us)),
+            (" upstream=", Value::Text(self.upstream)),
+            (" request_id=", Value::Text(self.request_id)),
+            (" user=", Value::Text(self.user)),
         ]
     }
 }
 
+/// `name` of a ` name=` field key.
+fn json_name(key: &'static str) -> &'static str {
+    key.strip_prefix(' ')
+        .and_then(|k| k.strip_suffix('='))
+        .unwrap_or(key)
+}
+
 fn format_text(out: &mut Vec<u8>, ts: &[u8], l: &AccessLine<'_>) {
     let mut num = itoa::Buffer::new();
+    // One growth check for the line instead of one per piece.
+    out.reserve(160 + l.host.len() + l.path.len() + l.request_id.len() + l.user.len());
     out.extend_from_slice(ts);
     out.extend_from_slice(b"  INFO usher::access:");
     for (key, value) in l.fields() {
-        out.push(b' ');
         out.extend_from_slice(key.as_bytes());
-        out.push(b'=');
         match value {
             Value::Text(t) => out.extend_from_slice(t.as_bytes()),
             Value::Number(n) => out.extend_from_slice(num.format(n).as_bytes()),
@@ -229,7 +238,7 @@ fn format_json(out: &mut Vec<u8>, ts: &[u8], l: &AccessLine<'_>) {
     out.extend_from_slice(ts);
     out.extend_from_slice(b"\",\"level\":\"INFO\"");
     for (key, value) in l.fields() {
-        json_key(out, key);
+        json_key(out, json_name(key));
         match value {
             Value::Text(t) => json_string(out, t),
             Value::Number(n) => out.extend_from_slice(num.format(n).as_bytes()),
