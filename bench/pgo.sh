@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds target/pgo/release/usher: the release build, optimized with a profile
-# of usher's own hot paths (profile-guided optimization, as rustc and the large
-# proxies ship). It cut CPU per signed-in request by 12% on the benchmark
-# machine (BENCHMARKS.md); the default `cargo build --release` stays portable
-# and is what the tests and `cargo run --release -- demo` use.
+# of usher's own hot paths (profile-guided optimization). Served side by side
+# with the default build it used 12% less CPU per signed-in request
+# (BENCHMARKS.md, with the open question about its tail latency in
+# bench/proxy.sh); the default
+# `cargo build --release` stays portable and is what the tests and
+# `cargo run --release -- demo` use.
 #
 # How: an instrumented build serves a loopback training load for about 30 s
 # (signed in and signed out, small and 1 MiB bodies, redirects to sign-in,
