@@ -539,13 +539,12 @@ pub struct PageContext<'a> {
 pub fn cookie_header(headers: &HeaderMap) -> String {
     let mut out = String::new();
     for v in headers.get_all(header::COOKIE) {
-        // UTF-8, like `proxy::cookies`: a non-ASCII cookie is still a cookie.
-        if let Ok(s) = std::str::from_utf8(v.as_bytes()) {
-            if !out.is_empty() {
-                out.push_str("; ");
-            }
-            out.push_str(s);
+        if !out.is_empty() {
+            out.push_str("; ");
         }
+        // Read for usher's own (ASCII) cookies only: another site's cookie that
+        // is not UTF-8 becomes U+FFFD here instead of hiding them.
+        out.push_str(&String::from_utf8_lossy(v.as_bytes()));
     }
     out
 }
@@ -582,4 +581,29 @@ fn redirect(location: &str, set: Vec<String>) -> Response<Bytes> {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     append_cookies(h, set);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cookie_that_is_not_utf8_does_not_hide_usher_s() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"city=Z\xfcrich; _usher_login_k=1.a").unwrap(),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("_usher=1.b"));
+        let joined = cookie_header(&h);
+        assert_eq!(joined, "city=Z\u{fffd}rich; _usher_login_k=1.a; _usher=1.b");
+        assert_eq!(
+            crate::session::cookie::find_cookie(&joined, "_usher_login_k"),
+            Some("1.a")
+        );
+        assert_eq!(
+            crate::session::cookie::find_cookie(&joined, "_usher"),
+            Some("1.b")
+        );
+    }
 }

@@ -20,8 +20,8 @@ pub enum RequestCookies {
     /// bytes are read as they are: another site's cookie may be non-ASCII, or not
     /// even UTF-8, and must reach the upstream unchanged.
     One(HeaderValue),
-    /// Several headers (HTTP/2 sends crumbs), joined with `"; "`.
-    Joined(String),
+    /// Several headers (HTTP/2 sends crumbs), their bytes joined with `"; "`.
+    Joined(Vec<u8>),
 }
 
 impl RequestCookies {
@@ -31,7 +31,16 @@ impl RequestCookies {
         match (all.next(), all.next()) {
             (None, _) => RequestCookies::Absent,
             (Some(v), None) => RequestCookies::One(v.clone()),
-            _ => RequestCookies::Joined(crate::auth::flow::cookie_header(headers)),
+            _ => {
+                let mut joined = Vec::new();
+                for v in headers.get_all(header::COOKIE) {
+                    if !joined.is_empty() {
+                        joined.extend_from_slice(b"; ");
+                    }
+                    joined.extend_from_slice(v.as_bytes());
+                }
+                RequestCookies::Joined(joined)
+            }
         }
     }
 
@@ -40,7 +49,7 @@ impl RequestCookies {
         match self {
             RequestCookies::Absent => b"",
             RequestCookies::One(v) => v.as_bytes(),
-            RequestCookies::Joined(s) => s.as_bytes(),
+            RequestCookies::Joined(b) => b,
         }
     }
 
@@ -62,7 +71,7 @@ impl RequestCookies {
                 }
             },
             // HTTP/2 crumbs are always rewritten into the one header HTTP/1.1 allows.
-            RequestCookies::Joined(s) => Forward::of(s.as_bytes(), names, false),
+            RequestCookies::Joined(b) => Forward::of(b, names, false),
         };
         match forward {
             Forward::Unchanged => {}
@@ -212,6 +221,19 @@ mod tests {
             cookies.strip_ours(&mut h, &names(), &ConnCookieForward::default());
             assert_eq!(h[header::COOKIE].as_bytes(), kept);
         }
+    }
+
+    #[test]
+    fn http2_crumbs_that_are_not_utf8_are_joined_byte_exact() {
+        let mut h = HeaderMap::new();
+        for crumb in [&b"a=\xff"[..], b"_usher=x", b"b=2"] {
+            h.append(header::COOKIE, HeaderValue::from_bytes(crumb).unwrap());
+        }
+        let cookies = RequestCookies::of(&h);
+        assert_eq!(cookies.as_bytes(), b"a=\xff; _usher=x; b=2");
+        cookies.strip_ours(&mut h, &names(), &ConnCookieForward::default());
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h[header::COOKIE].as_bytes(), b"a=\xff; b=2");
     }
 
     #[test]

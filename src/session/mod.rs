@@ -297,9 +297,11 @@ impl Sessions {
         let payload = match memo.get(cookie_header) {
             Some(p) => p,
             None => {
-                // A header that is not UTF-8 cannot hold a cookie usher sealed.
-                let text = std::str::from_utf8(cookie_header).ok()?;
-                let p = self.payload(text)?.worker_copy();
+                // usher's cookies are ASCII; another site's that is not UTF-8
+                // (a legacy Latin-1 value) must not hide them. Borrowed, not
+                // copied, when the header is UTF-8.
+                let text = String::from_utf8_lossy(cookie_header);
+                let p = self.payload(&text)?.worker_copy();
                 memo.put(cookie_header, p.clone());
                 p
             }

@@ -328,11 +328,16 @@ async fn a_connection_remembers_its_cookie_but_never_skips_a_check() {
             .await,
         None
     );
-    // A header that is not UTF-8 holds no session usher sealed.
+    // A session cookie that is not UTF-8 is no session usher sealed; another
+    // site's cookie that is not UTF-8 does not hide a real one.
     assert_eq!(
         c.resolve_on_connection(b"_usher=1.\xff", now, &memo).await,
         None
     );
+    let mut latin1 = b"city=Z\xfcrich; ".to_vec();
+    latin1.extend_from_slice(a_header.as_bytes());
+    let found = c.resolve_on_connection(&latin1, now, &memo).await;
+    assert_eq!(found.map(|s| s.sub.clone()), Some("a".to_string()));
     assert_eq!(
         c.resolve_on_connection(
             a_header.as_bytes(),
