@@ -6,10 +6,9 @@
 //! same header again gets the same answer from [`ConnCookieForward`] without a
 //! second walk over it.
 
-use std::sync::Mutex;
-
 use http::header::{self, HeaderMap, HeaderValue};
 
+use crate::session::conn_memo::LastCookieHeader;
 use crate::session::{strip_usher_cookies, usher_cookies_in, UsherCookieNames, UsherCookiesIn};
 
 /// The request's cookies as one value.
@@ -87,7 +86,7 @@ impl RequestCookies {
 
 /// What reaches the upstream in place of a request's `Cookie` header.
 #[derive(Clone)]
-enum Forward {
+pub enum Forward {
     /// The header as received (nothing of usher's in it).
     Unchanged,
     /// No `Cookie` header at all (only usher's cookies were in it).
@@ -116,35 +115,8 @@ impl Forward {
 /// A browser sends the same header on every request of a keep-alive connection;
 /// remembering the answer saves walking a few hundred bytes of session cookie
 /// (and, when the header mixes usher's cookies with the upstream's, building the
-/// stripped copy) on each of them. Holds its own copy of the header, never a
-/// slice of the connection's read buffer (that would pin the buffer).
-#[derive(Default)]
-pub struct ConnCookieForward {
-    last: Mutex<Option<(Box<[u8]>, Forward)>>,
-}
-
-impl std::fmt::Debug for ConnCookieForward {
-    /// Never shows the cookie (it is a credential).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnCookieForward").finish_non_exhaustive()
-    }
-}
-
-impl ConnCookieForward {
-    fn get(&self, cookies: &[u8]) -> Option<Forward> {
-        let last = self.last.lock().ok()?;
-        match last.as_ref() {
-            Some((seen, forward)) if **seen == *cookies => Some(forward.clone()),
-            _ => None,
-        }
-    }
-
-    fn put(&self, cookies: &[u8], forward: Forward) {
-        if let Ok(mut last) = self.last.lock() {
-            *last = Some((cookies.into(), forward));
-        }
-    }
-}
+/// stripped copy) on each of them.
+pub type ConnCookieForward = LastCookieHeader<Forward>;
 
 #[cfg(test)]
 mod tests {

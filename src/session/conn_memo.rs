@@ -12,32 +12,45 @@ use std::sync::Mutex;
 use super::CookiePayload;
 
 /// The last `Cookie` header of one connection and what its session cookie held.
-#[derive(Default)]
-pub struct ConnCookieMemo {
-    last: Mutex<Option<(Box<[u8]>, CookiePayload)>>,
+pub type ConnCookieMemo = LastCookieHeader<CookiePayload>;
+
+/// One connection's last `Cookie` header and an answer worked out from it
+/// (the session payload here, what was forwarded in `proxy::cookies`). Holds
+/// its own copy of the header, never a slice of the connection's read buffer
+/// (that would pin the buffer).
+pub struct LastCookieHeader<T> {
+    last: Mutex<Option<(Box<[u8]>, T)>>,
 }
 
-impl std::fmt::Debug for ConnCookieMemo {
-    /// Never shows the cookie (it is a credential).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnCookieMemo").finish_non_exhaustive()
+impl<T> Default for LastCookieHeader<T> {
+    fn default() -> Self {
+        LastCookieHeader {
+            last: Mutex::new(None),
+        }
     }
 }
 
-impl ConnCookieMemo {
-    /// The payload remembered for exactly this `Cookie` header, if any.
-    pub fn get(&self, cookie_header: &[u8]) -> Option<CookiePayload> {
+impl<T> std::fmt::Debug for LastCookieHeader<T> {
+    /// Never shows the cookie (it is a credential).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LastCookieHeader").finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone> LastCookieHeader<T> {
+    /// The answer remembered for exactly this `Cookie` header, if any.
+    pub fn get(&self, cookie_header: &[u8]) -> Option<T> {
         let last = self.last.lock().ok()?;
         match last.as_ref() {
-            Some((header, payload)) if **header == *cookie_header => Some(payload.clone()),
+            Some((header, answer)) if **header == *cookie_header => Some(answer.clone()),
             _ => None,
         }
     }
 
-    /// Remembers `payload` (decoded from `cookie_header`), replacing the last one.
-    pub fn put(&self, cookie_header: &[u8], payload: CookiePayload) {
+    /// Remembers `answer` (worked out from `cookie_header`), replacing the last one.
+    pub fn put(&self, cookie_header: &[u8], answer: T) {
         if let Ok(mut last) = self.last.lock() {
-            *last = Some((cookie_header.into(), payload));
+            *last = Some((cookie_header.into(), answer));
         }
     }
 }
