@@ -18,5 +18,7 @@ pub mod session;
 pub mod sync;
 pub mod target;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 pub use app::App;

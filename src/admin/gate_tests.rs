@@ -34,8 +34,9 @@ impl Admission for Scripted {
     }
 }
 
-async fn sign_in() -> (SignIn, Arc<Scripted>) {
-    let dir = std::env::temp_dir().join(format!("usher-admin-gate-{:016x}", rand::random::<u64>()));
+async fn sign_in() -> (SignIn, Arc<Scripted>, tempfile::TempDir) {
+    let tmp = crate::test_support::temp_dir("admin-gate");
+    let dir = tmp.path().join("state");
     let text = format!(
         r#"
 [server]
@@ -66,12 +67,12 @@ groups = ["it-admins@example.com"]
     let mut s = SignIn::build(&settings).await.unwrap();
     let scripted = Arc::new(Scripted(Mutex::new(Verdict::from(true))));
     s.set_admission(scripted.clone());
-    (s, scripted)
+    (s, scripted, tmp)
 }
 
 #[tokio::test]
 async fn revalidation_re_decides_admin_access_from_the_idp_groups() {
-    let (s, scripted) = sign_in().await;
+    let (s, scripted, _tmp) = sign_in().await;
     let now = SystemTime::now();
     let mut ann = Session::new("google", "1", "ann@example.com", "ann", now);
     let set = |v: Verdict| *scripted.0.lock().unwrap() = v;

@@ -142,8 +142,8 @@ fn cache_reuses_until_near_expiry_and_after_revalidation_resigns() {
 
 #[test]
 fn key_file_is_created_once_and_reused() {
-    let dir =
-        std::env::temp_dir().join(format!("usher-assert-{}", crate::session::new_session_id()));
+    let tmp = crate::test_support::temp_dir("assert");
+    let dir = tmp.path().join("state");
     let a = AssertionSigner::load_or_create("https://x", &dir).unwrap();
     let b = AssertionSigner::load_or_create("https://x", &dir).unwrap();
     assert_eq!(a.kid(), b.kid());
@@ -160,13 +160,13 @@ fn key_file_is_created_once_and_reused() {
     std::fs::write(dir.join(KEY_FILE), b"garbage").unwrap();
     let err = AssertionSigner::load_or_create("https://x", &dir).unwrap_err();
     assert!(err.to_string().contains("delete the file"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    tmp.close().unwrap();
 }
 
 #[test]
 fn replicas_starting_together_agree_on_one_key() {
-    let dir =
-        std::env::temp_dir().join(format!("usher-assert-{}", crate::session::new_session_id()));
+    let tmp = crate::test_support::temp_dir("assert");
+    let dir = tmp.path().join("state");
     let kids: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
             .map(|_| s.spawn(|| AssertionSigner::load_or_create("https://x", &dir)))
@@ -192,7 +192,7 @@ fn replicas_starting_together_agree_on_one_key() {
         [std::ffi::OsString::from(KEY_FILE)],
         "no temporary files left"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
+    tmp.close().unwrap();
 }
 
 #[test]

@@ -55,6 +55,7 @@ struct Env {
     clock: Arc<ManualClock>,
     sleeper: Arc<RecordingSleeper>,
     settings: DirectorySettings,
+    tmp: tempfile::TempDir,
 }
 
 impl Drop for Env {
@@ -95,6 +96,7 @@ async fn env(mutate: impl FnOnce(&mut DirectorySeed)) -> Env {
         clock,
         sleeper: Arc::new(RecordingSleeper::default()),
         settings,
+        tmp: crate::test_support::temp_dir("dir-test"),
     }
 }
 
@@ -123,6 +125,16 @@ impl Env {
         self.sa_client("alice@example.com", sa_key_json(), 3)
     }
 
+    /// A token store in a fresh directory under this test's temporary directory.
+    fn store_with(&self, token: Option<&str>) -> RefreshTokenStore {
+        let dir: PathBuf = self.tmp.path().join(format!("{:x}", rand::random::<u64>()));
+        let store = RefreshTokenStore::new(&dir, &Secret::new("x".repeat(40)), &[]);
+        if let Some(t) = token {
+            store.save(&Secret::new(t)).unwrap();
+        }
+        store
+    }
+
     fn oauth_client(&self, store: RefreshTokenStore) -> GoogleDirectory {
         let creds = Credentials::OAuth {
             client_id: OAUTH_CLIENT.into(),
@@ -131,19 +143,6 @@ impl Env {
         };
         GoogleDirectory::new("google", &self.settings, creds, self.options(3)).unwrap()
     }
-}
-
-fn store_with(token: Option<&str>) -> RefreshTokenStore {
-    let dir: PathBuf = std::env::temp_dir().join(format!(
-        "usher-dir-test-{}-{:x}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let store = RefreshTokenStore::new(&dir, &Secret::new("x".repeat(40)), &[]);
-    if let Some(t) = token {
-        store.save(&Secret::new(t)).unwrap();
-    }
-    store
 }
 
 async fn all_people(dir: &dyn Directory) -> Result<Vec<Person>, DirectoryError> {
@@ -452,7 +451,7 @@ async fn non_admin_subject_gets_403_naming_the_fix() {
 #[tokio::test]
 async fn oauth_mode_uses_the_stored_refresh_token_and_caches_access() {
     let env = env(|_| {}).await;
-    let dir = env.oauth_client(store_with(Some("1//sandbox-alice-refresh")));
+    let dir = env.oauth_client(env.store_with(Some("1//sandbox-alice-refresh")));
     assert_eq!(all_people(&dir).await.unwrap().len(), 8);
     assert_eq!(all_groups(&dir).await.len(), 6);
     let c = env.emu.counts();
@@ -465,14 +464,14 @@ async fn oauth_mode_uses_the_stored_refresh_token_and_caches_access() {
 #[tokio::test]
 async fn oauth_mode_errors_say_reconnect() {
     let env = env(|_| {}).await;
-    let err = all_people(&env.oauth_client(store_with(None)))
+    let err = all_people(&env.oauth_client(env.store_with(None)))
         .await
         .unwrap_err();
     assert!(matches!(err, DirectoryError::NotConnected));
     assert!(err.to_string().contains("/_usher/admin/connect/google"));
 
     env.emu.revoke_refresh_tokens();
-    let err = all_people(&env.oauth_client(store_with(Some("1//sandbox-alice-refresh"))))
+    let err = all_people(&env.oauth_client(env.store_with(Some("1//sandbox-alice-refresh"))))
         .await
         .unwrap_err();
     let msg = err.to_string();
@@ -483,7 +482,7 @@ async fn oauth_mode_errors_say_reconnect() {
 
     // A non-admin consented: 403 forbidden, reconnect as an admin.
     let env = self::env(|_| {}).await;
-    let err = all_people(&env.oauth_client(store_with(Some("1//sandbox-bob-refresh"))))
+    let err = all_people(&env.oauth_client(env.store_with(Some("1//sandbox-bob-refresh"))))
         .await
         .unwrap_err();
     let msg = err.to_string();
@@ -494,7 +493,7 @@ async fn oauth_mode_errors_say_reconnect() {
     );
 
     // Consent granted only the user scope: groups fail naming the group scope.
-    let dir = env.oauth_client(store_with(Some("1//sandbox-alice-users-only")));
+    let dir = env.oauth_client(env.store_with(Some("1//sandbox-alice-users-only")));
     assert_eq!(all_people(&dir).await.unwrap().len(), 8);
     let msg = all_groups_err(&dir).await.to_string();
     assert!(
@@ -535,7 +534,7 @@ async fn consent_url_and_code_exchange_yield_a_working_refresh_token() {
     )
     .await
     .unwrap();
-    let store = store_with(None);
+    let store = env.store_with(None);
     store.save(&refresh).unwrap();
     let dir = env.oauth_client(store);
     assert_eq!(all_groups(&dir).await.len(), 6);
@@ -749,7 +748,7 @@ async fn from_settings_builds_both_auth_modes() {
         store: SessionStoreKind::Cookie,
         redis_url: None,
     };
-    let state = std::env::temp_dir().join(format!("usher-fs-{:x}", rand::random::<u64>()));
+    let state = env.tmp.path().join("state");
     let mut settings = env.settings.clone();
     settings.auth = DirectoryAuth::ServiceAccount {
         key: Secret::new(sa_key_json()),
@@ -785,7 +784,7 @@ async fn from_settings_builds_both_auth_modes() {
 async fn errors_never_carry_tokens_or_secrets() {
     let env = env(|_| {}).await;
     env.emu.revoke_refresh_tokens();
-    let dir = env.oauth_client(store_with(Some("1//sandbox-alice-refresh")));
+    let dir = env.oauth_client(env.store_with(Some("1//sandbox-alice-refresh")));
     let err = all_people(&dir).await.unwrap_err();
     for shown in [err.to_string(), format!("{err:?}")] {
         assert!(!shown.contains("sandbox-alice-refresh"), "{shown}");
@@ -803,7 +802,7 @@ async fn errors_never_carry_tokens_or_secrets() {
 #[tokio::test]
 async fn persistent_401_names_the_fix_for_each_mode() {
     let env = env(|_| {}).await;
-    let dir = env.oauth_client(store_with(Some("1//sandbox-alice-refresh")));
+    let dir = env.oauth_client(env.store_with(Some("1//sandbox-alice-refresh")));
     env.emu.inject(GoogleFault::InvalidCredentials, 2);
     let err = all_people(&dir).await.unwrap_err();
     assert!(matches!(err, DirectoryError::Unauthorized { .. }), "{err}");

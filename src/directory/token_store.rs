@@ -196,19 +196,14 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn tmpdir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "usher-token-store-{name}-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn tmpdir(name: &str) -> tempfile::TempDir {
+        crate::test_support::temp_dir(&format!("token-store-{name}"))
     }
 
     #[test]
     fn round_trip_and_file_holds_no_plaintext() {
-        let dir = tmpdir("rt");
+        let tmp = tmpdir("rt");
+        let dir = tmp.path().to_path_buf();
         let secret = Secret::new("s".repeat(40));
         let store = RefreshTokenStore::new(&dir, &secret, &[]);
         assert!(store.load().unwrap().is_none());
@@ -235,7 +230,8 @@ mod tests {
 
     #[test]
     fn previous_secret_still_opens_and_wrong_secret_names_the_fix() {
-        let dir = tmpdir("rot");
+        let tmp = tmpdir("rot");
+        let dir = tmp.path().to_path_buf();
         let old = Secret::new("o".repeat(40));
         let new = Secret::new("n".repeat(40));
         RefreshTokenStore::new(&dir, &old, &[])
@@ -251,7 +247,8 @@ mod tests {
 
     #[test]
     fn tampered_file_is_rejected() {
-        let dir = tmpdir("tamper");
+        let tmp = tmpdir("tamper");
+        let dir = tmp.path().to_path_buf();
         let secret = Secret::new("k".repeat(40));
         let store = RefreshTokenStore::new(&dir, &secret, &[]);
         store.save(&Secret::new("tok")).unwrap();

@@ -356,8 +356,8 @@ async fn applying_to_a_fake_target_matches_the_model_with_bounded_concurrency() 
     for (id, l) in &links {
         store.put("fake", id, l).unwrap();
     }
-    let dir = std::env::temp_dir().join(format!("usher-apply-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = crate::test_support::temp_dir("apply");
+    let dir = tmp.path().join("state");
     let audit = AuditLog::open(&dir).unwrap();
     let ctx = ApplyContext {
         concurrency: 3,
@@ -392,7 +392,6 @@ async fn applying_to_a_fake_target_matches_the_model_with_bounded_concurrency() 
     let lines = audit.read(&AuditFilter::default()).unwrap();
     assert_eq!(lines.len(), plan.operations.len());
     assert!(lines.iter().all(|l| l.sync_id.as_deref() == Some("sync-1")));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

@@ -333,8 +333,8 @@ mod tests {
 
     #[test]
     fn append_read_and_filter() {
-        let dir = std::env::temp_dir().join(format!("usher-audit-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = crate::test_support::temp_dir("audit");
+        let dir = tmp.path().join("state");
         let log = AuditLog::open(&dir).unwrap();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let deact = Operation::Deactivate {
@@ -429,6 +429,5 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(log.read(&newest).unwrap()[0].operation, "remove-member");
-        let _ = fs::remove_dir_all(&dir);
     }
 }

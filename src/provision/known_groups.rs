@@ -170,16 +170,16 @@ mod tests {
         }
     }
 
-    fn dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("usher-known-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A fresh directory and its guard (keep the guard: dropping it removes the directory).
+    fn dir(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let tmp = crate::test_support::temp_dir(&format!("known-{name}"));
+        let d = tmp.path().to_path_buf();
+        (tmp, d)
     }
 
     #[test]
     fn remembers_per_idp_and_survives_reopen() {
-        let d = dir("reopen");
+        let (_tmp, d) = dir("reopen");
         let k = KnownGroups::open(&d).unwrap();
         assert!(k.remember("google", &[g("a@x"), g("b@x")]).unwrap());
         assert!(!k.remember("google", &[g("a@x")]).unwrap(), "nothing new");
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn another_process_writing_is_seen_and_the_version_moves() {
-        let d = dir("shared");
+        let (_tmp, d) = dir("shared");
         let serve = KnownGroups::open(&d).unwrap();
         let (v0, none) = serve.groups("google");
         assert!(none.is_empty());
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_file_is_an_error_naming_the_fix() {
-        let d = dir("corrupt");
+        let (_tmp, d) = dir("corrupt");
         std::fs::write(d.join(FILE_NAME), b"{not json").unwrap();
         let e = KnownGroups::open(&d).unwrap_err().to_string();
         assert!(

@@ -559,10 +559,11 @@ mod tests {
         }
     }
 
-    fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("usher-links-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        d
+    /// A path that does not exist yet, in a fresh directory removed when the guard drops.
+    fn tmpdir(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let tmp = crate::test_support::temp_dir(&format!("links-{name}"));
+        let d = tmp.path().join("state");
+        (tmp, d)
     }
 
     fn la(u: &str) -> LinkedAccount {
@@ -575,7 +576,7 @@ mod tests {
 
     #[test]
     fn file_store_survives_reopen_and_removal() {
-        let dir = tmpdir("reopen");
+        let (_tmp, dir) = tmpdir("reopen");
         {
             let s = FileLinkStore::open(&dir).unwrap();
             s.put("jira", &xid("1"), &la("ann")).unwrap();
@@ -592,12 +593,11 @@ mod tests {
             all.into_iter().collect::<Vec<_>>(),
             vec![(xid("1"), la("ann-c"))]
         );
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn torn_last_line_is_dropped_and_later_writes_are_clean() {
-        let dir = tmpdir("torn");
+        let (_tmp, dir) = tmpdir("torn");
         {
             let s = FileLinkStore::open(&dir).unwrap();
             s.put("jira", &xid("1"), &la("ann")).unwrap();
@@ -615,12 +615,11 @@ mod tests {
         let s = FileLinkStore::open(&dir).unwrap();
         assert_eq!(s.get("jira", &xid("1")).unwrap(), Some(la("ann")));
         assert_eq!(s.get("jira", &xid("3")).unwrap(), Some(la("cy")));
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn corrupt_middle_line_is_an_error_naming_the_line() {
-        let dir = tmpdir("corrupt");
+        let (_tmp, dir) = tmpdir("corrupt");
         fs::create_dir_all(&dir).unwrap();
         let good = r#"{"target":"jira","source":"google","id":"1","username":"ann"}"#;
         fs::write(
@@ -630,12 +629,11 @@ mod tests {
         .unwrap();
         let err = FileLinkStore::open(&dir).unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn compaction_keeps_live_links_and_shrinks_the_log() {
-        let dir = tmpdir("compact");
+        let (_tmp, dir) = tmpdir("compact");
         let s = FileLinkStore::open(&dir).unwrap();
         for i in 0..20 {
             s.put("jira", &xid("1"), &la(&format!("ann{i}"))).unwrap();
@@ -648,7 +646,6 @@ mod tests {
         let s = FileLinkStore::open(&dir).unwrap();
         assert_eq!(s.get("jira", &xid("1")).unwrap(), Some(la("ann19")));
         assert_eq!(s.get("jira", &xid("2")).unwrap(), Some(la("bo")));
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -677,8 +674,8 @@ mod shared_dir_tests {
     /// Two stores on one directory behave like `usher serve` and `usher sync`.
     #[test]
     fn two_processes_see_each_others_links_across_a_compaction() {
-        let dir = std::env::temp_dir().join(format!("usher-links-shared-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = crate::test_support::temp_dir("links-shared");
+        let dir = tmp.path().join("state");
         let serve = FileLinkStore::open(&dir).unwrap();
         let sync = FileLinkStore::open(&dir).unwrap();
         serve.put("jira", &xid("a"), &la("ann")).unwrap();
@@ -697,13 +694,12 @@ mod shared_dir_tests {
         let all = fresh.for_target("jira").unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[&xid("a")], la("ann.b"));
-        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn compaction_waits_for_a_writer_holding_the_lock() {
-        let dir = std::env::temp_dir().join(format!("usher-links-lock-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = crate::test_support::temp_dir("links-lock");
+        let dir = tmp.path().join("state");
         let a = FileLinkStore::open(&dir).unwrap();
         let b = FileLinkStore::open(&dir).unwrap();
         for i in 0..5 {
@@ -724,6 +720,5 @@ mod shared_dir_tests {
         a.compact().unwrap();
         assert_eq!(lines(&dir), 1);
         assert_eq!(b.get("jira", &xid("a")).unwrap(), Some(la("ann4")));
-        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -106,15 +106,11 @@ fn memory_link_store_contract() {
 
 #[test]
 fn file_link_store_contract_with_two_processes() {
-    let dir = std::env::temp_dir().join(format!(
-        "usher-links-contract-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
+    let tmp = crate::test_support::temp_dir("links-contract");
+    let dir = tmp.path().join("state");
     let a = FileLinkStore::open(&dir).unwrap();
     let b = FileLinkStore::open(&dir).unwrap();
     contract(&a, &b);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -180,11 +176,8 @@ async fn moving_to_redis_imports_the_link_file_once_without_overwriting() {
     let Some(server) = start_redis().await else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!(
-        "usher-links-import-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
+    let tmp = crate::test_support::temp_dir("links-import");
+    let dir = tmp.path().join("state");
     let file = FileLinkStore::open(&dir).unwrap();
     file.put("jira", &xid("1"), &la("ann", Some("K1"))).unwrap();
     file.put("jira", &xid("2"), &la("bo", None)).unwrap();
@@ -216,5 +209,4 @@ async fn moving_to_redis_imports_the_link_file_once_without_overwriting() {
     // No file: nothing to do.
     let empty = dir.join("none");
     assert_eq!(redis.import_file_once(&empty, &["jira"]).unwrap(), 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -168,7 +168,8 @@ mod tests {
 
     #[test]
     fn dev_certificate_loads_as_an_acceptor() {
-        let dir = std::env::temp_dir().join(format!("usher-tls-{}", rand::random::<u64>()));
+        let tmp = crate::test_support::temp_dir("tls");
+        let dir = tmp.path().join("certs");
         let (cert, key) = write_dev_certificate(&dir, &["localhost".into()]).unwrap();
         assert!(acceptor(&cert, &key).is_ok());
         #[cfg(unix)]
@@ -177,13 +178,13 @@ mod tests {
             let mode = std::fs::metadata(&key).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        std::fs::remove_dir_all(&dir).unwrap();
+        tmp.close().unwrap();
     }
 
     #[test]
     fn missing_and_empty_files_name_the_file() {
-        let dir = std::env::temp_dir().join(format!("usher-tls-{}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = crate::test_support::temp_dir("tls");
+        let dir = tmp.path();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "").unwrap();
         let err = acceptor(&empty, &empty).err().unwrap().to_string();
@@ -198,6 +199,6 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("no CERTIFICATE"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        tmp.close().unwrap();
     }
 }

@@ -244,8 +244,8 @@ fn bad_seeds_name_the_file_the_problem_and_the_fix() {
 
 #[test]
 fn load_reads_the_key_file_beside_the_seed_and_checks_its_account() {
-    let dir = std::env::temp_dir().join(format!("usher-company-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = crate::test_support::temp_dir("company");
+    let dir = tmp.path();
     let c = demo();
     let key = crate::sandbox::google_directory::generate_service_account_key(
         &c.service_account.client_email,
@@ -280,5 +280,5 @@ fn load_reads_the_key_file_beside_the_seed_and_checks_its_account() {
         missing.to_string().contains("nope.json: cannot be read"),
         "{missing}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
+    tmp.close().unwrap();
 }

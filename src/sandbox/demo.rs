@@ -59,6 +59,23 @@ pub struct Demo {
     pub control: Running,
     stop: watch::Sender<bool>,
     workers: Option<Workers>,
+    /// Removed on drop; declared last, so after everything else (usher stopped).
+    _state_dir: StateDir,
+}
+
+/// The demo's own state directory under the temp dir, removed when the demo stops
+/// (also when it fails to start): `usher demo` takes no state directory option, so
+/// nothing in it outlives the run.
+struct StateDir(std::path::PathBuf);
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.0.display(), error = %e, "demo: cannot remove the state directory");
+            }
+        }
+    }
 }
 
 impl Demo {
@@ -133,9 +150,10 @@ pub async fn start_with(port: u16, edit: impl FnOnce(String) -> String) -> Resul
         })
         .await?,
     );
-    let state_dir =
-        std::env::temp_dir().join(format!("usher-demo-{}-{proxy_port}", std::process::id()));
-    let text = edit(config_text(proxy_port, &sandbox, &state_dir));
+    let state_dir = StateDir(
+        std::env::temp_dir().join(format!("usher-demo-{}-{proxy_port}", std::process::id())),
+    );
+    let text = edit(config_text(proxy_port, &sandbox, &state_dir.0));
     let settings =
         config::parse(&text, "<demo>", &SystemEnv).map_err(|e| DemoError::Config(e.to_string()))?;
     let app = App::build(settings).await?;
@@ -159,6 +177,7 @@ pub async fn start_with(port: u16, edit: impl FnOnce(String) -> String) -> Resul
         control,
         stop,
         workers: Some(workers),
+        _state_dir: state_dir,
     })
 }
 

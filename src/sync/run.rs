@@ -563,7 +563,8 @@ mod tests {
 
     #[test]
     fn one_writing_sync_at_a_time_per_state_dir() {
-        let dir = std::env::temp_dir().join(format!("usher-runlock-{}", rand::random::<u64>()));
+        let tmp = crate::test_support::temp_dir("runlock");
+        let dir = tmp.path().join("state");
         let first = RunLock::acquire(&dir).unwrap();
         let second = RunLock::acquire(&dir).err().unwrap();
         assert!(
@@ -573,6 +574,5 @@ mod tests {
         assert!(second.contains("sync.lock"), "{second}");
         drop(first);
         assert!(RunLock::acquire(&dir).is_ok(), "released when dropped");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

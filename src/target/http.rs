@@ -633,8 +633,8 @@ mod client_tests {
 
     #[test]
     fn ca_file_is_loaded_or_named_in_the_error() {
-        let dir = std::env::temp_dir().join(format!("usher-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = crate::test_support::temp_dir("ca");
+        let dir = tmp.path();
         let cert = rcgen::generate_simple_self_signed(vec!["jira.test".into()]).unwrap();
         let good = dir.join("ca.pem");
         std::fs::write(&good, cert.cert.pem()).unwrap();
@@ -647,7 +647,7 @@ mod client_tests {
             matches!(err, TargetError::Setup { .. }) && err.to_string().contains("missing.pem"),
             "{err}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
+        tmp.close().unwrap();
     }
 
     #[test]

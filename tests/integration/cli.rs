@@ -9,8 +9,7 @@ fn usher() -> Command {
 }
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("usher-cli-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::harness::temp_dir("cli");
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
@@ -95,7 +94,7 @@ fn keygen_prints_32_random_bytes() {
 
 #[test]
 fn keygen_tls_dev_writes_a_loadable_certificate() {
-    let dir = std::env::temp_dir().join(format!("usher-cli-tls-{}", rand::random::<u64>()));
+    let dir = crate::harness::temp_dir("cli-tls").join("certs");
     let out = usher()
         .args(["keygen", "--tls-dev"])
         .arg(&dir)
@@ -106,7 +105,6 @@ fn keygen_tls_dev_writes_a_loadable_certificate() {
     let cert = dir.join("tls.crt");
     let key = dir.join("tls.key");
     assert!(usher::proxy::tls::acceptor(&cert, &key).is_ok());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -139,7 +139,6 @@ pub async fn start_google(people: Vec<SeedPerson>) -> (std::sync::Arc<GoogleOidc
     .unwrap()
 }
 
-/// A fresh directory under the system temp dir (one per test start).
 /// A real `usher [global...] serve -c config` process, stdout and stderr in `log`,
 /// returned once it listens on `port` (bounded: 20 s).
 pub async fn spawn_serve(
@@ -175,8 +174,25 @@ pub async fn spawn_serve(
     child
 }
 
+thread_local! {
+    /// The directories [`temp_dir`] made on this thread. libtest runs each test on
+    /// a thread of its own and joins it, so they are removed when the test ends
+    /// (also when it panics), after everything the test owned was dropped: the
+    /// usher it started, the child processes it spawned (killed on drop).
+    static TEMP_DIRS: std::cell::RefCell<Vec<tempfile::TempDir>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A fresh directory `usher-it-<what>-XXXXXX` under the system temp dir, removed
+/// with everything in it when the calling test ends (see [`TEMP_DIRS`]). Call it
+/// from the test itself (or from a task of the test's own runtime), not from a
+/// thread that ends before the test does.
 pub fn temp_dir(what: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("usher-it-{what}-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("usher-it-{what}-"))
+        .tempdir()
+        .unwrap();
+    let path = dir.path().to_path_buf();
+    TEMP_DIRS.with(|dirs| dirs.borrow_mut().push(dir));
+    path
 }

@@ -481,7 +481,7 @@ async fn http2_clients_reach_an_http1_upstream() {
 #[tokio::test]
 async fn tls_listener_speaks_h2_and_http1() {
     let up = upstream::start().await;
-    let dir = std::env::temp_dir().join(format!("usher-it-tls-{}", rand::random::<u64>()));
+    let dir = harness::temp_dir("tls").join("certs");
     let (cert, key) =
         usher::proxy::tls::write_dev_certificate(&dir, &["localhost".to_string()]).unwrap();
     let server_extra = format!(
@@ -507,7 +507,6 @@ async fn tls_listener_speaks_h2_and_http1() {
         let echo = echo_json(resp).await;
         assert_eq!(header_values(&echo, "x-forwarded-proto"), vec!["https"]);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]

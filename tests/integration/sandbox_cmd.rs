@@ -288,8 +288,7 @@ fn the_binary_serves_until_sigterm() {
 
 #[test]
 fn a_bad_seed_exits_64_naming_the_file() {
-    let dir = std::env::temp_dir().join(format!("usher-sandbox-cmd-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::harness::temp_dir("sandbox-cmd");
     let seed = dir.join("company.json");
     std::fs::write(&seed, "{\"domain\": \"example.com\", \"people\": [}").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_usher"))
@@ -301,5 +300,4 @@ fn a_bad_seed_exits_64_naming_the_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&seed.display().to_string()), "{err}");
     assert!(err.contains("is not a valid company seed"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -89,10 +89,7 @@ struct World {
 }
 
 fn temp_dir(what: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("usher-sync-{what}-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::harness::temp_dir(&format!("sync-{what}"))
 }
 
 async fn start_google(

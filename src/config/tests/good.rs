@@ -302,8 +302,8 @@ fn idp_groups_override_inherits_unset_keys() {
 
 #[test]
 fn load_reads_a_file_and_records_its_path() {
-    let dir = std::env::temp_dir().join(format!("usher-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = crate::test_support::temp_dir("config");
+    let dir = tmp.path();
     let path = dir.join("usher.toml");
     std::fs::write(&path, MIN).unwrap();
     let s = load(&path).unwrap();
@@ -318,7 +318,7 @@ fn load_reads_a_file_and_records_its_path() {
     assert!(missing
         .to_string()
         .contains("cannot read the configuration file"));
-    std::fs::remove_dir_all(&dir).unwrap();
+    tmp.close().unwrap();
 }
 
 #[test]

@@ -80,17 +80,19 @@ fn projection_keeps_id_schemas_meta_and_honours_sub_attributes() {
     assert_eq!(out["name"], json!({"givenName": "G"}));
 }
 
-fn server() -> ScimServer {
-    let dir = std::env::temp_dir().join(format!("usher-scim-srv-{:016x}", rand::random::<u64>()));
+fn server() -> (ScimServer, tempfile::TempDir) {
+    let tmp = crate::test_support::temp_dir("scim-srv");
+    let dir = tmp.path().join("state");
     let store = Arc::new(ScimStore::open(&dir, &["okta".into()]).unwrap());
     let mut tokens = BTreeMap::new();
     tokens.insert("okta".to_string(), Secret::new("token-0123456789abcdef"));
-    ScimServer::new(
+    let server = ScimServer::new(
         store,
         tokens,
         &url::Url::parse("https://jira.example.com/").unwrap(),
         None,
-    )
+    );
+    (server, tmp)
 }
 
 async fn send(
@@ -125,7 +127,7 @@ async fn send(
 
 #[tokio::test]
 async fn auth_routing_and_error_shapes() {
-    let s = server();
+    let (s, _tmp) = server();
     let ok = Some("Bearer token-0123456789abcdef");
     // The endpoint is off for IdPs without a token (the caller answers 404).
     assert!(send(&s, "GET", "/_usher/scim/v2/other/Users", ok, None)
@@ -196,7 +198,7 @@ async fn auth_routing_and_error_shapes() {
 
 #[tokio::test]
 async fn crud_round_trip_with_search_and_user_groups() {
-    let s = server();
+    let (s, _tmp) = server();
     let ok = Some("Bearer token-0123456789abcdef");
     let (st, u) = send(
         &s,

@@ -277,9 +277,9 @@ mod tests {
         }
     }
 
-    fn store() -> (Arc<ScimStore>, String, String, String) {
-        let dir =
-            std::env::temp_dir().join(format!("usher-scim-src-{:016x}", rand::random::<u64>()));
+    fn store() -> (Arc<ScimStore>, String, String, String, tempfile::TempDir) {
+        let tmp = crate::test_support::temp_dir("scim-src");
+        let dir = tmp.path().join("state");
         let s = Arc::new(ScimStore::open(&dir, &["okta".into()]).unwrap());
         let now = SystemTime::now();
         let ann = s
@@ -307,12 +307,12 @@ mod tests {
             .unwrap();
         s.create("okta", Kind::Group, attrs(json!({"displayName": "Eng", "members": [{"value": ann.id}, {"value": backend.id, "type": "Group"}]})), now)
             .unwrap();
-        (s, ann.id, bob.id, backend.id)
+        (s, ann.id, bob.id, backend.id, tmp)
     }
 
     #[test]
     fn users_become_people_with_nested_groups() {
-        let (s, ann, bob, _) = store();
+        let (s, ann, bob, _, _tmp) = store();
         let data = s.snapshot("okta").unwrap();
         let a = person_with_groups(&data, &ann).unwrap();
         assert_eq!(a.person.id, "00u1", "externalId is the identity");
@@ -342,7 +342,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_directory_view_snapshots_like_any_source() {
-        let (s, _, bob, _) = store();
+        let (s, _, bob, _, _tmp) = store();
         let dir = ScimDirectory::new(s, "okta");
         assert_eq!(dir.source(), "okta");
         let found = dir.person("ANN@example.com").await.unwrap().unwrap();

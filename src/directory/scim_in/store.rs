@@ -389,16 +389,14 @@ mod tests {
         }
     }
 
-    fn temp() -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("usher-scim-store-{:016x}", rand::random::<u64>()));
-        fs::create_dir_all(&d).unwrap();
-        d
+    fn temp() -> tempfile::TempDir {
+        crate::test_support::temp_dir("scim-store")
     }
 
     #[test]
     fn create_update_delete_persist_across_reopen() {
-        let dir = temp();
+        let tmp = temp();
+        let dir = tmp.path().to_path_buf();
         let idps = vec!["okta".to_string()];
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
         let s = ScimStore::open(&dir, &idps).unwrap();
@@ -459,12 +457,13 @@ mod tests {
         let s = ScimStore::open(&dir, &idps).unwrap();
         assert!(s.get("okta", Kind::User, &u.id).is_none());
         assert_eq!(s.snapshot("okta").unwrap().groups.len(), 1);
-        fs::remove_dir_all(dir).unwrap();
+        tmp.close().unwrap();
     }
 
     #[test]
     fn user_name_is_unique_case_insensitively_and_required() {
-        let dir = temp();
+        let tmp = temp();
+        let dir = tmp.path().to_path_buf();
         let s = ScimStore::open(&dir, &["x".to_string()]).unwrap();
         let now = SystemTime::now();
         let a = s
@@ -503,16 +502,17 @@ mod tests {
                 .status,
             404
         );
-        fs::remove_dir_all(dir).unwrap();
+        tmp.close().unwrap();
     }
 
     #[test]
     fn a_corrupt_file_is_reported_with_its_path() {
-        let dir = temp();
+        let tmp = temp();
+        let dir = tmp.path().to_path_buf();
         fs::create_dir_all(dir.join("scim")).unwrap();
         fs::write(dir.join("scim/okta.json"), b"{not json").unwrap();
         let err = ScimStore::open(&dir, &["okta".to_string()]).unwrap_err();
         assert!(err.to_string().contains("okta.json"), "{err}");
-        fs::remove_dir_all(dir).unwrap();
+        tmp.close().unwrap();
     }
 }

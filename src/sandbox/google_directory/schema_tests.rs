@@ -339,11 +339,8 @@ async fn every_client_request_matches_a_discovery_method_and_its_parameters() {
         .await
         .unwrap();
     let base = running.url();
-    let dir_path = std::env::temp_dir().join(format!(
-        "usher-schema-{}-{:x}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
+    let tmp = crate::test_support::temp_dir("schema");
+    let dir_path = tmp.path().join("state");
     let store = RefreshTokenStore::new(&dir_path, &Secret::new("y".repeat(40)), &[]);
     store
         .save(&Secret::new("1//sandbox-alice-refresh"))
