@@ -37,6 +37,8 @@ pub struct AccessRecord {
     pub user: Option<std::sync::Arc<crate::session::Session>>,
     /// The upstream's request counters (`None` while metrics are off).
     pub metrics: Option<&'static UpstreamMetrics>,
+    /// The request counts as in flight on its connection until this is dropped.
+    pub in_flight: super::InFlight,
 }
 
 impl AccessRecord {

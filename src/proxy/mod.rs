@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod body;
+pub mod conn_life;
 pub mod cookies;
 pub mod forward;
 pub mod headers;
@@ -36,17 +37,31 @@ use headers::ForbiddenHeaders;
 use pool::{UpstreamPool, UpstreamTarget};
 use route::HostTable;
 
-/// Facts about the client connection a request arrived on.
+/// Facts about the client connection a request arrived on. One shared
+/// allocation per connection: a request clones one reference, not one per field.
 #[derive(Debug, Clone)]
-pub struct ConnInfo {
+pub struct ConnInfo(Arc<Conn>);
+
+/// What [`ConnInfo`] shares.
+#[derive(Debug)]
+pub struct Conn {
     /// The TCP peer.
     pub peer: SocketAddr,
     /// Whether the client connected over TLS.
     pub tls: bool,
     /// Forwarding-header values for this connection (cached across its requests).
-    pub forwarding: Arc<headers::ConnForwarding>,
+    pub forwarding: headers::ConnForwarding,
     /// What this connection's last signed-in request resolved to.
-    pub memo: Arc<ConnMemo>,
+    pub memo: ConnMemo,
+    /// Requests in flight and the idle count, for the worker's timeouts and drain.
+    pub life: conn_life::ConnLife,
+}
+
+impl std::ops::Deref for ConnInfo {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.0
+    }
 }
 
 /// One client connection's memory of its last signed-in request: its requests
@@ -65,12 +80,32 @@ pub struct ConnMemo {
 impl ConnInfo {
     /// Describes a freshly accepted connection.
     pub fn new(peer: SocketAddr, tls: bool) -> Self {
-        ConnInfo {
+        ConnInfo(Arc::new(Conn {
             peer,
             tls,
-            forwarding: Arc::new(headers::ConnForwarding::new(peer.ip(), tls)),
-            memo: Arc::default(),
-        }
+            forwarding: headers::ConnForwarding::new(peer.ip(), tls),
+            memo: ConnMemo::default(),
+            life: conn_life::ConnLife::default(),
+        }))
+    }
+}
+
+/// One request in flight on its connection, from the moment the request is
+/// taken until its response body is finished or dropped (also when the client
+/// goes away first): what keeps the connection from counting as idle.
+#[derive(Debug)]
+pub struct InFlight(ConnInfo);
+
+impl InFlight {
+    fn begin(conn: ConnInfo) -> Self {
+        conn.life.begin();
+        InFlight(conn)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.life.end();
     }
 }
 
@@ -214,6 +249,9 @@ impl Proxy {
         // The clock is read twice per request here and once when the body ends;
         // everything else (session checks, pool expiry, the response timer, the
         // log's timestamp) works from these.
+        // First: if this future is dropped (the client went away), the request
+        // still ends for the connection's idle count.
+        let in_flight = InFlight::begin(conn);
         let start = Instant::now();
         let wall = SystemTime::now();
         let request_id = headers::request_id(req.headers());
@@ -228,7 +266,7 @@ impl Proxy {
         } = self
             .dispatch(
                 pools,
-                conn,
+                &in_flight.0,
                 req,
                 &uri,
                 &request_id,
@@ -268,6 +306,7 @@ impl Proxy {
             request_id,
             user,
             metrics,
+            in_flight,
         });
         let (parts, body) = resp.into_parts();
         Response::from_parts(parts, body.with_log(record))
@@ -288,7 +327,7 @@ impl Proxy {
     async fn dispatch(
         &self,
         pools: &Arc<[Arc<UpstreamPool>]>,
-        conn: ConnInfo,
+        conn: &ConnInfo,
         mut req: Request<Incoming>,
         uri: &Uri,
         request_id: &HeaderValue,

@@ -3,8 +3,9 @@
 //! nothing on the request path is shared between cores (measured in
 //! shared/reference/proxy-performance.md: 15–35% less CPU per request than one
 //! multi-threaded runtime). HTTP/1.1 and HTTP/2 (ALPN over TLS, prior knowledge
-//! in clear text) through hyper-util's auto builder; graceful shutdown drains
-//! in-flight requests up to `shutdown_grace`.
+//! in clear text) through hyper-util's auto builder. Each worker sweeps its own
+//! connections for the slow-loris/idle timeout and drains them at shutdown (up
+//! to `shutdown_grace`): see [`super::conn_life`].
 
 use std::convert::Infallible;
 use std::io;
@@ -18,12 +19,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::conn_life::{self, DoneOnDrop, Drainable, SweepPlan};
 use super::{ConnInfo, Proxy};
 
 /// Why the server could not start.
@@ -155,10 +156,10 @@ struct WorkerContext {
 
 fn http_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // No HTTP/1 timer: `header_read_timeout` is the worker's sweep (conn_life),
+    // not a sleep boxed and registered for every request head.
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
         .max_buf_size(options.max_header_bytes.max(8192))
         .keep_alive(true);
     builder
@@ -185,12 +186,20 @@ async fn worker(
     });
     // Access-log lines are batched per worker and handed over on this timer.
     let flusher = tokio::spawn(crate::telemetry::access_log::run_flusher());
-    let graceful = GracefulShutdown::new();
     let builder = http_builder(&options);
+    // This worker's connections, swept for the slow-loris/idle timeout.
+    let mut conns: Vec<ConnInfo> = Vec::new();
+    let plan = SweepPlan::for_timeout(options.header_read_timeout);
+    let mut sweep = tokio::time::interval(plan.every);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
             biased;
             _ = shutdown.changed() => break,
+            _ = sweep.tick() => {
+                conns.retain(|c| c.life.sweep(plan));
+                continue;
+            }
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
@@ -211,52 +220,87 @@ async fn worker(
         let slot = ConnSlot(open.clone());
         let _ = stream.set_nodelay(true);
         let info = ConnInfo::new(peer, options.tls.is_some());
+        conns.push(info.clone());
         let here = here.clone();
+        let conn = info.clone();
         let service = service_fn(move |req: hyper::Request<Incoming>| {
             let here = here.clone();
-            let info = info.clone();
-            async move { Ok::<_, Infallible>(here.proxy.handle(&here.pools, info, req).await) }
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(here.proxy.handle(&here.pools, conn, req).await) }
         });
-        let watcher = graceful.watcher();
         let builder = builder.clone();
         match options.tls.clone() {
             None => {
-                tokio::spawn(serve(builder, watcher, TokioIo::new(stream), service, slot));
+                tokio::spawn(async move {
+                    let _done = DoneOnDrop(&info.life);
+                    serve(builder, &info, TokioIo::new(stream), service).await;
+                    drop(slot);
+                });
             }
             Some(acceptor) => {
                 let timeout = options.header_read_timeout;
                 tokio::spawn(async move {
+                    let _done = DoneOnDrop(&info.life);
                     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            serve(builder, watcher, TokioIo::new(tls), service, slot).await
-                        }
+                        Ok(Ok(tls)) => serve(builder, &info, TokioIo::new(tls), service).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
+                    drop(slot);
                 });
             }
         }
     }
     drop(listener);
-    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace = ?options.shutdown_grace,
-            "shutdown grace period over; closing remaining connections"
-        );
-    }
+    drain(conns, options.shutdown_grace).await;
     flusher.abort();
     crate::telemetry::access_log::flush();
 }
 
+/// Asks every connection of this worker to finish what it is answering and
+/// close, and waits for them up to `grace`.
+async fn drain(mut conns: Vec<ConnInfo>, grace: Duration) {
+    for c in &conns {
+        c.life.drain();
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        conns.retain(|c| !c.life.is_done());
+        if conns.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                grace = ?grace,
+                open = conns.len(),
+                "shutdown grace period over; closing remaining connections"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl<I, S, B> Drainable for auto::UpgradeableConnection<'_, I, S, TokioExecutor>
+where
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn start_draining(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
 async fn serve<I, S>(
     builder: auto::Builder<TokioExecutor>,
-    watcher: Watcher,
+    info: &ConnInfo,
     io: TokioIo<I>,
     service: S,
-    slot: ConnSlot,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
@@ -267,11 +311,12 @@ async fn serve<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let conn = builder
-        .serve_connection_with_upgrades(io, service)
-        .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(error = %e, "client connection ended with an error");
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    match conn_life::run(&info.life, conn).await {
+        Some(Err(e)) => tracing::debug!(error = %e, "client connection ended with an error"),
+        Some(Ok(())) => {}
+        None => {
+            tracing::debug!(peer = %info.peer, "client connection closed: no request for header_read_timeout")
+        }
     }
-    drop(slot);
 }

@@ -610,6 +610,41 @@ async fn slow_request_heads_and_idle_keep_alives_are_cut_off() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
 
+/// The same timeout is about requests, not bytes: an answer that takes longer
+/// than `header_read_timeout` is not cut off, and an HTTP/2 connection that
+/// opens and then sends nothing is closed like an idle HTTP/1.1 one.
+#[tokio::test]
+async fn the_idle_timeout_spares_slow_answers_and_ends_idle_http2() {
+    let up = upstream::start().await;
+    let cfg = open_config(&up.url(), "header_read_timeout = \"400ms\"", "");
+    let proxy = harness::start(settings(&cfg)).await;
+
+    let resp = client()
+        .get(proxy.url("/slow?ms=1200"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "slow done");
+
+    // Prior-knowledge HTTP/2: the client preface and an empty SETTINGS frame.
+    let mut h2 = TcpStream::connect(proxy.addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), h2.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "an idle HTTP/2 connection should be closed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "closed before the timeout: {:?}",
+        started.elapsed()
+    );
+    // The server spoke HTTP/2 first (its SETTINGS frame: type 4).
+    assert!(out.len() >= 9 && out[3] == 4, "{out:?}");
+}
+
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests() {
     let up = upstream::start().await;
