@@ -169,6 +169,7 @@ impl App {
             max_connections: s.max_connections,
             max_header_bytes: s.max_header_bytes,
             header_read_timeout: s.header_read_timeout,
+            keepalive_timeout: s.keepalive_timeout,
             shutdown_grace: s.shutdown_grace,
         };
         // Several replicas: one connection for the locks, the lease and the reports.

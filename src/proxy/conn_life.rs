@@ -7,17 +7,21 @@
 //! hyper-util's graceful-shutdown watcher polls a `watch` channel on every wake
 //! of every connection — about a thousand instructions per proxied request, and
 //! code that crowds the instruction cache. Here a request costs two counter
-//! updates; the worker sweeps its connections a few times per timeout instead
-//! and closes those that had no request in flight for the whole timeout (a slow
-//! request head, or an idle keep-alive connection: the slow-loris guard), and at
-//! shutdown asks each to finish what it is answering and close.
+//! updates and a read one flag check; the worker sweeps its connections a few
+//! times per timeout instead and closes those that had no request in flight for
+//! the whole of theirs: `header_read_timeout` for a request head that is slow to
+//! arrive (the slow-loris guard) or a new connection that sends nothing,
+//! `keepalive_timeout` for a keep-alive connection with no next request yet.
+//! At shutdown it asks each to finish what it is answering and close.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// What the worker and the connection's requests share about one connection.
 #[derive(Debug, Default)]
@@ -26,6 +30,10 @@ pub struct ConnLife {
     in_flight: AtomicU32,
     /// Sweeps in a row that found no request in flight.
     idle_sweeps: AtomicU32,
+    /// At least one request was answered: waiting for the next is keep-alive.
+    served: AtomicBool,
+    /// Bytes arrived since the last request ended (a head is on its way).
+    reading: AtomicBool,
     /// Finish the requests in flight, then close (shutdown).
     drain: AtomicBool,
     /// Close now (timed out).
@@ -41,21 +49,28 @@ pub struct ConnLife {
 pub struct SweepPlan {
     /// Time between sweeps.
     pub every: Duration,
-    /// A connection is closed at the sweep that finds it idle for the
-    /// `limit + 1`-th time in a row: idle for at least `limit × every`, the
-    /// timeout, and at most one sweep longer.
-    pub limit: u32,
+    /// A connection waiting for a request head (a new one, or one whose next
+    /// head has begun to arrive) is closed at the sweep that finds it so for the
+    /// `head_limit + 1`-th time in a row: after at least `head_limit × every`,
+    /// the timeout, and at most one sweep longer.
+    pub head_limit: u32,
+    /// The same for a keep-alive connection with no next request yet.
+    pub keepalive_limit: u32,
 }
 
 impl SweepPlan {
-    /// Four sweeps per timeout (closing within 1.25× of it), at most one per
-    /// second and at least every 10 ms.
-    pub fn for_timeout(timeout: Duration) -> Self {
-        let every = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let limit = timeout.as_nanos().div_ceil(every.as_nanos().max(1));
+    /// Four sweeps per (shorter) timeout, so a connection closes within 1.25× of
+    /// it; at most one sweep per second and at least 10 ms between sweeps.
+    pub fn new(header_read_timeout: Duration, keepalive_timeout: Duration) -> Self {
+        let every = (header_read_timeout.min(keepalive_timeout) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let limit = |t: Duration| {
+            u32::try_from(t.as_nanos().div_ceil(every.as_nanos().max(1))).unwrap_or(u32::MAX)
+        };
         SweepPlan {
             every,
-            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            head_limit: limit(header_read_timeout),
+            keepalive_limit: limit(keepalive_timeout),
         }
     }
 }
@@ -73,6 +88,18 @@ impl ConnLife {
             .in_flight
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         self.idle_sweeps.store(0, Ordering::Relaxed);
+        self.served.store(true, Ordering::Relaxed);
+        self.reading.store(false, Ordering::Relaxed);
+    }
+
+    /// Bytes arrived from the client. The first after a request ended starts
+    /// the head's clock: from then on `header_read_timeout` applies, counted
+    /// afresh (a head that begins after 59 idle seconds still gets all of it).
+    pub fn saw_bytes(&self) {
+        if !self.reading.load(Ordering::Relaxed) {
+            self.reading.store(true, Ordering::Relaxed);
+            self.idle_sweeps.store(0, Ordering::Relaxed);
+        }
     }
 
     /// One sweep of the worker: counts an idle sweep and, past the plan's limit,
@@ -88,7 +115,14 @@ impl ConnLife {
         }
         let idle = self.idle_sweeps.load(Ordering::Relaxed).saturating_add(1);
         self.idle_sweeps.store(idle, Ordering::Relaxed);
-        if idle > plan.limit && !self.close.swap(true, Ordering::Relaxed) {
+        let keepalive =
+            self.served.load(Ordering::Relaxed) && !self.reading.load(Ordering::Relaxed);
+        let limit = if keepalive {
+            plan.keepalive_limit
+        } else {
+            plan.head_limit
+        };
+        if idle > limit && !self.close.swap(true, Ordering::Relaxed) {
             self.wake();
         }
         true
@@ -124,6 +158,65 @@ impl ConnLife {
     }
 }
 
+/// The client's socket, telling the connection's [`ConnLife`] when bytes arrive
+/// (the start of a request head). Below TLS, so any record counts.
+pub struct WatchedIo<T> {
+    io: T,
+    conn: super::ConnInfo,
+}
+
+impl<T> WatchedIo<T> {
+    /// Wraps the accepted socket of `conn`.
+    pub fn new(io: T, conn: super::ConnInfo) -> Self {
+        WatchedIo { io, conn }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.conn.life.saw_bytes();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 /// Marks the connection's task as ended however it ends (finished, failed,
 /// timed out, or a TLS handshake that never completed).
 pub struct DoneOnDrop<'a>(pub &'a ConnLife);
@@ -137,7 +230,7 @@ impl Drop for DoneOnDrop<'_> {
 /// A connection that can be asked to finish gracefully (hyper's connections).
 pub trait Drainable: Future {
     /// Stop taking new requests; end once those in flight are answered.
-    fn start_draining(self: std::pin::Pin<&mut Self>);
+    fn start_draining(self: Pin<&mut Self>);
 }
 
 /// Runs `conn` until it ends, is told to close (returns `None`, dropping it: the
@@ -168,76 +261,117 @@ pub async fn run<C: Drainable>(life: &ConnLife, conn: C) -> Option<C::Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::pin::Pin;
     use std::sync::Arc;
-    use std::task::Context;
 
-    #[test]
-    fn plans_sweep_four_times_per_timeout_within_bounds() {
-        let p = SweepPlan::for_timeout(Duration::from_secs(10));
-        assert_eq!(p.every, Duration::from_secs(1));
-        assert_eq!(p.limit, 10);
-        let p = SweepPlan::for_timeout(Duration::from_millis(400));
-        assert_eq!(p.every, Duration::from_millis(100));
-        assert_eq!(p.limit, 4);
-        let p = SweepPlan::for_timeout(Duration::from_millis(1));
-        assert_eq!(p.every, Duration::from_millis(10));
-        assert_eq!(p.limit, 1);
-        // Absurd timeouts neither panic nor wrap.
-        let p = SweepPlan::for_timeout(Duration::MAX);
-        assert_eq!(p.every, Duration::from_secs(1));
-        assert_eq!(p.limit, u32::MAX);
+    fn plan(head_limit: u32, keepalive_limit: u32) -> SweepPlan {
+        SweepPlan {
+            every: Duration::from_millis(100),
+            head_limit,
+            keepalive_limit,
+        }
+    }
+
+    fn closed(life: &ConnLife) -> bool {
+        life.close.load(Ordering::Relaxed)
     }
 
     #[test]
-    fn an_idle_connection_closes_only_after_the_whole_timeout() {
-        let plan = SweepPlan {
-            every: Duration::from_millis(100),
-            limit: 4,
-        };
+    fn plans_sweep_four_times_per_shorter_timeout_within_bounds() {
+        let p = SweepPlan::new(Duration::from_secs(10), Duration::from_secs(60));
+        assert_eq!(p.every, Duration::from_secs(1));
+        assert_eq!((p.head_limit, p.keepalive_limit), (10, 60));
+        let p = SweepPlan::new(Duration::from_millis(400), Duration::from_secs(2));
+        assert_eq!(p.every, Duration::from_millis(100));
+        assert_eq!((p.head_limit, p.keepalive_limit), (4, 20));
+        let p = SweepPlan::new(Duration::from_secs(10), Duration::from_millis(400));
+        assert_eq!(p.every, Duration::from_millis(100));
+        assert_eq!((p.head_limit, p.keepalive_limit), (100, 4));
+        let p = SweepPlan::new(Duration::from_millis(1), Duration::from_millis(1));
+        assert_eq!(p.every, Duration::from_millis(10));
+        assert_eq!((p.head_limit, p.keepalive_limit), (1, 1));
+        // Absurd timeouts neither panic nor wrap.
+        let p = SweepPlan::new(Duration::MAX, Duration::MAX);
+        assert_eq!(p.every, Duration::from_secs(1));
+        assert_eq!((p.head_limit, p.keepalive_limit), (u32::MAX, u32::MAX));
+    }
+
+    #[test]
+    fn a_new_connection_that_sends_nothing_gets_the_head_timeout() {
+        let plan = plan(4, 50);
         let life = ConnLife::default();
         for _ in 0..4 {
             assert!(life.sweep(plan));
-            assert!(!life.close.load(Ordering::Relaxed), "closed too early");
+            assert!(!closed(&life), "closed too early");
         }
         assert!(life.sweep(plan));
-        assert!(life.close.load(Ordering::Relaxed), "idle past the timeout");
+        assert!(closed(&life), "no request head within the timeout");
     }
 
     #[test]
-    fn a_request_in_flight_keeps_the_connection_and_its_end_restarts_the_count() {
-        let plan = SweepPlan {
-            every: Duration::from_millis(100),
-            limit: 2,
-        };
+    fn a_slow_head_gets_the_head_timeout_counted_from_its_first_bytes() {
+        let plan = plan(3, 50);
         let life = ConnLife::default();
-        life.sweep(plan);
-        life.sweep(plan);
         life.begin();
+        life.end();
+        // Keep-alive: well past the head timeout without a byte is fine.
         for _ in 0..10 {
             life.sweep(plan);
         }
         assert!(
-            !life.close.load(Ordering::Relaxed),
-            "a long request is not idle"
+            !closed(&life),
+            "an idle keep-alive connection gets the keep-alive timeout"
         );
+        // A head starts to trickle in: the head timeout runs from here.
+        life.saw_bytes();
+        for _ in 0..3 {
+            life.sweep(plan);
+            life.saw_bytes();
+        }
+        assert!(!closed(&life), "closed too early");
+        life.sweep(plan);
+        assert!(
+            closed(&life),
+            "the head did not complete within the timeout"
+        );
+    }
+
+    #[test]
+    fn an_idle_keep_alive_connection_closes_after_the_keepalive_timeout() {
+        let plan = plan(2, 5);
+        let life = ConnLife::default();
+        life.begin();
+        life.end();
+        for _ in 0..5 {
+            life.sweep(plan);
+        }
+        assert!(!closed(&life), "closed too early");
+        life.sweep(plan);
+        assert!(closed(&life));
+    }
+
+    #[test]
+    fn a_request_in_flight_keeps_the_connection_and_its_end_restarts_the_count() {
+        let plan = plan(2, 2);
+        let life = ConnLife::default();
+        life.sweep(plan);
+        life.sweep(plan);
+        life.begin();
+        life.saw_bytes();
+        for _ in 0..10 {
+            life.sweep(plan);
+        }
+        assert!(!closed(&life), "a long request is not idle");
         life.end();
         life.sweep(plan);
         life.sweep(plan);
-        assert!(
-            !life.close.load(Ordering::Relaxed),
-            "the count restarted at the end"
-        );
+        assert!(!closed(&life), "the count restarted at the end");
         life.sweep(plan);
-        assert!(life.close.load(Ordering::Relaxed));
+        assert!(closed(&life));
     }
 
     #[test]
     fn an_unmatched_end_does_not_make_the_connection_busy_forever() {
-        let plan = SweepPlan {
-            every: Duration::from_millis(100),
-            limit: 1,
-        };
+        let plan = plan(1, 1);
         let life = ConnLife::default();
         life.end();
         life.sweep(plan);
@@ -247,10 +381,7 @@ mod tests {
 
     #[test]
     fn ended_connections_leave_the_sweep() {
-        let plan = SweepPlan {
-            every: Duration::from_millis(100),
-            limit: 1,
-        };
+        let plan = plan(1, 1);
         let life = ConnLife::default();
         drop(DoneOnDrop(&life));
         assert!(life.is_done());

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::conn_life::{self, DoneOnDrop, Drainable, SweepPlan};
+use super::conn_life::{self, DoneOnDrop, Drainable, SweepPlan, WatchedIo};
 use super::{ConnInfo, Proxy};
 
 /// Why the server could not start.
@@ -80,6 +80,7 @@ pub struct ServerOptions {
     pub max_connections: usize,
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
+    pub keepalive_timeout: Duration,
     pub shutdown_grace: Duration,
 }
 
@@ -189,7 +190,7 @@ async fn worker(
     let builder = http_builder(&options);
     // This worker's connections, swept for the slow-loris/idle timeout.
     let mut conns: Vec<ConnInfo> = Vec::new();
-    let plan = SweepPlan::for_timeout(options.header_read_timeout);
+    let plan = SweepPlan::new(options.header_read_timeout, options.keepalive_timeout);
     let mut sweep = tokio::time::interval(plan.every);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -221,6 +222,7 @@ async fn worker(
         let _ = stream.set_nodelay(true);
         let info = ConnInfo::new(peer, options.tls.is_some());
         conns.push(info.clone());
+        let stream = WatchedIo::new(stream, info.clone());
         let here = here.clone();
         let conn = info.clone();
         let service = service_fn(move |req: hyper::Request<Incoming>| {

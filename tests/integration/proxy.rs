@@ -551,13 +551,18 @@ async fn connection_limit_is_enforced() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
 
-/// Slowloris: a client that trickles a request head, or keeps a connection
-/// open without starting its next request, loses it after
-/// `header_read_timeout`; a prompt client on the same proxy is served.
+/// Slowloris: a client that trickles a request head loses the connection after
+/// `header_read_timeout`; one that keeps a connection open without starting its
+/// next request loses it after `keepalive_timeout` (and not before); a prompt
+/// client on the same proxy is served.
 #[tokio::test]
 async fn slow_request_heads_and_idle_keep_alives_are_cut_off() {
     let up = upstream::start().await;
-    let cfg = open_config(&up.url(), "header_read_timeout = \"400ms\"", "");
+    let cfg = open_config(
+        &up.url(),
+        "header_read_timeout = \"400ms\"\nkeepalive_timeout = \"1500ms\"",
+        "",
+    );
     let proxy = harness::start(settings(&cfg)).await;
 
     // A head that never ends: closed without an answer being forwarded.
@@ -593,11 +598,17 @@ async fn slow_request_heads_and_idle_keep_alives_are_cut_off() {
     let mut buf = vec![0u8; 64 * 1024];
     let n = idle.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let answered = std::time::Instant::now();
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
     assert!(
         read.is_ok(),
         "an idle keep-alive connection should be closed"
+    );
+    assert!(
+        answered.elapsed() >= Duration::from_millis(1300),
+        "an idle keep-alive connection gets keepalive_timeout, not header_read_timeout: closed after {:?}",
+        answered.elapsed()
     );
 
     // Meanwhile a prompt client is served as usual.
