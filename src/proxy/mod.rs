@@ -88,6 +88,11 @@ impl ConnInfo {
             life: conn_life::ConnLife::default(),
         }))
     }
+
+    /// A reference that does not keep the connection's memory alive.
+    pub fn downgrade(&self) -> std::sync::Weak<Conn> {
+        Arc::downgrade(&self.0)
+    }
 }
 
 /// One request in flight on its connection, from the moment the request is

@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::conn_life::{self, DoneOnDrop, Drainable, SweepPlan, WatchedIo};
-use super::{ConnInfo, Proxy};
+use super::{Conn, ConnInfo, Proxy};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -188,8 +188,9 @@ async fn worker(
     // Access-log lines are batched per worker and handed over on this timer.
     let flusher = tokio::spawn(crate::telemetry::access_log::run_flusher());
     let builder = http_builder(&options);
-    // This worker's connections, swept for the slow-loris/idle timeout.
-    let mut conns: Vec<ConnInfo> = Vec::new();
+    // This worker's connections, swept for the slow-loris/idle timeout. Weak:
+    // a closed connection's memo is freed at once, not at the next sweep.
+    let mut conns: Vec<Weak<Conn>> = Vec::new();
     let plan = SweepPlan::new(options.header_read_timeout, options.keepalive_timeout);
     let mut sweep = tokio::time::interval(plan.every);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -198,7 +199,7 @@ async fn worker(
             biased;
             _ = shutdown.changed() => break,
             _ = sweep.tick() => {
-                conns.retain(|c| c.life.sweep(plan));
+                conns.retain(|c| c.upgrade().is_some_and(|c| c.life.sweep(plan)));
                 continue;
             }
             a = listener.accept() => a,
@@ -221,7 +222,7 @@ async fn worker(
         let slot = ConnSlot(open.clone());
         let _ = stream.set_nodelay(true);
         let info = ConnInfo::new(peer, options.tls.is_some());
-        conns.push(info.clone());
+        conns.push(info.downgrade());
         let stream = WatchedIo::new(stream, info.clone());
         let here = here.clone();
         let conn = info.clone();
@@ -261,13 +262,13 @@ async fn worker(
 
 /// Asks every connection of this worker to finish what it is answering and
 /// close, and waits for them up to `grace`.
-async fn drain(mut conns: Vec<ConnInfo>, grace: Duration) {
-    for c in &conns {
+async fn drain(mut conns: Vec<Weak<Conn>>, grace: Duration) {
+    for c in conns.iter().filter_map(Weak::upgrade) {
         c.life.drain();
     }
     let deadline = tokio::time::Instant::now() + grace;
     loop {
-        conns.retain(|c| !c.life.is_done());
+        conns.retain(|c| c.upgrade().is_some_and(|c| !c.life.is_done()));
         if conns.is_empty() {
             return;
         }
