@@ -17,6 +17,20 @@ bench_install() { # command... (each command's package has the same name, nginx 
   NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 }
 
+# How servers are started. With the kernel's autogroup scheduling (on in most
+# distributions), processes started from one terminal session share one
+# scheduling group: the proxy, its upstream and wrk would compete thread by
+# thread, which no deployment does (each service runs in its own cgroup).
+# BENCH_GROUPS=own (the default) starts every server in a session of its own
+# (setsid), so each gets a group as it would as a service; BENCH_GROUPS=shared
+# keeps them all in the script's group (the set-up of the first six sessions).
+# Either way every contender is started the same way.
+case "${BENCH_GROUPS:-own}" in
+  own) SERVICE=(setsid) ;;
+  shared) SERVICE=() ;;
+  *) echo "BENCH_GROUPS must be own or shared" >&2; exit 2 ;;
+esac
+
 # WORK: a fresh scratch directory; PIDS: processes to stop on exit.
 bench_workdir() { # name
   WORK=$(mktemp -d "/tmp/$1.XXXXXX")
@@ -63,7 +77,7 @@ http {
   }
 }
 CONF
-  "$NGINX" -p "$WORK/up" -c "$WORK/up/nginx.conf" -e "$WORK/up/error.log" & PIDS+=($!)
+  "${SERVICE[@]}" "$NGINX" -p "$WORK/up" -c "$WORK/up/nginx.conf" -e "$WORK/up/error.log" & PIDS+=($!)
 }
 
 # usher configs in front of the upstream, sharing one session secret.

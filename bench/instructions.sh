@@ -20,9 +20,11 @@ DURATION=${DURATION:-8}
 . bench/common.sh
 bench_install wrk valgrind
 
-cargo build --release --quiet
+# The plain release build unless USHER_BIN names another (the shipped one:
+# USHER_BIN=target/pgo/release/usher after bash deploy/build.sh).
+[ -n "${USHER_BIN:-}" ] || cargo build --release --quiet
 cargo build --release --quiet --example hyper_floor
-USHER=$PWD/target/release/usher
+USHER=$(realpath "${USHER_BIN:-target/release/usher}")
 FLOOR=$PWD/target/release/examples/hyper_floor
 
 bench_workdir usher-instr

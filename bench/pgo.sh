@@ -1,19 +1,16 @@
 #!/usr/bin/env bash
-# Builds target/pgo/release/usher: the release build, optimized with a profile
-# of usher's own hot paths (profile-guided optimization). Served side by side
-# with the default build it used 12% less CPU per signed-in request
-# (BENCHMARKS.md, with the open question about its tail latency in
-# bench/proxy.sh); the default
-# `cargo build --release` stays portable and is what the tests and
-# `cargo run --release -- demo` use.
+# Records pgo/usher.profdata, the profile of usher's own hot paths that
+# deploy/build.sh builds the shipped binary with (profile-guided optimization),
+# then runs deploy/build.sh. Re-run it after changing the request path or a
+# dependency; commit the new profile with the change.
 #
 # How: an instrumented build serves a loopback training load for about 30 s
 # (signed in and signed out, small and 1 MiB bodies, redirects to sign-in,
 # JSON 401s, real sign-ins through the sandbox Google), llvm-profdata merges
-# the counts, and a second build uses them.
+# the counts into a sparse profile (functions never run are left out: 1.5 MB
+# instead of 9), and deploy/build.sh builds target/pgo/release/usher with it.
 #
-#   bash bench/pgo.sh                  # ~10 min on two cores
-#   USHER_BIN=target/pgo/release/usher bash bench/proxy.sh
+#   bash bench/pgo.sh                  # ~11 min on two cores
 #
 # llvm-profdata must read the raw profiles of rustc's own LLVM: taken from
 # rustup's llvm-tools if installed, else Debian's llvm-19 (installed if missing;
@@ -77,8 +74,10 @@ wrk -t1 -c8 -d2s "$open/_usher/healthz" > /dev/null
 kill -TERM "$OPEN_PID" "$AUTH_PID" "$SBX_PID"
 wait "$OPEN_PID" "$AUTH_PID" "$SBX_PID" 2>/dev/null || true
 ls "$PROFILES"/*.profraw > /dev/null 2>&1 || { echo "no profile was written; see $WORK" >&2; exit 1; }
-"$PROFDATA" merge -o "$PROFILES/usher.profdata" "$PROFILES"/*.profraw
+# Sparse: only functions that ran; the rest are built as without a profile anyway.
+mkdir -p pgo
+"$PROFDATA" merge --sparse -o pgo/usher.profdata "$PROFILES"/*.profraw
+echo "recorded pgo/usher.profdata ($(du -h pgo/usher.profdata | cut -f1))" >&2
 
 echo "building the optimized usher..." >&2
-RUSTFLAGS="-Cprofile-use=$PROFILES/usher.profdata" cargo build --release --quiet --target-dir target/pgo
-echo "built target/pgo/release/usher (profile: $PROFILES/usher.profdata)"
+bash deploy/build.sh

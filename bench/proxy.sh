@@ -17,7 +17,8 @@
 #
 #   bash bench/proxy.sh                 # 5 rounds of 10 s
 #   ROUNDS=7 DURATION=15 bash bench/proxy.sh
-#   USHER_BIN=target/pgo/release/usher bash bench/proxy.sh   # a build of bench/pgo.sh
+#   USHER_BIN=target/release/usher bash bench/proxy.sh   # the plain release build
+#   BENCH_GROUPS=shared bash bench/proxy.sh   # all in one scheduling group (bench/common.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -27,8 +28,10 @@ CONNS=${CONNS:-64}
 . bench/common.sh
 bench_install wrk
 
-USHER=${USHER_BIN:-target/release/usher}
-[ -n "${USHER_BIN:-}" ] || cargo build --release --quiet
+# The shipped build (deploy/build.sh: release + the committed PGO profile) unless
+# USHER_BIN names another, e.g. USHER_BIN=target/release/usher for the plain one.
+USHER=${USHER_BIN:-target/pgo/release/usher}
+[ -n "${USHER_BIN:-}" ] || bash deploy/build.sh > /dev/null
 [ -x "$USHER" ] || { echo "no usher binary at $USHER" >&2; exit 1; }
 cargo build --release --quiet --example hyper_floor
 echo "usher binary: $USHER" >&2
@@ -65,14 +68,14 @@ CONF
 
 bench_usher_configs "$USH_PORT" "$AUTH_PORT" "$UP_PORT" "$SBX_PORT"
 
-"$NGINX" -p "$WORK/ngx" -c "$WORK/ngx/nginx.conf" -e "$WORK/ngx/error.log" & NGX_PID=$!; PIDS+=($NGX_PID)
+"${SERVICE[@]}" "$NGINX" -p "$WORK/ngx" -c "$WORK/ngx/nginx.conf" -e "$WORK/ngx/error.log" & NGX_PID=$!; PIDS+=($NGX_PID)
 # The access log goes to a file, as nginx's does.
-RUST_LOG=info "$USHER" serve -c "$WORK/usher.toml" > "$WORK/usher.log" 2>&1 & USH_PID=$!; PIDS+=($USH_PID)
-"$USHER" sandbox --port "$SBX_PORT" > "$WORK/sandbox.log" 2>&1 & PIDS+=($!)
-"$FLOOR" "127.0.0.1:$FLR_PORT" "127.0.0.1:$UP_PORT" > "$WORK/floor.log" 2>&1 & FLR_PID=$!; PIDS+=($FLR_PID)
+RUST_LOG=info "${SERVICE[@]}" "$USHER" serve -c "$WORK/usher.toml" > "$WORK/usher.log" 2>&1 & USH_PID=$!; PIDS+=($USH_PID)
+"${SERVICE[@]}" "$USHER" sandbox --port "$SBX_PORT" > "$WORK/sandbox.log" 2>&1 & PIDS+=($!)
+"${SERVICE[@]}" "$FLOOR" "127.0.0.1:$FLR_PORT" "127.0.0.1:$UP_PORT" > "$WORK/floor.log" 2>&1 & FLR_PID=$!; PIDS+=($FLR_PID)
 
 wait_port "$UP_PORT"; wait_port "$NGX_PORT"; wait_port "$USH_PORT"; wait_port "$SBX_PORT"; wait_port "$FLR_PORT"
-RUST_LOG=info "$USHER" serve -c "$WORK/usher-auth.toml" > "$WORK/usher-auth.log" 2>&1 & AUTH_PID=$!; PIDS+=($AUTH_PID)
+RUST_LOG=info "${SERVICE[@]}" "$USHER" serve -c "$WORK/usher-auth.toml" > "$WORK/usher-auth.log" 2>&1 & AUTH_PID=$!; PIDS+=($AUTH_PID)
 wait_port "$AUTH_PORT"
 
 # Sign in through the sandbox Google (non-interactive path) to get a session cookie.
