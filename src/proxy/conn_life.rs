@@ -34,6 +34,9 @@ pub struct ConnLife {
     served: AtomicBool,
     /// Bytes arrived since the last request ended (a head is on its way).
     reading: AtomicBool,
+    /// The connection speaks HTTP/2: bytes between requests are pings and
+    /// window updates as often as heads, so they do not start a head's clock.
+    multiplexed: AtomicBool,
     /// Finish the requests in flight, then close (shutdown).
     drain: AtomicBool,
     /// Close now (timed out).
@@ -76,9 +79,12 @@ impl SweepPlan {
 }
 
 impl ConnLife {
-    /// A request started on this connection.
-    pub fn begin(&self) {
+    /// A request started on this connection (`multiplexed`: an HTTP/2 one).
+    pub fn begin(&self, multiplexed: bool) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if multiplexed {
+            self.multiplexed.store(true, Ordering::Relaxed);
+        }
     }
 
     /// A request on this connection ended (answered, or abandoned).
@@ -96,7 +102,7 @@ impl ConnLife {
     /// the head's clock: from then on `header_read_timeout` applies, counted
     /// afresh (a head that begins after 59 idle seconds still gets all of it).
     pub fn saw_bytes(&self) {
-        if !self.reading.load(Ordering::Relaxed) {
+        if !self.reading.load(Ordering::Relaxed) && !self.multiplexed.load(Ordering::Relaxed) {
             self.reading.store(true, Ordering::Relaxed);
             self.idle_sweeps.store(0, Ordering::Relaxed);
         }
@@ -311,7 +317,7 @@ mod tests {
     fn a_slow_head_gets_the_head_timeout_counted_from_its_first_bytes() {
         let plan = plan(3, 50);
         let life = ConnLife::default();
-        life.begin();
+        life.begin(false);
         life.end();
         // Keep-alive: well past the head timeout without a byte is fine.
         for _ in 0..10 {
@@ -336,10 +342,25 @@ mod tests {
     }
 
     #[test]
+    fn http2_pings_between_requests_do_not_shorten_the_keepalive_timeout() {
+        let plan = plan(2, 5);
+        let life = ConnLife::default();
+        life.begin(true);
+        life.end();
+        for _ in 0..5 {
+            life.saw_bytes();
+            life.sweep(plan);
+        }
+        assert!(!closed(&life), "pings are not a slow head");
+        life.sweep(plan);
+        assert!(closed(&life), "idle past the keep-alive timeout");
+    }
+
+    #[test]
     fn an_idle_keep_alive_connection_closes_after_the_keepalive_timeout() {
         let plan = plan(2, 5);
         let life = ConnLife::default();
-        life.begin();
+        life.begin(false);
         life.end();
         for _ in 0..5 {
             life.sweep(plan);
@@ -355,7 +376,7 @@ mod tests {
         let life = ConnLife::default();
         life.sweep(plan);
         life.sweep(plan);
-        life.begin();
+        life.begin(false);
         life.saw_bytes();
         for _ in 0..10 {
             life.sweep(plan);

@@ -102,8 +102,8 @@ impl ConnInfo {
 pub struct InFlight(ConnInfo);
 
 impl InFlight {
-    fn begin(conn: ConnInfo) -> Self {
-        conn.life.begin();
+    fn begin(conn: ConnInfo, version: http::Version) -> Self {
+        conn.life.begin(version == http::Version::HTTP_2);
         InFlight(conn)
     }
 }
@@ -256,7 +256,7 @@ impl Proxy {
         // log's timestamp) works from these.
         // First: if this future is dropped (the client went away), the request
         // still ends for the connection's idle count.
-        let in_flight = InFlight::begin(conn);
+        let in_flight = InFlight::begin(conn, req.version());
         let start = Instant::now();
         let wall = SystemTime::now();
         let request_id = headers::request_id(req.headers());
