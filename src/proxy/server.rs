@@ -319,7 +319,7 @@ async fn serve<I, S>(
         Some(Err(e)) => tracing::debug!(error = %e, "client connection ended with an error"),
         Some(Ok(())) => {}
         None => {
-            tracing::debug!(peer = %info.peer, "client connection closed: no request for header_read_timeout")
+            tracing::debug!(peer = %info.peer, "client connection closed: idle past header_read_timeout or keepalive_timeout")
         }
     }
 }
