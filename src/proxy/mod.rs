@@ -251,12 +251,12 @@ impl Proxy {
         conn: ConnInfo,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
+        // First, so that if this future is dropped (the client went away) the
+        // request still ends for the connection's idle count.
+        let in_flight = InFlight::begin(conn, req.version());
         // The clock is read twice per request here and once when the body ends;
         // everything else (session checks, pool expiry, the response timer, the
         // log's timestamp) works from these.
-        // First: if this future is dropped (the client went away), the request
-        // still ends for the connection's idle count.
-        let in_flight = InFlight::begin(conn, req.version());
         let start = Instant::now();
         let wall = SystemTime::now();
         let request_id = headers::request_id(req.headers());
