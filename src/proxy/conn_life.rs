@@ -147,20 +147,21 @@ impl ConnLife {
     }
 
     fn wake(&self) {
-        let waker = match self.waker.lock() {
-            Ok(mut w) => w.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
+        let waker = self.waker_slot().take();
         if let Some(w) = waker {
             w.wake();
         }
     }
 
     fn register(&self, waker: &Waker) {
-        match self.waker.lock() {
-            Ok(mut w) => *w = Some(waker.clone()),
-            Err(poisoned) => *poisoned.into_inner() = Some(waker.clone()),
-        }
+        *self.waker_slot() = Some(waker.clone());
+    }
+
+    /// The stored waker; a panic elsewhere while holding it leaves a valid value.
+    fn waker_slot(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        self.waker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -301,24 +302,37 @@ mod tests {
         assert_eq!((p.head_limit, p.keepalive_limit), (u32::MAX, u32::MAX));
     }
 
+    /// A connection that has answered one request.
+    fn served(multiplexed: bool) -> ConnLife {
+        let life = ConnLife::default();
+        life.begin(multiplexed);
+        life.end();
+        life
+    }
+
+    /// Sweeps until the connection is told to close (calling `between` after each
+    /// sweep that leaves it open); returns the sweep that closed it.
+    fn sweeps_to_close(life: &ConnLife, plan: SweepPlan, between: impl Fn(&ConnLife)) -> u32 {
+        for n in 1..=1000 {
+            assert!(life.sweep(plan));
+            if closed(life) {
+                return n;
+            }
+            between(life);
+        }
+        panic!("never closed");
+    }
+
     #[test]
     fn a_new_connection_that_sends_nothing_gets_the_head_timeout() {
-        let plan = plan(4, 50);
         let life = ConnLife::default();
-        for _ in 0..4 {
-            assert!(life.sweep(plan));
-            assert!(!closed(&life), "closed too early");
-        }
-        assert!(life.sweep(plan));
-        assert!(closed(&life), "no request head within the timeout");
+        assert_eq!(sweeps_to_close(&life, plan(4, 50), |_| {}), 5);
     }
 
     #[test]
     fn a_slow_head_gets_the_head_timeout_counted_from_its_first_bytes() {
         let plan = plan(3, 50);
-        let life = ConnLife::default();
-        life.begin(false);
-        life.end();
+        let life = served(false);
         // Keep-alive: well past the head timeout without a byte is fine.
         for _ in 0..10 {
             life.sweep(plan);
@@ -329,45 +343,19 @@ mod tests {
         );
         // A head starts to trickle in: the head timeout runs from here.
         life.saw_bytes();
-        for _ in 0..3 {
-            life.sweep(plan);
-            life.saw_bytes();
-        }
-        assert!(!closed(&life), "closed too early");
-        life.sweep(plan);
-        assert!(
-            closed(&life),
-            "the head did not complete within the timeout"
-        );
+        assert_eq!(sweeps_to_close(&life, plan, ConnLife::saw_bytes), 4);
     }
 
     #[test]
     fn http2_pings_between_requests_do_not_shorten_the_keepalive_timeout() {
-        let plan = plan(2, 5);
-        let life = ConnLife::default();
-        life.begin(true);
-        life.end();
-        for _ in 0..5 {
-            life.saw_bytes();
-            life.sweep(plan);
-        }
-        assert!(!closed(&life), "pings are not a slow head");
-        life.sweep(plan);
-        assert!(closed(&life), "idle past the keep-alive timeout");
+        let life = served(true);
+        assert_eq!(sweeps_to_close(&life, plan(2, 5), ConnLife::saw_bytes), 6);
     }
 
     #[test]
     fn an_idle_keep_alive_connection_closes_after_the_keepalive_timeout() {
-        let plan = plan(2, 5);
-        let life = ConnLife::default();
-        life.begin(false);
-        life.end();
-        for _ in 0..5 {
-            life.sweep(plan);
-        }
-        assert!(!closed(&life), "closed too early");
-        life.sweep(plan);
-        assert!(closed(&life));
+        let life = served(false);
+        assert_eq!(sweeps_to_close(&life, plan(2, 5), |_| {}), 6);
     }
 
     #[test]

@@ -551,6 +551,16 @@ async fn connection_limit_is_enforced() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
 
+/// Reads what the proxy sends until it closes the connection (within 5 s, or
+/// the test fails); returns how long that took and the bytes.
+async fn read_until_closed(s: &mut TcpStream, what: &str) -> (Duration, Vec<u8>) {
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "{what} should be closed, not left open");
+    (started.elapsed(), out)
+}
+
 /// Slowloris: a client that trickles a request head loses the connection after
 /// `header_read_timeout`; one that keeps a connection open without starting its
 /// next request loses it after `keepalive_timeout` (and not before); a prompt
@@ -570,17 +580,10 @@ async fn slow_request_heads_and_idle_keep_alives_are_cut_off() {
     slow.write_all(b"GET / HTTP/1.1\r\nHost: jira.test\r\nX-A: 1\r\n")
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut out)).await;
+    let (after, out) = read_until_closed(&mut slow, "a connection with a slow head").await;
     assert!(
-        read.is_ok(),
-        "the connection should be closed, not left open"
-    );
-    assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "closed before the timeout: {:?}",
-        started.elapsed()
+        after >= Duration::from_millis(300),
+        "closed before the timeout: {after:?}"
     );
     let text = String::from_utf8_lossy(&out);
     assert!(!text.contains("200 OK"), "{text}");
@@ -598,17 +601,10 @@ async fn slow_request_heads_and_idle_keep_alives_are_cut_off() {
     let mut buf = vec![0u8; 64 * 1024];
     let n = idle.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-    let answered = std::time::Instant::now();
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+    let (after, _) = read_until_closed(&mut idle, "an idle keep-alive connection").await;
     assert!(
-        read.is_ok(),
-        "an idle keep-alive connection should be closed"
-    );
-    assert!(
-        answered.elapsed() >= Duration::from_millis(1300),
-        "an idle keep-alive connection gets keepalive_timeout, not header_read_timeout: closed after {:?}",
-        answered.elapsed()
+        after >= Duration::from_millis(1300),
+        "an idle keep-alive connection gets keepalive_timeout, not header_read_timeout: closed after {after:?}"
     );
 
     // Meanwhile a prompt client is served as usual.
@@ -643,14 +639,10 @@ async fn the_idle_timeout_spares_slow_answers_and_ends_idle_http2() {
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), h2.read_to_end(&mut out)).await;
-    assert!(read.is_ok(), "an idle HTTP/2 connection should be closed");
+    let (after, out) = read_until_closed(&mut h2, "an idle HTTP/2 connection").await;
     assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "closed before the timeout: {:?}",
-        started.elapsed()
+        after >= Duration::from_millis(300),
+        "closed before the timeout: {after:?}"
     );
     // The server spoke HTTP/2 first (its SETTINGS frame: type 4).
     assert!(out.len() >= 9 && out[3] == 4, "{out:?}");
