@@ -2,7 +2,8 @@
 # Records pgo/usher.profdata, the profile of usher's own hot paths that
 # deploy/build.sh builds the shipped binary with (profile-guided optimization),
 # then runs deploy/build.sh. Re-run it after changing the request path or a
-# dependency; commit the new profile with the change.
+# dependency; commit the new profile and pgo/sources.sha256 with the change
+# (deploy/build.sh warns about files changed since the recording).
 #
 # How: an instrumented build serves a loopback training load for about 30 s
 # (signed in and signed out, small and 1 MiB bodies, redirects to sign-in,
@@ -77,7 +78,8 @@ ls "$PROFILES"/*.profraw > /dev/null 2>&1 || { echo "no profile was written; see
 # Sparse: only functions that ran; the rest are built as without a profile anyway.
 mkdir -p pgo
 "$PROFDATA" merge --sparse -o pgo/usher.profdata "$PROFILES"/*.profraw
-echo "recorded pgo/usher.profdata ($(du -h pgo/usher.profdata | cut -f1))" >&2
+bash deploy/pgo-sources.sh record
+echo "recorded pgo/usher.profdata ($(du -h pgo/usher.profdata | cut -f1)) and the checksums of its sources (pgo/sources.sha256)" >&2
 
 echo "building the optimized usher..." >&2
 bash deploy/build.sh

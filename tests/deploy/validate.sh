@@ -74,6 +74,33 @@ python3 tests/deploy/check_dockerfile.py deploy/Dockerfile || fail "deploy/Docke
 [ -f deploy/Dockerfile.dockerignore ] && grep -qx '\*\*/target' deploy/Dockerfile.dockerignore \
   || fail "deploy/Dockerfile.dockerignore missing or does not exclude target/"
 
+step "deploy/pgo-sources.sh (which files changed since the PGO profile was recorded)"
+pgo_root="$tmp/pgo-root"
+mkdir -p "$pgo_root/src/proxy"
+echo 'fn hot() {}' >"$pgo_root/src/proxy/hot.rs"
+echo 'fn cold() {}' >"$pgo_root/src/cold.rs"
+echo 'lock v1' >"$pgo_root/Cargo.lock"
+pgo_check() { # EXPECTED_RC EXPECTED_OUTPUT (one file per line, sorted)
+  local out rc
+  out=$(bash deploy/pgo-sources.sh check "$pgo_root" 2>/dev/null) && rc=0 || rc=$?
+  out=$(LC_ALL=C sort <<<"$out" | sed '/^$/d')
+  if [ "$rc" -ne "$1" ] || [ "$out" != "$2" ]; then
+    fail "pgo-sources.sh check: exit $rc, listed [$out]; wanted exit $1, [$2]"
+  fi
+}
+pgo_check 2 ""
+bash deploy/pgo-sources.sh record "$pgo_root"
+pgo_check 0 ""
+echo '// edited' >>"$pgo_root/src/proxy/hot.rs"
+echo 'fn new() {}' >"$pgo_root/src/proxy/new.rs"
+echo 'lock v2' >"$pgo_root/Cargo.lock"
+pgo_check 1 "$(printf 'Cargo.lock\nsrc/proxy/hot.rs\nsrc/proxy/new.rs')"
+rm "$pgo_root/src/cold.rs"
+pgo_check 1 "$(printf 'Cargo.lock\nsrc/cold.rs\nsrc/proxy/hot.rs\nsrc/proxy/new.rs')"
+bash deploy/pgo-sources.sh record "$pgo_root"
+pgo_check 0 ""
+echo "stale files listed, current profile passes"
+
 step "deploy/usher.service (systemd-analyze verify)"
 if command -v systemd-analyze >/dev/null 2>&1; then
   # verify insists that ExecStart's binary exists: point it at usher when built,
