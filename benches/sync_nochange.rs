@@ -32,8 +32,16 @@ fn proc_status_kb(field: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// This run's scratch directory (the service-account key and sync state).
+fn scratch_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("usher-bench-sync-{}", std::process::id()))
+}
+
+/// Stops the bench. `exit` skips destructors, so the scratch directory is
+/// removed here rather than by a guard.
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     eprintln!("{what}: {e}");
+    let _ = std::fs::remove_dir_all(scratch_dir());
     std::process::exit(1)
 }
 
@@ -153,7 +161,7 @@ fn main() {
             proc_status_kb("VmRSS:").unwrap_or(0) / 1024
         );
 
-        let dir = std::env::temp_dir().join(format!("usher-bench-sync-{}", std::process::id()));
+        let dir = scratch_dir();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail("temp dir", e));
         let key_file = dir.join("sa.json");

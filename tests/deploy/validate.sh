@@ -76,6 +76,7 @@ python3 tests/deploy/check_dockerfile.py deploy/Dockerfile || fail "deploy/Docke
 
 step "deploy/pgo-sources.sh (which files changed since the PGO profile was recorded)"
 pgo_root="$tmp/pgo-root"
+failed_before=$failed
 mkdir -p "$pgo_root/src/proxy"
 echo 'fn hot() {}' >"$pgo_root/src/proxy/hot.rs"
 echo 'fn cold() {}' >"$pgo_root/src/cold.rs"
@@ -99,7 +100,7 @@ rm "$pgo_root/src/cold.rs"
 pgo_check 1 "$(printf 'Cargo.lock\nsrc/cold.rs\nsrc/proxy/hot.rs\nsrc/proxy/new.rs')"
 bash deploy/pgo-sources.sh record "$pgo_root"
 pgo_check 0 ""
-echo "stale files listed, current profile passes"
+[ "$failed" -eq "$failed_before" ] && echo "stale files listed, a current profile passes"
 
 step "deploy/usher.service (systemd-analyze verify)"
 if command -v systemd-analyze >/dev/null 2>&1; then
