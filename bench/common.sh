@@ -1,8 +1,9 @@
-# Shared set-up of the load benchmarks (sourced by bench/proxy.sh and
-# bench/instructions.sh): tools, a scratch directory cleaned up on exit, free
-# ports, the nginx upstream serving a 1 KiB file, the two usher configurations
-# (signed out, and signed in through the sandbox Google) and the sign-in that
-# yields a session cookie. Loopback only.
+# Shared set-up of the load benchmarks (sourced by bench/proxy.sh,
+# bench/ab.sh and bench/instructions.sh): tools, a scratch directory cleaned up
+# on exit, free ports, the CPU time of a process tree, the nginx upstream
+# serving a 1 KiB file, the two usher configurations (signed out, and signed
+# in through the sandbox Google) and the sign-in that yields a session cookie.
+# Loopback only.
 
 # Installs the Debian packages named (nginx-light or nginx, plus the rest) when
 # a command of theirs is missing.
@@ -45,6 +46,17 @@ bench_cleanup() {
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# Sum of on-CPU nanoseconds of a process tree (all threads of the process and its children).
+cpu_ns() {
+  local root=$1 total=0 pid t
+  for pid in $root $(pgrep -P "$root" || true); do
+    for t in /proc/$pid/task/*/schedstat; do
+      [ -r "$t" ] && total=$(( total + $(cut -d' ' -f1 "$t") ))
+    done
+  done
+  echo $total
+}
 
 # The sandbox's port: a multiple of 10 (its other services sit next to it).
 sandbox_port() { python3 -c 'import random; print(random.randrange(20000, 60000, 10))'; }

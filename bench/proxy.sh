@@ -87,17 +87,6 @@ fresh_cookie
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "$COOKIE" "http://127.0.0.1:$AUTH_PORT/1k.bin")
 [ "$code" = 200 ] || { echo "session cookie not accepted ($code)" >&2; exit 1; }
 
-# Sum of on-CPU nanoseconds of a process tree (all threads of the process and its children).
-cpu_ns() {
-  local root=$1 total=0 pid t
-  for pid in $root $(pgrep -P "$root" || true); do
-    for t in /proc/$pid/task/*/schedstat; do
-      [ -r "$t" ] && total=$(( total + $(cut -d' ' -f1 "$t") ))
-    done
-  done
-  echo $total
-}
-
 RESULTS="$WORK/results.tsv"
 : > "$RESULTS"
 run_one() { # name port pid [header]
