@@ -284,18 +284,22 @@ mod tests {
 
     #[test]
     fn plans_sweep_four_times_per_shorter_timeout_within_bounds() {
-        let p = SweepPlan::new(Duration::from_secs(10), Duration::from_secs(60));
-        assert_eq!(p.every, Duration::from_secs(1));
-        assert_eq!((p.head_limit, p.keepalive_limit), (10, 60));
-        let p = SweepPlan::new(Duration::from_millis(400), Duration::from_secs(2));
-        assert_eq!(p.every, Duration::from_millis(100));
-        assert_eq!((p.head_limit, p.keepalive_limit), (4, 20));
-        let p = SweepPlan::new(Duration::from_secs(10), Duration::from_millis(400));
-        assert_eq!(p.every, Duration::from_millis(100));
-        assert_eq!((p.head_limit, p.keepalive_limit), (100, 4));
-        let p = SweepPlan::new(Duration::from_millis(1), Duration::from_millis(1));
-        assert_eq!(p.every, Duration::from_millis(10));
-        assert_eq!((p.head_limit, p.keepalive_limit), (1, 1));
+        let ms = Duration::from_millis;
+        // (header_read_timeout, keepalive_timeout) -> (every, head_limit, keepalive_limit)
+        for ((head, keep), (every, head_limit, keepalive_limit)) in [
+            ((ms(10_000), ms(60_000)), (ms(1_000), 10, 60)),
+            ((ms(400), ms(2_000)), (ms(100), 4, 20)),
+            ((ms(10_000), ms(400)), (ms(100), 100, 4)),
+            ((ms(1), ms(1)), (ms(10), 1, 1)),
+        ] {
+            let p = SweepPlan::new(head, keep);
+            assert_eq!(p.every, every, "{head:?} {keep:?}");
+            assert_eq!(
+                (p.head_limit, p.keepalive_limit),
+                (head_limit, keepalive_limit),
+                "{head:?} {keep:?}"
+            );
+        }
         // Absurd timeouts neither panic nor wrap.
         let p = SweepPlan::new(Duration::MAX, Duration::MAX);
         assert_eq!(p.every, Duration::from_secs(1));
