@@ -21,6 +21,7 @@ cd "$(dirname "$0")/.."
 A_BIN=$(readlink -f "$1"); B_BIN=$(readlink -f "$2")
 ROUNDS=${ROUNDS:-8}; DURATION=${DURATION:-5}; CONNS=${CONNS:-64}; MODE=${MODE:-auth}
 case "$MODE" in auth | open) ;; *) echo "MODE must be auth or open" >&2; exit 64 ;; esac
+(( DURATION * 2 < 55 )) || { echo "DURATION must be under 28 s: both halves of a round must end before the session cookie's refresh is due" >&2; exit 64; }
 
 . bench/common.sh
 bench_install wrk
@@ -45,11 +46,19 @@ env RUST_LOG=info ${ENV_A:-} "${SERVICE[@]}" "$A_BIN" serve -c "$BASE" > "$WORK/
 env RUST_LOG=info ${ENV_B:-} "${SERVICE[@]}" "$B_BIN" serve -c "$WORK/b.toml" > "$WORK/b.log" 2>&1 & B_PID=$!; PIDS+=($B_PID)
 wait_port "$A_PORT"; wait_port "$B_PORT"
 
+# One session cookie serves both: same secret, stateless cookie store. A browser
+# stores the refreshed cookie usher sends about once a minute; wrk does not, and
+# with a cookie older than that every request would re-issue it. So each round
+# (A and B) starts from a fresh sign-in, as in bench/proxy.sh.
 HDR=()
-if [ "$MODE" = auth ]; then
-  # One session cookie serves both: same secret, stateless cookie store.
-  HDR=(-H "$(sign_in "$A_PORT")")
-fi
+fresh_cookie() {
+  if [ "$MODE" = auth ]; then
+    local cookie
+    cookie=$(sign_in "$A_PORT")
+    HDR=(-H "$cookie")
+  fi
+}
+fresh_cookie
 for port in "$A_PORT" "$B_PORT"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "${HDR[@]}" "http://127.0.0.1:$port/1k.bin")
   [ "$code" = 200 ] || { echo "usher on $port answered $code, not 200; see $WORK" >&2; exit 1; }
@@ -75,6 +84,7 @@ PY
 }
 
 for r in $(seq "$ROUNDS"); do
+  fresh_cookie
   if (( r % 2 )); then run_one A "$A_PORT" "$A_PID"; run_one B "$B_PORT" "$B_PID"
   else run_one B "$B_PORT" "$B_PID"; run_one A "$A_PORT" "$A_PID"; fi
   echo "round $r/$ROUNDS done" >&2
