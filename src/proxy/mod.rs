@@ -419,6 +419,13 @@ impl Proxy {
                             }
                         };
                     }
+                    if refreshed_cookies.is_some() {
+                        self.sign_in.sessions.remember_refresh(
+                            cookies.as_bytes(),
+                            &s,
+                            &conn.memo.cookie,
+                        );
+                    }
                     session = Some(s);
                 }
                 None => {

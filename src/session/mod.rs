@@ -309,6 +309,27 @@ impl Sessions {
         self.resolve_payload(payload, now).await
     }
 
+    /// After a refresh (idle touch or revalidation) re-sealed the session cookie,
+    /// makes this connection read the cookie it sent as the refreshed session.
+    /// A browser stores the new cookie from the first response; until its next
+    /// request arrives, and for ever with a client that never stores cookies (a
+    /// script, a load tool), the old cookie would otherwise be found due again and
+    /// re-sealed on every request: AES-GCM and a `Set-Cookie` each time, 70% more
+    /// CPU per request (BENCHMARKS.md, ninth session). The absolute ttl still
+    /// counts from the sign-in, and another connection still reads the old cookie
+    /// as it is. Cookie store only: a server-side store keeps the refreshed
+    /// session itself and is read on every request.
+    pub fn remember_refresh(
+        &self,
+        cookie_header: &[u8],
+        refreshed: &Arc<Session>,
+        memo: &conn_memo::ConnCookieMemo,
+    ) {
+        if self.store.kind() == "cookie" {
+            memo.put(cookie_header, CookiePayload::Full(refreshed.clone()));
+        }
+    }
+
     /// Loads (server-side stores) and checks the session a cookie payload names.
     async fn resolve_payload(
         &self,

@@ -85,6 +85,16 @@ fn header_from(set_cookies: &[String]) -> String {
         .join("; ")
 }
 
+/// `who` signed in at `at` with a `kind` store: the façade and the `Cookie`
+/// header a browser would send next.
+async fn signed_in(kind: SessionStoreKind, who: &Session, at: SystemTime) -> (Sessions, String) {
+    let sessions = Sessions::from_settings(&settings(kind), false)
+        .await
+        .unwrap();
+    let header = header_from(&sessions.issue(who, at).await.unwrap());
+    (sessions, header)
+}
+
 #[tokio::test]
 async fn facade_issue_resolve_end_with_memory_store() {
     let store = store::MemoryStore::new();
@@ -348,11 +358,8 @@ async fn a_connection_remembers_its_cookie_but_never_skips_a_check() {
         None
     );
     // Memory store: revocation is seen on the very next request of the connection.
-    let m = Sessions::from_settings(&settings(SessionStoreKind::Memory), false)
-        .await
-        .unwrap();
+    let (m, header) = signed_in(SessionStoreKind::Memory, &alice, now).await;
     let memo = ConnCookieMemo::default();
-    let header = header_from(&m.issue(&alice, now).await.unwrap());
     assert!(m
         .resolve_on_connection(header.as_bytes(), now, &memo)
         .await
@@ -366,4 +373,64 @@ async fn a_connection_remembers_its_cookie_but_never_skips_a_check() {
         m.resolve_on_connection(header.as_bytes(), now, &memo).await,
         None
     );
+}
+
+#[tokio::test]
+async fn a_refreshed_cookie_is_resealed_once_per_connection_not_per_request() {
+    use super::conn_memo::ConnCookieMemo;
+    let t0 = SystemTime::now();
+    let alice = Session::new("google", "a", "a@example.com", "a", t0);
+    let (c, old) = signed_in(SessionStoreKind::Cookie, &alice, t0).await;
+    let memo = ConnCookieMemo::default();
+    // A minute on, the idle clock is due a refresh: the cookie is re-sealed.
+    let t1 = t0 + Duration::from_secs(61);
+    let mut s = c
+        .resolve_on_connection(old.as_bytes(), t1, &memo)
+        .await
+        .unwrap();
+    assert!(s.touch_due(&c.policy, t1));
+    let set = c.touch_if_due(Arc::make_mut(&mut s), t1).await.unwrap();
+    assert!(set.is_some_and(|set| !set.is_empty()), "re-sealed once");
+    c.remember_refresh(old.as_bytes(), &s, &memo);
+    // The client sends the old cookie again (it has not stored the new one yet,
+    // or never will): on this connection it reads as the refreshed session.
+    let t1b = t1 + Duration::from_secs(1);
+    let again = c
+        .resolve_on_connection(old.as_bytes(), t1b, &memo)
+        .await
+        .unwrap();
+    assert_eq!(again.last_seen, s.last_seen);
+    assert!(!again.touch_due(&c.policy, t1b), "not due again");
+    // Activity on this connection keeps it past the old cookie's idle limit ...
+    let t2 = t0 + Duration::from_secs(600 + 30);
+    assert!(c
+        .resolve_on_connection(old.as_bytes(), t2, &memo)
+        .await
+        .is_some());
+    // ... another connection reads the old cookie as it is: idle-expired ...
+    assert_eq!(
+        c.resolve_on_connection(old.as_bytes(), t2, &ConnCookieMemo::default())
+            .await,
+        None
+    );
+    // ... and the absolute ttl still counts from the sign-in.
+    let past_ttl = t0 + Duration::from_secs(3600 + 1);
+    assert_eq!(
+        c.resolve_on_connection(old.as_bytes(), past_ttl, &memo)
+            .await,
+        None
+    );
+    // A server-side store holds the refreshed session itself; the connection
+    // keeps naming it, so revocation is still seen on the next request.
+    let (m, h) = signed_in(SessionStoreKind::Memory, &alice, t0).await;
+    let memo = ConnCookieMemo::default();
+    let s = m
+        .resolve_on_connection(h.as_bytes(), t1, &memo)
+        .await
+        .unwrap();
+    m.remember_refresh(h.as_bytes(), &s, &memo);
+    assert!(matches!(
+        memo.get(h.as_bytes()),
+        Some(CookiePayload::Ref { .. })
+    ));
 }

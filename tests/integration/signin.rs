@@ -619,3 +619,45 @@ async fn logout_revokes_the_access_token_at_the_idp_when_configured() {
     assert_eq!(op.0.revocations(), 1);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_keeps_an_old_cookie_has_it_resealed_once_per_connection() {
+    // A 4 s idle timeout: the cookie's activity time is refreshed after 1 s.
+    let e = env("idle_timeout = \"4s\"").await;
+    let mut b = Browser::new(e.proxy.addr);
+    assert_eq!(b.sign_in("/", "ann@example.com").await.status(), 302);
+    let old = format!("_usher={}", b.jar["_usher"]);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let url = e.proxy.url("/secure");
+    let get = |client: &reqwest::Client| {
+        client
+            .get(&url)
+            .header("host", "jira.test")
+            .header("accept", "text/html")
+            .header("cookie", &old)
+            .send()
+    };
+    let resealed = |r: &reqwest::Response| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().starts_with("_usher="))
+    };
+    // A client that never stores cookies, on one keep-alive connection: the
+    // first request is refreshed, the next reads as the refreshed session.
+    let conn = harness::client();
+    let first = get(&conn).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(resealed(&first), "the due refresh is sent");
+    first.bytes().await.unwrap();
+    let second = get(&conn).await.unwrap();
+    assert_eq!(second.status(), 200);
+    assert!(
+        !resealed(&second),
+        "not sealed again on the same connection"
+    );
+    // Another connection reads the old cookie as it is, so it is refreshed there.
+    let other = get(&harness::client()).await.unwrap();
+    assert_eq!(other.status(), 200);
+    assert!(resealed(&other));
+}
