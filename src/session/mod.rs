@@ -314,7 +314,7 @@ impl Sessions {
     /// A browser stores the new cookie from the first response; until its next
     /// request arrives, and for ever with a client that never stores cookies (a
     /// script, a load tool), the old cookie would otherwise be found due again and
-    /// re-sealed on every request: AES-GCM and a `Set-Cookie` each time, 70% more
+    /// re-sealed on every request: AES-GCM and a `Set-Cookie` each time, 60–70% more
     /// CPU per request (BENCHMARKS.md, ninth session). The absolute ttl still
     /// counts from the sign-in, and another connection still reads the old cookie
     /// as it is. Cookie store only: a server-side store keeps the refreshed
