@@ -433,4 +433,6 @@ async fn a_refreshed_cookie_is_resealed_once_per_connection_not_per_request() {
         memo.get(h.as_bytes()),
         Some(CookiePayload::Ref { .. })
     ));
+    m.store.revoke(&alice.id).await.unwrap();
+    assert_eq!(m.resolve_on_connection(h.as_bytes(), t1, &memo).await, None);
 }
