@@ -573,6 +573,18 @@ async fn read_until_closed(s: &mut TcpStream, not_before: Duration, what: &str) 
     out
 }
 
+/// Sends `bytes` on a new connection and waits for the proxy to close it (no
+/// sooner than `not_before`); returns what it answered.
+async fn send_then_closed(
+    addr: std::net::SocketAddr,
+    bytes: &[u8],
+    not_before: Duration,
+    what: &str,
+) -> Vec<u8> {
+    let mut s = send_raw(addr, bytes).await;
+    read_until_closed(&mut s, not_before, what).await
+}
+
 /// Slowloris: a client that trickles a request head loses the connection after
 /// `header_read_timeout`; one that keeps a connection open without starting its
 /// next request loses it after `keepalive_timeout` (and not before); a prompt
@@ -588,13 +600,9 @@ async fn slow_request_heads_and_idle_keep_alives_are_cut_off() {
     let proxy = harness::start(settings(&cfg)).await;
 
     // A head that never ends: closed without an answer being forwarded.
-    let mut slow = send_raw(
+    let out = send_then_closed(
         proxy.addr,
         b"GET / HTTP/1.1\r\nHost: jira.test\r\nX-A: 1\r\n",
-    )
-    .await;
-    let out = read_until_closed(
-        &mut slow,
         Duration::from_millis(300),
         "a connection with a slow head",
     )
@@ -648,13 +656,9 @@ async fn the_idle_timeout_spares_slow_answers_and_ends_idle_http2() {
     assert_eq!(resp.text().await.unwrap(), "slow done");
 
     // Prior-knowledge HTTP/2: the client preface and an empty SETTINGS frame.
-    let mut h2 = send_raw(
+    let out = send_then_closed(
         proxy.addr,
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
-    )
-    .await;
-    let out = read_until_closed(
-        &mut h2,
         Duration::from_millis(300),
         "an idle HTTP/2 connection",
     )
