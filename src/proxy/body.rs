@@ -13,6 +13,7 @@ use http::{HeaderValue, Method, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::lean::body::LeanBody;
 use super::pool::Checkout;
 use crate::admin::metrics::{UpstreamErrorKind, UpstreamMetrics};
 use crate::telemetry::access_log::AccessLine;
@@ -71,7 +72,13 @@ enum Kind {
         body: Incoming,
         connection: Option<Checkout>,
     },
+    /// An upstream body read by the request task itself (`proxy::lean`); it
+    /// returns its connection to the pool on its own when it ends exactly.
+    Lean(LeanBody),
 }
+
+/// The error of a response body usher streams (hyper's or the lean path's).
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body type of every response usher writes to a client.
 pub struct ProxyBody {
@@ -101,6 +108,15 @@ impl ProxyBody {
         }
     }
 
+    /// An upstream body from the lean exchange.
+    pub fn lean(body: LeanBody) -> Self {
+        ProxyBody {
+            kind: Kind::Lean(body),
+            log: None,
+            bytes: 0,
+        }
+    }
+
     /// Attaches the access-log record written when the body completes.
     pub fn with_log(mut self, record: Box<AccessRecord>) -> Self {
         self.log = Some(record);
@@ -120,12 +136,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         match &mut this.kind {
             Kind::Full(data) => match data.take() {
@@ -155,11 +171,27 @@ impl Body for ProxyBody {
                         if let Some(m) = this.log.as_ref().and_then(|r| r.metrics) {
                             m.error(UpstreamErrorKind::Body);
                         }
-                        Poll::Ready(Some(Err(e)))
+                        Poll::Ready(Some(Err(e.into())))
                     }
                     Poll::Pending => Poll::Pending,
                 }
             }
+            Kind::Lean(body) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(d) = frame.data_ref() {
+                        this.bytes += d.len() as u64;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    if let Some(m) = this.log.as_ref().and_then(|r| r.metrics) {
+                        m.error(UpstreamErrorKind::Body);
+                    }
+                    Poll::Ready(Some(Err(e.into())))
+                }
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -167,6 +199,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(d) => d.is_none(),
             Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Lean(body) => body.is_end_stream(),
         }
     }
 
@@ -175,6 +208,7 @@ impl Body for ProxyBody {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Lean(body) => body.size_hint(),
         }
     }
 }

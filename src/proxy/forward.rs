@@ -1,7 +1,9 @@
 //! Sends one prepared request to its upstream over a pooled HTTP/1.1 connection
 //! and turns the answer into the client response: bodies stream both ways,
 //! `101 Switching Protocols` becomes a byte tunnel, hop-by-hop response headers
-//! are dropped. Failures become [`RequestError`]s; nothing here logs.
+//! are dropped. Failures become [`RequestError`]s; nothing here logs. Bodyless,
+//! non-upgrade requests take the lean path instead (`proxy::lean`), which
+//! answers the same way.
 
 use std::sync::Arc;
 
@@ -20,6 +22,20 @@ use crate::error::RequestError;
 /// upstream. `client_upgrade` is the client side of a requested protocol switch;
 /// `now` is when the request arrived (the response time counts from there).
 pub async fn forward(
+    pool: &Arc<UpstreamPool>,
+    req: Request<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+    now: tokio::time::Instant,
+) -> Result<Response<ProxyBody>, RequestError> {
+    if super::lean::eligible(&req, client_upgrade.is_some()) {
+        return super::lean::forward(pool, req, now).await;
+    }
+    // Boxed: hyper's client futures are large and this path is the rarer one;
+    // inline, they would be part of (and copied with) every request's future.
+    Box::pin(forward_with_hyper(pool, req, client_upgrade, now)).await
+}
+
+async fn forward_with_hyper(
     pool: &Arc<UpstreamPool>,
     req: Request<Incoming>,
     client_upgrade: Option<OnUpgrade>,
@@ -113,7 +129,8 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
     }
 }
 
-fn connect_error(upstream: &str, e: ConnectError) -> RequestError {
+/// The client-facing error for a failed connect (shared with the lean path).
+pub(super) fn connect_error(upstream: &str, e: ConnectError) -> RequestError {
     match e {
         ConnectError::Timeout => RequestError::GatewayTimeout {
             upstream: upstream.to_owned(),

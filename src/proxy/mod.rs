@@ -9,6 +9,7 @@ pub mod conn_life;
 pub mod cookies;
 pub mod forward;
 pub mod headers;
+pub mod lean;
 pub mod pool;
 pub mod reserved;
 pub mod route;

@@ -1,5 +1,6 @@
-//! Upstream connections for one worker thread: a small LIFO stack of idle HTTP/1.1
-//! connections per upstream, owned by the worker (nothing shared between cores,
+//! Upstream connections for one worker thread: small LIFO stacks of idle HTTP/1.1
+//! connections per upstream (hyper client connections, and raw ones for the lean
+//! exchange of `proxy::lean`), owned by the worker (nothing shared between cores,
 //! see shared/reference/proxy-performance.md). A connection returns to the stack
 //! when its response body ended cleanly; broken, expired or surplus connections
 //! are dropped. No background task: expiry is checked on checkout and on return.
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -54,6 +56,90 @@ pub enum ConnectError {
     Handshake(#[from] hyper::Error),
 }
 
+/// Initial read buffer of a lean connection (grown as needed).
+pub const LEAN_READ_BUF: usize = 16 * 1024;
+
+/// A raw HTTP/1.1 connection of the lean exchange (`proxy::lean`), driven by the
+/// request task itself: the socket, its read buffer (bytes received but not yet
+/// consumed stay here) and a reusable buffer for writing request heads.
+pub struct LeanConn {
+    /// The connection to the upstream.
+    pub stream: LeanStream,
+    /// Bytes read from `stream`; empty whenever the connection is idle.
+    pub read_buf: BytesMut,
+    /// Scratch space for serializing request heads (kept for its capacity).
+    pub write_buf: Vec<u8>,
+}
+
+/// The byte stream of a lean connection: plain TCP, or TLS over TCP for
+/// `https://` upstreams.
+pub enum LeanStream {
+    /// Plain TCP (`http://` upstreams).
+    Plain(TcpStream),
+    /// TLS (`https://` upstreams); boxed, the TLS state is large.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl LeanConn {
+    /// Whether nothing arrived while the connection was idle: no unsolicited
+    /// bytes (say a `408` before a close) and no close. On plain TCP this costs
+    /// no syscall unless the socket was signalled readable since the last short
+    /// read; on TLS it also consumes records without application data (session
+    /// tickets).
+    fn is_quiet(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        match &mut self.stream {
+            LeanStream::Plain(s) => {
+                matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            LeanStream::Tls(s) => {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                let mut buf = tokio::io::ReadBuf::new(&mut probe);
+                tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut **s), &mut cx, &mut buf)
+                    .is_pending()
+            }
+        }
+    }
+}
+
+struct IdleLean {
+    conn: LeanConn,
+    /// The connection's response timer (see [`Idle::timer`]).
+    timer: Pin<Box<Sleep>>,
+}
+
+/// A lean connection taken from (or newly made for) a pool;
+/// [`LeanCheckout::release`] gives it back for reuse.
+pub struct LeanCheckout {
+    pool: Arc<UpstreamPool>,
+    /// The connection.
+    pub conn: LeanConn,
+    /// Whether this connection served requests before (a failure before any
+    /// response byte justifies one retry on a fresh connection).
+    pub reused: bool,
+    /// The connection's response timer, armed by [`LeanCheckout::arm`].
+    pub timer: Pin<Box<Sleep>>,
+}
+
+impl LeanCheckout {
+    /// Sets the response timer to `response_timeout` after `start`, for the
+    /// exchange about to begin (raced with it through [`Within`]).
+    pub fn arm(&mut self, start: Instant) {
+        let deadline = deadline_after(start, self.pool.target.response_timeout);
+        self.timer.as_mut().reset(deadline);
+    }
+
+    /// Returns the connection to its pool. The caller guarantees the previous
+    /// response was read exactly and allowed keep-alive; a connection with
+    /// unread bytes is dropped here anyway.
+    pub fn release(self) {
+        let LeanCheckout {
+            pool, conn, timer, ..
+        } = self;
+        pool.put_lean(IdleLean { conn, timer });
+    }
+}
+
 struct Idle {
     sender: SendRequest<Incoming>,
     /// The connection's response timer; its deadline was set when its last
@@ -76,6 +162,7 @@ pub struct UpstreamPool {
     /// The upstream these connections lead to.
     pub target: Arc<UpstreamTarget>,
     idle: Mutex<Vec<Idle>>,
+    idle_lean: Mutex<Vec<IdleLean>>,
 }
 
 /// A connection taken from (or newly made for) a pool; [`Checkout::release`]
@@ -146,10 +233,10 @@ pub struct Elapsed;
 
 pin_project_lite::pin_project! {
     /// A response future raced against the connection's timer.
-    struct Within<'a, F> {
+    pub struct Within<'a, F> {
         #[pin]
-        response: F,
-        timer: Pin<&'a mut Sleep>,
+        pub response: F,
+        pub timer: Pin<&'a mut Sleep>,
     }
 }
 
@@ -174,12 +261,103 @@ impl UpstreamPool {
         Arc::new(UpstreamPool {
             target,
             idle: Mutex::new(Vec::new()),
+            idle_lean: Mutex::new(Vec::new()),
         })
     }
 
     /// Number of idle connections (for tests and metrics).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Number of idle lean connections (for tests and metrics).
+    pub fn idle_lean_count(&self) -> usize {
+        self.idle_lean.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    fn put_lean(&self, conn: IdleLean) {
+        if !conn.conn.read_buf.is_empty() {
+            return;
+        }
+        let Ok(mut idle) = self.idle_lean.lock() else {
+            return;
+        };
+        // As in `put`: the returned connection's last start stands in for now.
+        let now = last_start(&conn.timer, &self.target);
+        if let Some(oldest) = idle.first() {
+            let last_used = last_start(&oldest.timer, &self.target);
+            if now.saturating_duration_since(last_used) > self.target.idle_timeout {
+                idle.remove(0);
+            }
+        }
+        if idle.len() < self.target.max_idle {
+            idle.push(conn);
+        }
+    }
+
+    fn take_idle_lean(&self, now: Instant) -> Option<IdleLean> {
+        let Ok(mut idle) = self.idle_lean.lock() else {
+            return None;
+        };
+        while let Some(mut i) = idle.pop() {
+            let last_used = last_start(&i.timer, &self.target);
+            let fresh = now.saturating_duration_since(last_used) <= self.target.idle_timeout;
+            if fresh && i.conn.is_quiet() {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// A lean connection: the most recently used idle one, else a new one. An
+    /// idle connection the upstream closed meanwhile is found out by the first
+    /// read or write (the caller retries once on a fresh connection). `now` is
+    /// the request's start.
+    pub async fn checkout_lean(
+        self: &Arc<Self>,
+        now: Instant,
+    ) -> Result<LeanCheckout, ConnectError> {
+        if let Some(IdleLean { conn, timer }) = self.take_idle_lean(now) {
+            return Ok(LeanCheckout {
+                pool: self.clone(),
+                conn,
+                reused: true,
+                timer,
+            });
+        }
+        // Boxed: connecting (TCP, TLS handshake) is rare next to reuse, and its
+        // future is large.
+        Box::pin(self.connect_lean()).await
+    }
+
+    /// Always a new lean connection (TCP, then TLS for `https://` upstreams;
+    /// also used for the retry), within `connect_timeout`.
+    pub async fn connect_lean(self: &Arc<Self>) -> Result<LeanCheckout, ConnectError> {
+        let t = &self.target;
+        let stream = tokio::time::timeout(t.connect_timeout, async {
+            let s = TcpStream::connect((t.connect_host.as_str(), t.port)).await?;
+            s.set_nodelay(true)?;
+            match &t.tls {
+                None => Ok::<_, io::Error>(LeanStream::Plain(s)),
+                Some((connector, name)) => {
+                    let tls = connector.connect(name.clone(), s).await?;
+                    Ok(LeanStream::Tls(Box::new(tls)))
+                }
+            }
+        })
+        .await
+        .map_err(|_| ConnectError::Timeout)??;
+        Ok(LeanCheckout {
+            pool: self.clone(),
+            conn: LeanConn {
+                stream,
+                read_buf: BytesMut::with_capacity(LEAN_READ_BUF),
+                write_buf: Vec::with_capacity(1024),
+            },
+            reused: false,
+            // Armed before the first exchange.
+            timer: Box::pin(tokio::time::sleep(t.response_timeout)),
+        })
     }
 
     fn put(&self, conn: Idle) {

@@ -11,6 +11,7 @@ mod cli;
 mod connect;
 mod demo;
 mod harness;
+mod lean;
 mod metrics;
 mod multi_idp;
 mod oidc_peer;
