@@ -107,15 +107,32 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 async fn raw(script: Vec<Vec<Reply>>) -> Raw {
-    raw_with(script, Duration::from_secs(5), false).await
+    raw_with(
+        script,
+        Duration::from_secs(5),
+        Duration::from_secs(60),
+        false,
+    )
+    .await
 }
 
 /// Like [`raw`], over TLS (a fresh self-signed certificate for `localhost`).
 async fn raw_tls(script: Vec<Vec<Reply>>) -> Raw {
-    raw_with(script, Duration::from_secs(5), true).await
+    raw_with(
+        script,
+        Duration::from_secs(5),
+        Duration::from_secs(60),
+        true,
+    )
+    .await
 }
 
-async fn raw_with(script: Vec<Vec<Reply>>, response_timeout: Duration, tls: bool) -> Raw {
+async fn raw_with(
+    script: Vec<Vec<Reply>>,
+    response_timeout: Duration,
+    idle_timeout: Duration,
+    tls: bool,
+) -> Raw {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepts = Arc::new(AtomicUsize::new(0));
@@ -171,7 +188,7 @@ async fn raw_with(script: Vec<Vec<Reply>>, response_timeout: Duration, tls: bool
         tls: connector,
         connect_timeout: Duration::from_secs(2),
         response_timeout,
-        idle_timeout: Duration::from_secs(60),
+        idle_timeout,
         max_idle: 4,
     };
     Raw {

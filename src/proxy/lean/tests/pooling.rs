@@ -243,6 +243,68 @@ async fn custom_reason_phrase_is_kept() {
 }
 
 #[tokio::test]
+async fn a_connection_idle_past_idle_timeout_is_not_reused() {
+    let ok = || reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let up = raw_with(
+        vec![vec![ok(), ok()], vec![ok()]],
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        false,
+    )
+    .await;
+    let (_, body) = fetch(&up, get("/a")).await;
+    assert_eq!(body.unwrap(), "ok");
+    let (_, body) = fetch(&up, get("/b")).await;
+    assert_eq!(body.unwrap(), "ok");
+    assert_eq!(up.accepts.load(Ordering::SeqCst), 1, "reused while fresh");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let (_, body) = fetch(&up, get("/c")).await;
+    assert_eq!(body.unwrap(), "ok");
+    assert_eq!(
+        up.accepts.load(Ordering::SeqCst),
+        2,
+        "a connection idle for longer than idle_timeout is retired, not reused"
+    );
+}
+
+#[tokio::test]
+async fn the_response_time_counts_from_the_request_start() {
+    // The upstream answers 300 ms after each request; the timeout is 1 s.
+    let slow = || Reply {
+        pieces: vec![
+            Vec::new(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        ],
+        close: false,
+        gap: Duration::from_millis(300),
+    };
+    let quick = reply(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let up = raw_with(
+        vec![vec![quick, slow()], vec![slow()]],
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        false,
+    )
+    .await;
+    let (parts, _) = fetch(&up, get("/warm")).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    // On the reused connection, a request that arrived 900 ms ago has 100 ms left.
+    let arrived = tokio::time::Instant::now() - Duration::from_millis(900);
+    match forward(&up.pool, get("/late"), arrived).await {
+        Err(RequestError::GatewayTimeout { phase, .. }) => assert_eq!(phase, "response"),
+        other => panic!(
+            "expected a response timeout, got {:?}",
+            other.map(|r| r.status())
+        ),
+    }
+    // A request that just arrived has the whole second (on a new connection: the
+    // timed-out one is not pooled).
+    let (parts, _) = fetch(&up, get("/fresh")).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(up.accepts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn slow_upstream_is_gateway_timeout() {
     let up = raw_with(
         vec![vec![Reply {
@@ -251,6 +313,7 @@ async fn slow_upstream_is_gateway_timeout() {
             gap: Duration::from_millis(2),
         }]],
         Duration::from_millis(200),
+        Duration::from_secs(60),
         false,
     )
     .await;
@@ -286,4 +349,55 @@ async fn refused_connection_is_bad_gateway() {
         panic!("connected to a closed port");
     };
     assert!(cause(&e).contains("connect failed"), "{e}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_request_waits_for_the_workers_other_ready_tasks_before_it_is_written() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = UpstreamTarget {
+        name: "raw",
+        connect_host: "127.0.0.1".into(),
+        port: listener.local_addr().unwrap().port(),
+        tls: None,
+        connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(60),
+        max_idle: 4,
+    };
+    let pool = UpstreamPool::new(Arc::new(target));
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    // Warm up: one exchange leaves a pooled connection, so the next checkout
+    // takes it without waiting for anything.
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        read_head(&mut s).await.unwrap();
+        s.write_all(ok).await.unwrap();
+        s
+    });
+    let warm = forward(&pool, get("/warm"), tokio::time::Instant::now());
+    assert_eq!(warm.await.unwrap().status(), StatusCode::OK);
+    let mut server = server.await.unwrap();
+    assert_eq!(pool.idle_lean_count(), 1);
+
+    // A task made ready just before the request: it looks (without waiting)
+    // whether the request has reached the upstream yet, then answers it.
+    let early = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = early.clone();
+    let other = tokio::spawn(async move {
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        let arrived = socket2::SockRef::from(&server).peek(&mut probe);
+        seen.store(matches!(arrived, Ok(n) if n > 0), Ordering::SeqCst);
+        read_head(&mut server).await.unwrap();
+        server.write_all(ok).await.unwrap();
+        server
+    });
+    let resp = forward(&pool, get("/next"), tokio::time::Instant::now())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let _server = other.await.unwrap();
+    assert!(
+        !early.load(Ordering::SeqCst),
+        "the request was written before the worker's other ready task ran"
+    );
 }
