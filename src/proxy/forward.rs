@@ -42,10 +42,7 @@ async fn forward_with_hyper(
     now: tokio::time::Instant,
 ) -> Result<Response<ProxyBody>, RequestError> {
     let target = &pool.target;
-    let timed_out = |_| RequestError::GatewayTimeout {
-        upstream: target.name.to_owned(),
-        phase: "response",
-    };
+    let timed_out = |_| response_timeout(target.name);
     let mut checkout = pool
         .checkout(now)
         .await
@@ -126,6 +123,15 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
     let mut upstream = TokioIo::new(upstream);
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(error = %e, "upgraded connection closed with an error");
+    }
+}
+
+/// The client-facing error for a response head that did not arrive within
+/// `response_timeout` (shared with the lean path).
+pub(super) fn response_timeout(upstream: &str) -> RequestError {
+    RequestError::GatewayTimeout {
+        upstream: upstream.to_owned(),
+        phase: "response",
     }
 }
 

@@ -148,12 +148,9 @@ struct Idle {
 }
 
 impl Idle {
-    /// Whether the connection has been unused for longer than `idle_timeout`,
-    /// counted from its last request's start (a little early, the safe side:
-    /// the danger is an upstream that already closed its end).
+    /// See [`unused_too_long`].
     fn expired(&self, t: &UpstreamTarget, now: Instant) -> bool {
-        let last_used = last_start(&self.timer, t);
-        now.saturating_duration_since(last_used) > t.idle_timeout
+        unused_too_long(&self.timer, t, now)
     }
 }
 
@@ -216,6 +213,13 @@ impl Checkout {
 fn last_start(timer: &Sleep, t: &UpstreamTarget) -> Instant {
     let deadline = timer.deadline();
     deadline.checked_sub(t.response_timeout).unwrap_or(deadline)
+}
+
+/// Whether the connection whose response timer is `timer` has been unused for
+/// longer than `idle_timeout`, counted from its last request's start (a little
+/// early, the safe side: the danger is an upstream that already closed its end).
+fn unused_too_long(timer: &Sleep, t: &UpstreamTarget, now: Instant) -> bool {
+    now.saturating_duration_since(last_start(timer, t)) > t.idle_timeout
 }
 
 /// `now + timeout`, or as far as tokio's timers go.
@@ -284,11 +288,11 @@ impl UpstreamPool {
         };
         // As in `put`: the returned connection's last start stands in for now.
         let now = last_start(&conn.timer, &self.target);
-        if let Some(oldest) = idle.first() {
-            let last_used = last_start(&oldest.timer, &self.target);
-            if now.saturating_duration_since(last_used) > self.target.idle_timeout {
-                idle.remove(0);
-            }
+        if idle
+            .first()
+            .is_some_and(|oldest| unused_too_long(&oldest.timer, &self.target, now))
+        {
+            idle.remove(0);
         }
         if idle.len() < self.target.max_idle {
             idle.push(conn);
@@ -300,9 +304,7 @@ impl UpstreamPool {
             return None;
         };
         while let Some(mut i) = idle.pop() {
-            let last_used = last_start(&i.timer, &self.target);
-            let fresh = now.saturating_duration_since(last_used) <= self.target.idle_timeout;
-            if fresh && i.conn.is_quiet() {
+            if !unused_too_long(&i.timer, &self.target, now) && i.conn.is_quiet() {
                 return Some(i);
             }
         }

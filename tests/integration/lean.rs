@@ -33,6 +33,20 @@ async fn read_head(s: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&head).into_owned())
 }
 
+/// A request for `path` as a browser on `jira.test` sends it through usher.
+async fn send(
+    c: &reqwest::Client,
+    method: reqwest::Method,
+    proxy: &harness::Proxy,
+    path: &str,
+) -> reqwest::Response {
+    c.request(method, proxy.url(path))
+        .header("host", "jira.test")
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn start(script: Script) -> RawUpstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -107,42 +121,22 @@ async fn lean_bodies_reach_the_client_over_one_pooled_upstream_connection() {
     let proxy = harness::start(settings(&open_config(&up.url, "", ""))).await;
     let c = client();
     for _ in 0..2 {
-        let resp = c
-            .get(proxy.url("/length"))
-            .header("host", "jira.test")
-            .send()
-            .await
-            .unwrap();
+        let resp = send(&c, reqwest::Method::GET, &proxy, "/length").await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.content_length(), Some(11));
         assert_eq!(resp.headers()["x-app"], "len");
         assert_eq!(resp.text().await.unwrap(), "hello world");
 
-        let resp = c
-            .get(proxy.url("/chunked"))
-            .header("host", "jira.test")
-            .send()
-            .await
-            .unwrap();
+        let resp = send(&c, reqwest::Method::GET, &proxy, "/chunked").await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.text().await.unwrap(), "hello chunk");
 
-        let resp = c
-            .head(proxy.url("/head"))
-            .header("host", "jira.test")
-            .send()
-            .await
-            .unwrap();
+        let resp = send(&c, reqwest::Method::HEAD, &proxy, "/head").await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-length"], "4096");
         assert!(resp.bytes().await.unwrap().is_empty());
 
-        let resp = c
-            .get(proxy.url("/nocontent"))
-            .header("host", "jira.test")
-            .send()
-            .await
-            .unwrap();
+        let resp = send(&c, reqwest::Method::GET, &proxy, "/nocontent").await;
         assert_eq!(resp.status(), 204);
     }
     assert_eq!(
@@ -159,12 +153,7 @@ async fn lean_body_until_close_is_reframed_and_not_pooled() {
     let proxy = harness::start(settings(&open_config(&up.url, "", ""))).await;
     let c = client();
     for _ in 0..2 {
-        let resp = c
-            .get(proxy.url("/until-close"))
-            .header("host", "jira.test")
-            .send()
-            .await
-            .unwrap();
+        let resp = send(&c, reqwest::Method::GET, &proxy, "/until-close").await;
         assert_eq!(resp.status(), 200);
         assert!(!resp.headers().contains_key("connection"));
         assert_eq!(resp.text().await.unwrap(), "until close");
@@ -178,12 +167,7 @@ async fn lean_broken_upstream_body_breaks_the_client_body() {
     let up = start(answers).await;
     let proxy = harness::start(settings(&open_config(&up.url, "", ""))).await;
     let c = client();
-    let resp = c
-        .get(proxy.url("/broken"))
-        .header("host", "jira.test")
-        .send()
-        .await
-        .unwrap();
+    let resp = send(&c, reqwest::Method::GET, &proxy, "/broken").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.content_length(), Some(100));
     assert!(
@@ -191,24 +175,14 @@ async fn lean_broken_upstream_body_breaks_the_client_body() {
         "a truncated upstream body must not look complete"
     );
     // Chunked: without the error hyper would end the re-chunked body cleanly.
-    let resp = c
-        .get(proxy.url("/broken-chunked"))
-        .header("host", "jira.test")
-        .send()
-        .await
-        .unwrap();
+    let resp = send(&c, reqwest::Method::GET, &proxy, "/broken-chunked").await;
     assert_eq!(resp.status(), 200);
     assert!(
         resp.bytes().await.is_err(),
         "a truncated chunked upstream body must not look complete"
     );
     // The next request gets a fresh upstream connection and a whole answer.
-    let resp = c
-        .get(proxy.url("/length"))
-        .header("host", "jira.test")
-        .send()
-        .await
-        .unwrap();
+    let resp = send(&c, reqwest::Method::GET, &proxy, "/length").await;
     assert_eq!(resp.text().await.unwrap(), "hello world");
     assert_eq!(up.accepts.load(Ordering::SeqCst), 3);
     proxy.shutdown().await;

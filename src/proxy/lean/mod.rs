@@ -80,7 +80,7 @@ pub async fn forward<B>(
     });
     let first = within(&mut checkout, &parts)
         .await
-        .map_err(|_| timed_out(name))?;
+        .map_err(|_| super::forward::response_timeout(name))?;
     let head = match first {
         Ok(head) => head,
         Err(Failure::Stale { error: e, sent })
@@ -95,7 +95,7 @@ pub async fn forward<B>(
             // Boxed like the connect: rare, and it keeps the request future small.
             Box::pin(within(&mut checkout, &parts))
                 .await
-                .map_err(|_| timed_out(name))?
+                .map_err(|_| super::forward::response_timeout(name))?
                 .map_err(|f| fatal(name, f))?
         }
         Err(f) => return Err(fatal(name, f)),
@@ -112,13 +112,6 @@ fn within<'a>(
     Within {
         response: exchange(&mut checkout.conn, parts),
         timer: checkout.timer.as_mut(),
-    }
-}
-
-fn timed_out(upstream: &str) -> RequestError {
-    RequestError::GatewayTimeout {
-        upstream: upstream.to_owned(),
-        phase: "response",
     }
 }
 

@@ -182,19 +182,30 @@ async fn raw_with(
         }
     });
     let target = UpstreamTarget {
-        name: "raw",
-        connect_host: "127.0.0.1".into(),
-        port,
         tls: connector,
-        connect_timeout: Duration::from_secs(2),
         response_timeout,
         idle_timeout,
-        max_idle: 4,
+        ..target(port)
     };
     Raw {
         pool: UpstreamPool::new(Arc::new(target)),
         accepts,
         requests,
+    }
+}
+
+/// A plain-TCP upstream on a loopback `port`, with the timeouts the tests use
+/// unless they set their own.
+fn target(port: u16) -> UpstreamTarget {
+    UpstreamTarget {
+        name: "raw",
+        connect_host: "127.0.0.1".into(),
+        port,
+        tls: None,
+        connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(60),
+        max_idle: 4,
     }
 }
 

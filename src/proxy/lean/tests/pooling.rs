@@ -335,16 +335,7 @@ async fn refused_connection_is_bad_gateway() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let pool = UpstreamPool::new(Arc::new(UpstreamTarget {
-        name: "raw",
-        connect_host: "127.0.0.1".into(),
-        port,
-        tls: None,
-        connect_timeout: Duration::from_secs(2),
-        response_timeout: Duration::from_secs(2),
-        idle_timeout: Duration::from_secs(60),
-        max_idle: 4,
-    }));
+    let pool = UpstreamPool::new(Arc::new(target(port)));
     let Err(e) = forward(&pool, get("/"), tokio::time::Instant::now()).await else {
         panic!("connected to a closed port");
     };
@@ -354,17 +345,7 @@ async fn refused_connection_is_bad_gateway() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_request_waits_for_the_workers_other_ready_tasks_before_it_is_written() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target = UpstreamTarget {
-        name: "raw",
-        connect_host: "127.0.0.1".into(),
-        port: listener.local_addr().unwrap().port(),
-        tls: None,
-        connect_timeout: Duration::from_secs(2),
-        response_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(60),
-        max_idle: 4,
-    };
-    let pool = UpstreamPool::new(Arc::new(target));
+    let pool = UpstreamPool::new(Arc::new(target(listener.local_addr().unwrap().port())));
     let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     // Warm up: one exchange leaves a pooled connection, so the next checkout
     // takes it without waiting for anything.

@@ -102,17 +102,10 @@ async fn untrusted_tls_upstream_is_bad_gateway() {
     // The pool trusts a different certificate than the upstream presents.
     let up = raw_tls(vec![vec![reply(b"HTTP/1.1 200 OK\r\n\r\n")]]).await;
     let other = raw_tls(vec![]).await;
-    let target = UpstreamTarget {
-        name: "raw",
-        connect_host: "127.0.0.1".into(),
-        port: up.pool.target.port,
+    let pool = UpstreamPool::new(Arc::new(UpstreamTarget {
         tls: other.pool.target.tls.clone(),
-        connect_timeout: Duration::from_secs(2),
-        response_timeout: Duration::from_secs(2),
-        idle_timeout: Duration::from_secs(60),
-        max_idle: 4,
-    };
-    let pool = UpstreamPool::new(Arc::new(target));
+        ..target(up.pool.target.port)
+    }));
     let Err(e) = forward(&pool, get("/"), tokio::time::Instant::now()).await else {
         panic!("an untrusted certificate was accepted");
     };
